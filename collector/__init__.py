@@ -1,0 +1,1 @@
+"""The collector: discovers a Docker host's containers and publishes their statistics."""

@@ -1,0 +1,119 @@
+"""``statspout-sink NAME``: run one sink as a worker process subscribed to the router."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import SimpleNamespace
+
+import zmq
+
+from statspout import bus, cli
+from statspout.sinks import registry
+from statspout.sinks.base import Sink
+from statspout.sinks.runtime import SinkWorker
+
+log = logging.getLogger("statspout.sink")
+
+DESCRIPTION = """\
+Run one sink (repository) as a worker: subscribe to the router's output and hand every
+sample to the sink. Sinks: {sinks}. A sink of your own package is found by its entry point
+in the group "statspout.sinks", or with --sink module:Class.
+"""
+
+
+def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
+    parser = cli.OptionParser(
+        prog="statspout-sink",
+        env_prefix="STATSPOUT_SINK_",
+        description=DESCRIPTION.format(sinks=", ".join(registry.available())),
+    )
+    parser.add_argument("name", nargs="?", help="the sink to run (see above)")
+    parser.option("--sink", help="load the sink class from module:Class instead of by name",
+                  metavar="MODULE:CLASS")
+    parser.option("--connect", help="the router's output endpoint",
+                  default=bus.DEFAULT_ROUTER_OUTPUT, type=cli.endpoint)
+    parser.option("--route", help="the route to subscribe to", default=bus.DEFAULT_ROUTE)
+    parser.option("--hwm", help="messages queued from the router before the router drops",
+                  default=bus.DEFAULT_HWM, type=cli.positive_int)
+    cli.add_common_options(parser)
+    if sink_class is not None:
+        group = parser.add_argument_group(f"options of the {sink_class.name} sink")
+        for option in sink_class.options:
+            parser.option(
+                f"--{sink_class.name}.{option.name}",
+                help=option.help,
+                default=option.default,
+                type=option.type,
+                choices=option.choices,
+                repeatable=option.repeatable,
+                group=group,
+                env_prefix=cli.ENV_PREFIX,  # --stdout.format → STATSPOUT_STDOUT_FORMAT
+            )
+    return parser
+
+
+def _choose_sink_class(argv: Sequence[str]) -> type[Sink] | None:
+    """Find the sink named on the command line (or in STATSPOUT_SINK), before full parsing,
+    so that its own options can be added to the parser. None when no sink is named."""
+    pre = cli.OptionParser(prog="statspout-sink", add_help=False, env_prefix="STATSPOUT_SINK_")
+    pre.add_argument("name", nargs="?")
+    pre.option("--sink", help="")
+    known, _ = pre.parse_known_args(argv)
+    if not known.name and not known.sink:
+        return None
+    try:
+        return registry.load(known.name, known.sink)
+    except registry.SinkNotFound as exc:
+        pre.error(str(exc))
+
+
+def sink_settings(sink_class: type[Sink], parsed: argparse.Namespace) -> SimpleNamespace:
+    prefix = f"{sink_class.name}.".replace(".", "_").replace("-", "_")
+    return SimpleNamespace(
+        **{option.attribute: getattr(parsed, prefix + option.attribute) for option in sink_class.options}
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    sink_class = _choose_sink_class(argv)
+    parser = build_parser(sink_class)
+    parsed = parser.parse_args(argv)
+    if sink_class is None:
+        parser.error(f"name a sink ({', '.join(registry.available())}) or pass --sink module:Class")
+    cli.configure_logging(parsed.log_level)
+
+    try:
+        sink = sink_class(sink_settings(sink_class, parsed))
+        sink.open()
+    except Exception as exc:
+        log.error("sink %s could not start: %s", sink_class.name, exc)
+        return 1
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    context = zmq.Context()
+    socket = bus.sink_subscriber(context, parsed.connect, parsed.route, parsed.hwm)
+    log.info("sink %s subscribed to route %r at %s", sink_class.name, parsed.route, parsed.connect)
+    try:
+        SinkWorker(sink, socket, report_interval=parsed.report_interval).run(stop)
+    finally:
+        try:
+            sink.close()
+        except Exception as exc:
+            log.error("sink %s failed to close cleanly: %r", sink_class.name, exc)
+        socket.close()
+        context.term()
+    log.info("sink %s stopped", sink_class.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
