@@ -73,10 +73,11 @@ def _choose_sink_class(argv: Sequence[str]) -> type[Sink] | None:
 
 
 def sink_settings(sink_class: type[Sink], parsed: argparse.Namespace) -> SimpleNamespace:
-    prefix = f"{sink_class.name}.".replace(".", "_").replace("-", "_")
-    return SimpleNamespace(
-        **{option.attribute: getattr(parsed, prefix + option.attribute) for option in sink_class.options}
-    )
+    # argparse keeps the dot of "--stdout.format" in the destination: "stdout.format".
+    return SimpleNamespace(**{
+        option.attribute: getattr(parsed, f"{sink_class.name}.{option.name}".replace("-", "_"))
+        for option in sink_class.options
+    })
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,14 +9,25 @@ Collector → router messages are one frame: the wire payload. Router → sink m
 frames: the route's topic, the router's own sequence number for that topic (8 bytes, big
 endian), and the payload exactly as the collector sent it. Sinks subscribe to one topic, so a
 gap in that sequence is loss between router and sink, never filtering.
+
+Security: with CURVE the router's two sockets are CURVE servers and every collector and sink
+a CURVE client (``security.py`` loads the keys). The router's control socket (``--status``) is
+a local ipc:// REP/REQ pair without CURVE; the folder it lives in is private to the user.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zmq
+
+if TYPE_CHECKING:  # security.py needs no sockets; only the types are used here
+    from statspout.security import ClientKeys, ServerSecurity
 
 DEFAULT_ROUTER_INPUT = "tcp://127.0.0.1:5556"
 DEFAULT_ROUTER_OUTPUT = "tcp://127.0.0.1:5557"
@@ -60,10 +71,47 @@ def unpack_sequence(frame: bytes) -> int:
     return int.from_bytes(frame, "big")
 
 
-def _configure(sock: zmq.Socket, hwm: int) -> zmq.Socket:
+def is_local_endpoint(endpoint: str) -> bool:
+    """True when only this machine can reach the endpoint: ipc://, inproc://, or a tcp://
+    loopback address. ``tcp://*`` and host names other than localhost count as not local."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    host = endpoint[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def default_control_endpoint() -> str:
+    """The router's control socket: in $XDG_RUNTIME_DIR when set, else in a per-user folder
+    under /tmp, so that one user's routers do not answer another's ``--status``."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    folder = Path(runtime, "statspout") if runtime else Path(f"/tmp/statspout-{os.getuid()}")
+    return f"ipc://{folder}/router.ctl"
+
+
+def _configure(
+    sock: zmq.Socket,
+    hwm: int,
+    *,
+    server: ServerSecurity | None = None,
+    client: ClientKeys | None = None,
+) -> zmq.Socket:
     sock.setsockopt(zmq.LINGER, LINGER_MS)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.RCVHWM, hwm)
+    # CURVE options must be set before bind/connect; they apply to every later link.
+    if server is not None:
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, server.own.secret)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, server.own.public)
+    if client is not None:
+        sock.setsockopt(zmq.CURVE_SERVERKEY, client.server_public)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, client.own.secret)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, client.own.public)
     return sock
 
 
@@ -82,8 +130,14 @@ class CollectorPublisher:
     XPUB_NODROP, when the queue to the subscriber is full (send raises Again).
     """
 
-    def __init__(self, context: zmq.Context, endpoint: str, hwm: int = DEFAULT_HWM) -> None:
-        self._socket = _configure(context.socket(zmq.XPUB), hwm)
+    def __init__(
+        self,
+        context: zmq.Context,
+        endpoint: str,
+        hwm: int = DEFAULT_HWM,
+        security: ClientKeys | None = None,
+    ) -> None:
+        self._socket = _configure(context.socket(zmq.XPUB), hwm, client=security)
         self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         self._socket.connect(endpoint)
         self._subscriptions = 0
@@ -118,27 +172,74 @@ class CollectorPublisher:
         self._socket.close()
 
 
-def router_input(context: zmq.Context, endpoint: str, hwm: int = DEFAULT_HWM) -> zmq.Socket:
+def router_input(
+    context: zmq.Context,
+    endpoint: str,
+    hwm: int = DEFAULT_HWM,
+    security: ServerSecurity | None = None,
+) -> zmq.Socket:
     """SUB bound on the input endpoint, subscribed to everything the collectors send."""
-    sock = _configure(context.socket(zmq.SUB), hwm)
+    sock = _configure(context.socket(zmq.SUB), hwm, server=security)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.bind(endpoint)
     return sock
 
 
-def router_output(context: zmq.Context, endpoint: str, hwm: int = DEFAULT_HWM) -> zmq.Socket:
+def router_output(
+    context: zmq.Context,
+    endpoint: str,
+    hwm: int = DEFAULT_HWM,
+    security: ServerSecurity | None = None,
+) -> zmq.Socket:
     """PUB bound on the output endpoint. A slow sink loses its own messages at its HWM (and
     sees the gap in the router's sequence); it never holds back the others."""
-    sock = _configure(context.socket(zmq.PUB), hwm)
+    sock = _configure(context.socket(zmq.PUB), hwm, server=security)
     sock.bind(endpoint)
     return sock
 
 
+def sender_key(frame: zmq.Frame) -> str | None:
+    """The Z85 public key a CURVE peer authenticated with (ZAP's User-Id), None without CURVE."""
+    try:
+        return frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
+
+
 def sink_subscriber(
-    context: zmq.Context, endpoint: str, route: str = DEFAULT_ROUTE, hwm: int = DEFAULT_HWM
+    context: zmq.Context,
+    endpoint: str,
+    route: str = DEFAULT_ROUTE,
+    hwm: int = DEFAULT_HWM,
+    security: ClientKeys | None = None,
 ) -> zmq.Socket:
     """SUB connected to the router's output, subscribed to one route."""
-    sock = _configure(context.socket(zmq.SUB), hwm)
+    sock = _configure(context.socket(zmq.SUB), hwm, client=security)
     sock.setsockopt(zmq.SUBSCRIBE, topic_for(route))
     sock.connect(endpoint)
     return sock
+
+
+def control_server(context: zmq.Context, endpoint: str) -> zmq.Socket:
+    """REP bound on the router's local control endpoint; the ipc folder is made private."""
+    if endpoint.startswith("ipc://"):
+        Path(endpoint[len("ipc://"):]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    sock = _configure(context.socket(zmq.REP), 16)
+    sock.bind(endpoint)
+    return sock
+
+
+def control_request(
+    context: zmq.Context, endpoint: str, request: bytes, timeout_ms: int = 3000
+) -> bytes:
+    """Ask the router's control socket once; TimeoutError when nobody answers in time."""
+    sock = _configure(context.socket(zmq.REQ), 16)
+    sock.setsockopt(zmq.LINGER, 0)  # an unanswered request must not hold up the exit
+    try:
+        sock.connect(endpoint)
+        sock.send(request)
+        if not sock.poll(timeout_ms):
+            raise TimeoutError(f"no answer from the router's control socket {endpoint}")
+        return sock.recv()
+    finally:
+        sock.close()

@@ -88,7 +88,7 @@ class OptionParser(argparse.ArgumentParser):
     def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
         parsed = super().parse_args(args, namespace)
         for flag, values in self._env_lists.items():
-            dest = flag.lstrip("-").replace(".", "_").replace("-", "_")
+            dest = flag.lstrip("-").replace("-", "_")  # as argparse derives it
             if getattr(parsed, dest) is None:
                 setattr(parsed, dest, values)
         return parsed

@@ -1,0 +1,38 @@
+"""Readings through the Docker Engine API: ``GET /containers/{id}/stats``.
+
+Without streaming, the daemon takes two samples a second apart for every call, so 50
+containers would cost 50 seconds one after the other. We ask for ``one-shot`` (API ≥ 1.41): a
+single sample with no previous one, and compute CPU percent from our own previous reading.
+The calls run concurrently, one connection each, so a cycle costs about one daemon tick.
+"""
+
+from __future__ import annotations
+
+import docker
+import docker.errors
+from docker.utils import version_gte
+
+from statspout.collector.discovery import ContainerInfo
+from statspout.collector.figures import Reading, reading_from_api
+
+ONE_SHOT_API = "1.41"
+
+
+class ApiSource:
+    name = "api"
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self._api = client.api
+        self._one_shot = version_gte(self._api.api_version, ONE_SHOT_API) or None
+
+    def read(self, container: ContainerInfo) -> Reading | None:
+        """One reading; None when the container vanished or stopped meanwhile."""
+        try:
+            payload = self._api.stats(container.id, stream=False, one_shot=self._one_shot)
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # "container is not running"
+                return None
+            raise
+        return reading_from_api(payload)

@@ -1,0 +1,261 @@
+"""The collector loop: keep the container table current, sample every interval, publish.
+
+Everything that touches the publishing socket runs in this one thread; readings come back
+from a thread pool, and Docker events from the watcher thread, through queues.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import docker
+
+from statspout import wire
+from statspout.bus import CollectorPublisher
+from statspout.collector import discovery
+from statspout.collector.discovery import ContainerInfo, DockerEvent, Resync
+from statspout.collector.figures import Reading, cpu_percent, mem_percent
+
+log = logging.getLogger("statspout.collector")
+
+# While samples are in flight, events and completions are looked at this often.
+WAKE_S = 0.05
+
+
+class ReadingSource(Protocol):
+    name: str
+
+    def read(self, container: ContainerInfo) -> Reading | None: ...
+
+
+@dataclass
+class CollectorCounts:
+    cycles: int = 0
+    samples: int = 0
+    events: int = 0
+    # A container that stopped or was removed while we sampled it: expected, not an error.
+    vanished: int = 0
+    failed_samples: int = 0
+    # A container still being read from the previous cycle is not asked again; its sample for
+    # this cycle is skipped, and counted here.
+    skipped_busy: int = 0
+    late_cycles: int = 0
+
+
+class Collector:
+    def __init__(
+        self,
+        *,
+        client_factory: Callable[[], docker.DockerClient],
+        source: ReadingSource,
+        publisher: CollectorPublisher,
+        host: str,
+        interval: float,
+        max_concurrency: int,
+        report_interval: float = 60.0,
+    ) -> None:
+        self._client_factory = client_factory
+        self._client: docker.DockerClient | None = None
+        self._source = source
+        self._publisher = publisher
+        self._host = host
+        self._interval = interval
+        self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="sample")
+        self._report_interval = report_interval
+        self._events: queue.Queue = queue.Queue()
+        self._containers: dict[str, ContainerInfo] = {}
+        self._previous: dict[str, Reading] = {}
+        self._in_flight: dict[Future, ContainerInfo] = {}
+        self._listed_once = False
+        self._seq = 0
+        self._last_error_log = 0.0
+        self.counts = CollectorCounts()
+
+    @property
+    def containers(self) -> dict[str, ContainerInfo]:
+        return dict(self._containers)
+
+    def run(self, stop: threading.Event) -> None:
+        watcher = discovery.EventWatcher(self._client_factory, self._events, stop)
+        watcher.start()
+        next_tick = time.monotonic()
+        next_report = next_tick + self._report_interval
+        try:
+            while not stop.is_set():
+                now = time.monotonic()
+                if now >= next_tick:
+                    if self._listed_once:
+                        self._start_cycle()
+                    next_tick += self._interval
+                    if next_tick < now:
+                        self.counts.late_cycles += 1
+                        next_tick = now + self._interval
+                if now >= next_report:
+                    self.report()
+                    next_report = now + self._report_interval
+                self._wait_and_handle(max(0.0, next_tick - time.monotonic()), stop)
+        finally:
+            watcher.close()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            if self._client is not None:
+                self._client.close()
+            self.report()
+
+    def _wait_and_handle(self, budget: float, stop: threading.Event) -> None:
+        """Wait up to ``budget`` seconds for readings or events, and handle what came."""
+        if self._in_flight:
+            done, _ = wait(list(self._in_flight), timeout=min(budget, WAKE_S),
+                           return_when=FIRST_COMPLETED)
+            for future in done:
+                self._publish_reading(self._in_flight.pop(future), future)
+            timeout = 0.0
+        else:
+            timeout = min(budget, 0.5)
+        try:
+            item = self._events.get(timeout=timeout) if timeout else self._events.get_nowait()
+        except queue.Empty:
+            return
+        while not stop.is_set():
+            self._handle_discovery(item)
+            try:
+                item = self._events.get_nowait()
+            except queue.Empty:
+                return
+
+    # Discovery
+
+    def _handle_discovery(self, item: DockerEvent | Resync) -> None:
+        try:
+            if isinstance(item, Resync):
+                self._resync()
+            else:
+                self._apply_event(item)
+        except docker.errors.DockerException as exc:
+            # The daemon went away between the event and our request; the watcher reconnects
+            # and a Resync follows.
+            self._log_error("Docker request failed during discovery: %s", exc)
+
+    def _docker(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    def _resync(self) -> None:
+        if self._client is not None:  # a new connection: the daemon may have restarted
+            self._client.close()
+            self._client = None
+        running = discovery.list_running(self._docker())
+        if self._listed_once:
+            now = time.time_ns()
+            for gone in set(self._containers) - set(running):
+                self._forget(gone, "stop", now)
+            for new in set(running) - set(self._containers):
+                self._publish_event(running[new], "start", now)
+        self._containers = running
+        self._listed_once = True
+        log.info("%d running containers", len(running))
+
+    def _apply_event(self, event: DockerEvent) -> None:
+        known = self._containers.get(event.id)
+        if event.action == "start":
+            info = discovery.inspect_running(self._docker(), event.id)
+            if info is not None:  # it may have died already; its "die" event follows
+                self._containers[event.id] = info
+                self._previous.pop(event.id, None)
+                self._publish_event(info, "start", event.timestamp_ns)
+        elif event.action == "die":
+            if known is not None:
+                self._forget(event.id, "stop", event.timestamp_ns)
+        elif event.action == "rename":
+            if known is not None:
+                renamed = ContainerInfo(known.id, event.name, known.image, known.labels, known.pid)
+                self._containers[event.id] = renamed
+                self._publish_event(renamed, "rename", event.timestamp_ns, event.old_name)
+        elif event.action == "destroy":
+            gone = self._containers.pop(event.id, None)
+            self._previous.pop(event.id, None)
+            info = gone or ContainerInfo(event.id, event.name, event.image)
+            self._publish_event(info, "destroy", event.timestamp_ns)
+        elif known is not None:  # pause, unpause: still sampled, the daemon still answers
+            self._publish_event(known, event.action, event.timestamp_ns)
+
+    def _forget(self, container_id: str, action: str, timestamp_ns: int) -> None:
+        info = self._containers.pop(container_id)
+        self._previous.pop(container_id, None)
+        self._publish_event(info, action, timestamp_ns)
+
+    # Sampling
+
+    def _start_cycle(self) -> None:
+        self.counts.cycles += 1
+        busy = {info.id for info in self._in_flight.values()}
+        for info in self._containers.values():
+            if info.id in busy:
+                self.counts.skipped_busy += 1
+                continue
+            self._in_flight[self._pool.submit(self._source.read, info)] = info
+
+    def _publish_reading(self, info: ContainerInfo, future: Future) -> None:
+        try:
+            reading = future.result()
+        except Exception as exc:
+            self.counts.failed_samples += 1
+            self._log_error("sampling %s (%s) failed: %s", info.name, info.id[:12], exc)
+            return
+        current = self._containers.get(info.id)
+        if reading is None or current is None:
+            self.counts.vanished += 1
+            return
+        previous = self._previous.get(info.id)
+        self._previous[info.id] = reading
+        self.counts.samples += 1
+        self._publish(wire.ContainerStats(
+            seq=self._next_seq(), host=self._host, id=current.id, name=current.name,
+            image=current.image, labels=current.labels, timestamp=reading.timestamp_ns,
+            cpu_percent=cpu_percent(previous, reading), cpu_usage_ns=reading.cpu_usage_ns,
+            online_cpus=reading.online_cpus, mem_usage=reading.mem_usage,
+            mem_limit=reading.mem_limit, mem_percent=mem_percent(reading),
+            rx_bytes=reading.rx_bytes, tx_bytes=reading.tx_bytes,
+            rx_packets=reading.rx_packets, tx_packets=reading.tx_packets,
+            rx_errors=reading.rx_errors, tx_errors=reading.tx_errors,
+            rx_dropped=reading.rx_dropped, tx_dropped=reading.tx_dropped,
+            blk_read_bytes=reading.blk_read_bytes, blk_write_bytes=reading.blk_write_bytes,
+            pids=reading.pids,
+        ))
+
+    # Publishing
+
+    def _publish_event(
+        self, info: ContainerInfo, action: str, timestamp_ns: int, old_name: str | None = None
+    ) -> None:
+        self.counts.events += 1
+        self._publish(wire.ContainerEvent(
+            seq=self._next_seq(), host=self._host, id=info.id, name=info.name, image=info.image,
+            labels=info.labels, timestamp=timestamp_ns, action=action, old_name=old_name,
+        ))
+
+    def _publish(self, message: wire.Message) -> None:
+        self._publisher.publish(wire.encode(message))
+
+    def _next_seq(self) -> int:
+        # A dropped message still uses its number, so that the router sees the loss as a gap.
+        self._seq += 1
+        return self._seq
+
+    def _log_error(self, fmt: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log >= 1.0:  # the counters carry the full number
+            self._last_error_log = now
+            log.error(fmt, *args)
+
+    def report(self) -> None:
+        figures = {**asdict(self.counts), **asdict(self._publisher.counts),
+                   "containers": len(self._containers)}
+        log.info("collector: %s", " ".join(f"{k}={v}" for k, v in figures.items()))

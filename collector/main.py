@@ -1,0 +1,100 @@
+"""``statspout-collector``: sample this Docker host's containers and publish to the router."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+
+import docker
+import zmq
+
+from statspout import bus, cli
+from statspout.collector.api_source import ApiSource
+from statspout.collector.loop import Collector
+
+log = logging.getLogger("statspout.collector")
+
+DESCRIPTION = """\
+Discover the running containers of this Docker host (a listing at start, then the events
+stream), sample their CPU, memory, network and block IO every interval, and publish them to
+the router. The Docker endpoint comes from DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH
+as the docker package reads them (the local unix socket by default). Only GET requests are made.
+"""
+
+MIN_INTERVAL_S = 1.0
+CONNECT_BACKOFF_MAX_S = 30.0
+
+
+def build_parser() -> cli.OptionParser:
+    parser = cli.OptionParser(
+        prog="statspout-collector", description=DESCRIPTION, env_prefix="STATSPOUT_COLLECTOR_"
+    )
+    parser.option("--interval", help="seconds between samples of each container",
+                  default=5.0, type=cli.seconds(MIN_INTERVAL_S))
+    parser.option("--connect", help="the router's input endpoint",
+                  default=bus.DEFAULT_ROUTER_INPUT, type=cli.endpoint)
+    parser.option("--host", help="host name carried by every message",
+                  default=socket.gethostname())
+    parser.option("--max-concurrency", help="containers sampled at the same time",
+                  default=64, type=cli.positive_int)
+    parser.option("--hwm", help="messages queued for the router before they are dropped",
+                  default=bus.DEFAULT_HWM, type=cli.positive_int)
+    cli.add_common_options(parser)
+    return parser
+
+
+def connect_docker(max_pool_size: int, stop: threading.Event) -> docker.DockerClient | None:
+    """A client for the daemon, waiting (with backoff) until it answers; None if stopped."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            return docker.from_env(max_pool_size=max_pool_size, timeout=30)
+        except docker.errors.DockerException as exc:
+            log.warning("Docker is not answering (%s); trying again in %.0f s", exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not args.host.strip():
+        build_parser().error("--host must not be empty")
+    cli.configure_logging(args.log_level)
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    client = connect_docker(args.max_concurrency, stop)
+    if client is None:
+        return 0
+    context = zmq.Context()
+    publisher = bus.CollectorPublisher(context, args.connect, args.hwm)
+    collector = Collector(
+        client_factory=functools.partial(docker.from_env, timeout=30),
+        source=ApiSource(client),
+        publisher=publisher,
+        host=args.host,
+        interval=args.interval,
+        max_concurrency=args.max_concurrency,
+        report_interval=args.report_interval,
+    )
+    log.info("collecting every %g s as host %r, publishing to %s",
+             args.interval, args.host, args.connect)
+    try:
+        collector.run(stop)
+    finally:
+        publisher.close()
+        context.term()
+        client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
