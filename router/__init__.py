@@ -1,1 +1,1 @@
-"""The router: takes in every collector's messages, filters them by labels and publishes them per route."""
+"""The router: takes in every collector's messages, filters them by labels, publishes per route."""

@@ -1,26 +1,77 @@
-"""Which routes a message goes to. Every message that passes the router's filter and does not
-carry ``statspout.ignore=true`` goes to the route ``all``."""
+"""Which routes a message goes to (the precedence is written out in docs/routing.md).
+
+1. ``statspout.ignore=true``: no route at all.
+2. The router's own ``--include``/``--exclude``: what fails them goes nowhere.
+3. ``statspout.routes=a,b``: only the named routes (``all`` too, if named). A named route still
+   applies its ``exclude``, but not its ``include``: naming a route is the container's way in,
+   the operator's exclude keeps the last word. Names of routes that do not exist are skipped.
+4. Otherwise: ``all``, plus every route whose include matches (or has none) and exclude does not.
+
+Events carry the container's labels, name, image and host, so they take the same routes as
+its samples.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
 
 from statspout import bus
 from statspout.router.selectors import SelectorFilter
 from statspout.wire import Message
 
 IGNORE_LABEL = "statspout.ignore"
+ROUTES_LABEL = "statspout.routes"
+
+log = logging.getLogger("statspout.router")
 
 
 class RouteTable:
-    def __init__(self, selector_filter: SelectorFilter | None = None) -> None:
+    def __init__(
+        self,
+        selector_filter: SelectorFilter | None = None,
+        routes: Mapping[str, SelectorFilter] | None = None,
+    ) -> None:
         self._filter = selector_filter or SelectorFilter()
+        # ``all`` is a route without selectors, so every step below treats it like the others.
+        self._routes = {bus.DEFAULT_ROUTE: SelectorFilter(), **(routes or {})}
+        self._unknown_logged: set[str] = set()
 
     @property
     def names(self) -> list[str]:
-        return [bus.DEFAULT_ROUTE]
+        return list(self._routes)
+
+    def with_routes(self, routes: Mapping[str, SelectorFilter]) -> RouteTable:
+        """The same router filter with another set of routes (a reloaded routes file)."""
+        return RouteTable(self._filter, routes)
 
     def routes_for(self, message: Message) -> list[str]:
-        if message.labels.get(IGNORE_LABEL, "").lower() == "true":
+        labels = message.labels
+        if labels.get(IGNORE_LABEL, "").strip().lower() == "true":
             return []
         if not self._filter.passes(message):
             return []
-        return [bus.DEFAULT_ROUTE]
+        named = _named_routes(labels.get(ROUTES_LABEL, ""))
+        if named:
+            return [name for name in named if self._named_route_takes(name, message)]
+        return [name for name, route in self._routes.items() if route.passes(message)]
+
+    def _named_route_takes(self, name: str, message: Message) -> bool:
+        route = self._routes.get(name)
+        if route is None:
+            if name not in self._unknown_logged:  # once per name, not once per sample
+                self._unknown_logged.add(name)
+                log.warning("container %s on %s names unknown route %r in %s",
+                            message.name, message.host, name, ROUTES_LABEL)
+            return False
+        return not any(selector.matches(message) for selector in route.exclude)
+
+
+def _named_routes(value: str) -> list[str]:
+    """``"a, b,a"`` → ``["a", "b"]``; an empty value names nothing (the label is ignored)."""
+    names: list[str] = []
+    for part in value.split(","):
+        name = part.strip()
+        if name and name not in names:
+            names.append(name)
+    return names

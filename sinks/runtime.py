@@ -84,7 +84,9 @@ class SinkWorker:
             message = wire.decode(payload)
         except (ValueError, wire.MalformedMessage) as exc:
             self.counts.malformed += 1
-            self._log_error("skipped a malformed message (%d so far): %s", self.counts.malformed, exc)
+            self._log_error(
+                "skipped a malformed message (%d so far): %s", self.counts.malformed, exc
+            )
             return
         self._count_gap(sequence)
         if isinstance(message, wire.ContainerStats):

@@ -99,7 +99,11 @@ _FALSE = ("0", "false", "no", "off")
 
 
 def _convert_env(
-    raw: str, env: str, type: Callable[[str], Any], choices: Sequence[str] | None, parser: OptionParser
+    raw: str,
+    env: str,
+    type: Callable[[str], Any],
+    choices: Sequence[str] | None,
+    parser: OptionParser,
 ) -> Any:
     try:
         value = type(raw)
