@@ -1,0 +1,287 @@
+"""The Prometheus sink behind the real worker runtime, scraped by a real Prometheus server."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+import requests
+import zmq
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from support.prometheus_server import free_port, prometheus_server
+
+from statspout import bus, wire
+from statspout.sinks.prometheus import PrometheusSink
+from statspout.sinks.runtime import SinkWorker
+
+TRICKY_NAME = 'web "shop", a=b ünïcødé 名前'
+LABEL_KEY = "com.docker.compose.project"
+
+
+def make_sample(container_id: str, **overrides: object) -> wire.ContainerStats:
+    figures = dict(
+        seq=1, host="node-1", id=container_id, name=f"name-{container_id}", image="nginx:1.27",
+        labels={LABEL_KEY: "shop, \"eu\"=1", "secret": "do not expose"},
+        timestamp=1_700_000_000_250_000_000, cpu_percent=12.5, cpu_usage_ns=2_500_000_000,
+        online_cpus=4, mem_usage=50 * 2**20, mem_limit=2**30, mem_percent=4.88,
+        rx_bytes=1001, tx_bytes=1002, rx_packets=11, tx_packets=12, rx_errors=1, tx_errors=2,
+        rx_dropped=3, tx_dropped=4, blk_read_bytes=4096, blk_write_bytes=8192, pids=7,
+    )
+    figures.update(overrides)
+    return wire.ContainerStats(**figures)
+
+
+def make_event(sample: wire.ContainerStats, action: str, **overrides: object
+               ) -> wire.ContainerEvent:
+    fields = dict(seq=2, host=sample.host, id=sample.id, name=sample.name, image=sample.image,
+                  labels=sample.labels, timestamp=sample.timestamp + 1, action=action)
+    fields.update(overrides)
+    return wire.ContainerEvent(**fields)
+
+
+class Feed:
+    """A sink run by the real SinkWorker in a thread, fed the router's three-frame messages.
+
+    The publisher is an XPUB (the router's is a PUB) only so that the test can see the
+    subscription arrive instead of losing its first messages to the slow-joiner gap.
+    """
+
+    def __init__(self, sink: PrometheusSink) -> None:
+        self.context = zmq.Context()
+        self.publisher = self.context.socket(zmq.XPUB)
+        self.publisher.bind("tcp://127.0.0.1:*")
+        endpoint = self.publisher.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.subscriber = bus.sink_subscriber(self.context, endpoint)
+        assert self.publisher.poll(10_000), "the worker's subscription never arrived"
+        assert self.publisher.recv() == b"\x01" + bus.topic_for("all")
+        self.worker = SinkWorker(sink, self.subscriber)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+        self.sequence = 0
+        # Forgetting a container nobody knows: a harmless event that marks a point in the stream.
+        self._marker = make_event(make_sample("marker"), "destroy")
+
+    def send(self, message: wire.Message) -> None:
+        self.sequence += 1
+        self.publisher.send_multipart(
+            [bus.topic_for("all"), bus.pack_sequence(self.sequence), wire.encode(message)])
+
+    def deliver(self, message: wire.Message) -> None:
+        """Send, and wait until the sink has taken it: the worker handles messages in order
+        from one thread, so once it counts the marker sent after it, the write is done."""
+        events = self.worker.counts.events
+        self.send(message)
+        self.send(self._marker)
+        target = events + 1 + isinstance(message, wire.ContainerEvent)
+        deadline = time.monotonic() + 10
+        while self.worker.counts.events < target:
+            assert time.monotonic() < deadline, "the worker did not take the message in 10 s"
+            time.sleep(0.02)
+        assert self.worker.counts.sink_errors == 0
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.subscriber.close()
+        self.publisher.close()
+        self.context.term()
+
+
+def open_sink(port: int, **settings: object) -> PrometheusSink:
+    defaults = dict(address=f"127.0.0.1:{port}", interval=60.0, stale_intervals=3,
+                    label_names=[f"{LABEL_KEY},tier"])
+    sink = PrometheusSink(SimpleNamespace(**{**defaults, **settings}))
+    sink.open()
+    return sink
+
+
+@pytest.fixture(scope="module")
+def setup():
+    main_port, short_port = free_port(), free_port()
+    main_sink = open_sink(main_port)
+    # Stale after 1 s × 3 without a sample: short enough to watch series expire.
+    short_sink = open_sink(short_port, interval=1.0, stale_intervals=3)
+    feeds = [Feed(main_sink), Feed(short_sink)]
+    try:
+        with prometheus_server([f"127.0.0.1:{main_port}", f"127.0.0.1:{short_port}"]) as prom:
+            prom.wait_for_targets_up(2)
+            yield SimpleNamespace(prom=prom, feed=feeds[0], short_feed=feeds[1],
+                                  short_url=f"http://127.0.0.1:{short_port}/metrics")
+    finally:
+        for feed in feeds:
+            feed.close()
+        main_sink.close()
+        short_sink.close()
+
+
+def series_of(prom, container_id: str) -> dict[str, dict]:  # noqa: ANN001
+    """Every series Prometheus has now for one container, by metric name."""
+    result = prom.query(f'{{id="{container_id}"}}')
+    return {row["metric"]["__name__"]: row for row in result}
+
+
+def wait_present(prom, container_id: str) -> dict[str, dict]:  # noqa: ANN001
+    prom.wait_for(f'container_last_seen{{id="{container_id}"}}', lambda r: len(r) == 1)
+    return series_of(prom, container_id)
+
+
+def wait_absent(prom, container_id: str) -> None:  # noqa: ANN001
+    prom.wait_for(f'{{id="{container_id}"}}', lambda r: r == [])
+
+
+def test_cadvisor_names_labels_and_values_reach_prometheus(setup):
+    setup.feed.deliver(make_sample("c-values", name=TRICKY_NAME, cpu_percent=None))
+    series = wait_present(setup.prom, "c-values")
+
+    expected = {
+        "container_cpu_usage_seconds_total": 2.5,
+        "container_memory_usage_bytes": 50 * 2**20,
+        "container_memory_working_set_bytes": 50 * 2**20,
+        "container_spec_memory_limit_bytes": 2**30,
+        "container_network_receive_bytes_total": 1001,
+        "container_network_transmit_bytes_total": 1002,
+        "container_network_receive_packets_total": 11,
+        "container_network_transmit_packets_total": 12,
+        "container_network_receive_errors_total": 1,
+        "container_network_transmit_errors_total": 2,
+        "container_network_receive_packets_dropped_total": 3,
+        "container_network_transmit_packets_dropped_total": 4,
+        "container_fs_reads_bytes_total": 4096,
+        "container_fs_writes_bytes_total": 8192,
+        "container_last_seen": 1_700_000_000.25,
+        "statspout_container_memory_usage_percent": 4.88,
+    }
+    # The null CPU percent has no series at all, rather than a zero.
+    assert {name: float(row["value"][1]) for name, row in series.items()} == pytest.approx(expected)
+    for row in series.values():
+        labels = row["metric"]
+        assert labels["name"] == TRICKY_NAME
+        assert (labels["image"], labels["host"]) == ("nginx:1.27", "node-1")
+        assert labels["container_label_com_docker_compose_project"] == 'shop, "eu"=1'
+        assert not any("secret" in key for key in labels)
+    assert series["container_cpu_usage_seconds_total"]["metric"]["cpu"] == "total"
+
+
+def test_counters_are_counters_and_gauges_are_gauges(setup):
+    setup.feed.deliver(make_sample("c-types"))
+    wait_present(setup.prom, "c-types")
+    # Prometheus scrapes OpenMetrics, whose counter families are named without "_total";
+    # the samples carry it (see the test above).
+    types = {name: entries[0]["type"] for name, entries in setup.prom.api("metadata").items()
+             if name.startswith(("container_", "statspout_"))}
+    counters = {"container_cpu_usage_seconds", "container_fs_reads_bytes",
+                "container_fs_writes_bytes"} | {
+        f"container_network_{way}_{what}" for way in ("receive", "transmit")
+        for what in ("bytes", "packets", "errors", "packets_dropped")}
+    gauges = {"container_memory_usage_bytes", "container_memory_working_set_bytes",
+              "container_spec_memory_limit_bytes", "container_last_seen",
+              "statspout_container_cpu_usage_percent", "statspout_container_memory_usage_percent"}
+    assert types == {**dict.fromkeys(counters, "counter"), **dict.fromkeys(gauges, "gauge")}
+
+
+def test_a_newer_sample_replaces_the_value(setup):
+    setup.feed.deliver(make_sample("c-latest", cpu_usage_ns=1_000_000_000))
+    wait_present(setup.prom, "c-latest")
+    setup.feed.deliver(make_sample("c-latest", cpu_usage_ns=7_000_000_000, seq=2))
+    setup.prom.wait_for('container_cpu_usage_seconds_total{id="c-latest"}',
+                        lambda r: len(r) == 1 and float(r[0]["value"][1]) == 7.0)
+
+
+@pytest.mark.parametrize("action", ["stop", "destroy"])
+def test_series_go_away_when_the_container_stops_or_is_destroyed(setup, action):
+    gone, kept = make_sample(f"c-{action}"), make_sample(f"c-{action}-neighbour")
+    setup.feed.deliver(gone)
+    setup.feed.deliver(kept)
+    wait_present(setup.prom, gone.id)
+    wait_present(setup.prom, kept.id)
+
+    setup.feed.deliver(make_event(gone, action))
+    wait_absent(setup.prom, gone.id)
+    assert series_of(setup.prom, kept.id)
+
+
+def test_a_renamed_container_comes_back_under_its_new_name(setup):
+    before = make_sample("c-rename", name="old-name")
+    setup.feed.deliver(before)
+    wait_present(setup.prom, before.id)
+
+    setup.feed.deliver(make_event(before, "rename", name="new name", old_name="old-name"))
+    wait_absent(setup.prom, before.id)
+    setup.feed.deliver(make_sample("c-rename", name="new name", seq=3))
+    series = wait_present(setup.prom, before.id)
+    assert {row["metric"]["name"] for row in series.values()} == {"new name"}
+    assert setup.prom.query('{name="old-name"}') == []
+
+
+def test_series_not_refreshed_go_away(setup):
+    stale, fresh = make_sample("c-stale"), make_sample("c-fresh")
+    prom = setup.prom
+    # Refresh both until Prometheus has scraped them, then only the fresh one.
+    deadline = time.monotonic() + 20
+    while not (prom.query('container_last_seen{id="c-stale"}')
+               and prom.query('container_last_seen{id="c-fresh"}')):
+        assert time.monotonic() < deadline, "never scraped"
+        setup.short_feed.send(stale)
+        setup.short_feed.send(fresh)
+        time.sleep(0.3)
+    deadline = time.monotonic() + 20
+    while prom.query('{id="c-stale"}'):
+        assert time.monotonic() < deadline, "the stale container's series stayed"
+        setup.short_feed.send(fresh)
+        time.sleep(0.3)
+    setup.short_feed.deliver(fresh)
+    text = requests.get(setup.short_url, timeout=5).text
+    assert 'id="c-fresh"' in text and 'id="c-stale"' not in text
+
+
+def test_staleness_counts_intervals_since_arrival():
+    now = [1000.0]
+    sink = PrometheusSink(
+        SimpleNamespace(address="127.0.0.1:9338", interval=5.0, stale_intervals=3,
+                        label_names=None),
+        clock=lambda: now[0],
+    )
+    sink.write(make_sample("c-clock"))
+    now[0] += 14.9
+    assert b'id="c-clock"' in generate_latest(sink.registry)
+    now[0] += 0.2
+    assert b'id="c-clock"' not in generate_latest(sink.registry)
+
+
+def test_scrapes_while_the_worker_writes_are_consistent(setup):
+    """The HTTP server's threads read while the worker thread writes and forgets."""
+    url = setup.short_url
+    sink_feed = setup.short_feed
+    samples = [make_sample(f"c-race-{i}") for i in range(40)]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def scrape() -> None:
+        try:
+            while not stop.is_set():
+                response = requests.get(url, timeout=5)
+                assert response.status_code == 200
+                list(text_string_to_metric_families(response.text))
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    scrapers = [threading.Thread(target=scrape) for _ in range(3)]
+    for thread in scrapers:
+        thread.start()
+    try:
+        for round_ in range(15):
+            for sample in samples:
+                sink_feed.send(sample)
+                if round_ % 2:
+                    sink_feed.send(make_event(sample, "stop"))
+        sink_feed.deliver(samples[0])
+    finally:
+        stop.set()
+        for thread in scrapers:
+            thread.join(timeout=10)
+    assert errors == []
+    assert sink_feed.worker.counts.sink_errors == 0
