@@ -31,9 +31,8 @@ from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from typing import Generic, TypeVar
 
-from statspout.sinks.base import Option
-
 from statspout import cli
+from statspout.sinks.base import Option
 
 Item = TypeVar("Item")
 

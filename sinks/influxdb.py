@@ -34,10 +34,10 @@ import urllib3
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.write_api import SYNCHRONOUS
-from statspout.sinks.base import Option, Sink
-from statspout.sinks.delivery import Delivery, DeliverySettings, Failure, delivery_options
 
 from statspout import cli
+from statspout.sinks.base import Option, Sink
+from statspout.sinks.delivery import Delivery, DeliverySettings, Failure, delivery_options
 from statspout.wire import ContainerStats
 
 _INT64_MAX = 2**63 - 1

@@ -116,8 +116,9 @@ class InfluxServer:
         """Every row of every series as a dict of column → value, with the series' tags."""
         rows = []
         for series in self.query(influxql, database):
+            tags = series.get("tags", {})
             for values in series["values"]:
-                rows.append({**series.get("tags", {}), **dict(zip(series["columns"], values))})
+                rows.append({**tags, **dict(zip(series["columns"], values, strict=True))})
         return rows
 
     def create_database(self, name: str) -> None:
