@@ -1,4 +1,8 @@
-"""The router loop: read collectors' payloads, choose routes, forward the bytes unchanged."""
+"""The router loop: read collectors' payloads, choose routes, forward the bytes unchanged.
+
+Everything the loop touches (its sockets, the route table, the counters) belongs to the one
+thread that runs it; signal handlers only set events that the loop looks at between polls.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,11 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import msgpack
 import zmq
 
 from statspout import bus, wire
@@ -16,6 +23,7 @@ from statspout.router.routing import RouteTable
 log = logging.getLogger("statspout.router")
 
 POLL_MS = 500
+UNKNOWN_HOST = "(unreadable)"  # where malformed messages without a readable host are counted
 
 
 @dataclass
@@ -26,7 +34,9 @@ class CollectorCounts:
     # Messages the collector numbered that never reached us: dropped at its queue or lost
     # while the router was away.
     gaps: int = 0
+    malformed: int = 0
     last_seq: int | None = None
+    last_seen: float | None = None  # time.monotonic() of the last message
 
 
 class Router:
@@ -37,42 +47,80 @@ class Router:
         routes: RouteTable,
         *,
         report_interval: float = 60.0,
+        control_socket: zmq.Socket | None = None,
+        is_authorized: Callable[[str | None], bool] | None = None,
     ) -> None:
         self._input = input_socket
         self._output = output_socket
+        self._control = control_socket
+        # With CURVE: asked for the sender of every message, so that a key removed from the
+        # authorized folder stops a link that was authenticated before the removal.
+        self._is_authorized = is_authorized
         self.routes = routes
         self._report_interval = report_interval
         self._last_error_log = 0.0
+        self._started = time.monotonic()
         self.collectors: dict[str, CollectorCounts] = {}
         self.malformed = 0
         self.filtered = 0
+        self.rejected = 0  # messages from peers whose key is no longer authorized
         # The router numbers what it sends on each route itself, so that a sink's gap means loss.
         self.route_sequences: Counter[str] = Counter()
+        self.reloads = 0
 
-    def run(self, stop: threading.Event) -> None:
+    def run(
+        self,
+        stop: threading.Event,
+        reload_requested: threading.Event | None = None,
+        reload: Callable[[Router], None] | None = None,
+    ) -> None:
+        """Route until ``stop`` is set; when ``reload_requested`` is set, call ``reload`` from
+        this thread (it may swap the route table or the output socket)."""
+        poller = zmq.Poller()
+        poller.register(self._input, zmq.POLLIN)
+        if self._control is not None:
+            poller.register(self._control, zmq.POLLIN)
         next_report = time.monotonic() + self._report_interval
         while not stop.is_set():
-            if self._input.poll(POLL_MS):
-                while not stop.is_set():
-                    try:
-                        frames = self._input.recv_multipart(zmq.NOBLOCK)
-                    except zmq.Again:
-                        break
-                    self.handle(frames)
+            ready = dict(poller.poll(POLL_MS))
+            if self._input in ready:
+                self._drain_input(stop)
+            if self._control is not None and self._control in ready:
+                self._answer_control()
+            if reload_requested is not None and reload_requested.is_set():
+                reload_requested.clear()
+                if reload is not None:
+                    reload(self)
+                    self.reloads += 1
             if time.monotonic() >= next_report:
                 self.report()
                 next_report = time.monotonic() + self._report_interval
         self.report()
 
+    def _drain_input(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                if self._is_authorized is None:
+                    frames = self._input.recv_multipart(zmq.NOBLOCK)
+                else:
+                    parts = self._input.recv_multipart(zmq.NOBLOCK, copy=False)
+                    if not self._is_authorized(bus.sender_key(parts[0])):
+                        self._rejected()
+                        continue
+                    frames = [part.bytes for part in parts]
+            except zmq.Again:
+                return
+            self.handle(frames)
+
     def handle(self, frames: list[bytes]) -> None:
         if len(frames) != 1:
-            self._malformed(f"{len(frames)} frames, expected 1")
+            self._malformed(UNKNOWN_HOST, f"{len(frames)} frames, expected 1")
             return
         payload = frames[0]
         try:
             message = wire.decode(payload)
         except wire.MalformedMessage as exc:
-            self._malformed(str(exc))
+            self._malformed(_readable_host(payload), str(exc))
             return
         self._count_input(message)
         routes = self.routes.routes_for(message)
@@ -84,9 +132,21 @@ class Router:
                 [bus.topic_for(route), bus.pack_sequence(self.route_sequences[route]), payload]
             )
 
+    def replace_routes(self, routes: RouteTable) -> None:
+        self.routes = routes
+
+    def replace_output(self, output_socket: zmq.Socket) -> None:
+        """Use a new output socket; the caller has closed the old one."""
+        self._output = output_socket
+
+    @property
+    def output(self) -> zmq.Socket:
+        return self._output
+
     def _count_input(self, message: wire.Message) -> None:
         counts = self.collectors.setdefault(message.host, CollectorCounts())
         counts.messages += 1
+        counts.last_seen = time.monotonic()
         last = counts.last_seq
         if last is not None:
             if message.seq > last + 1:
@@ -95,19 +155,80 @@ class Router:
                 log.info("collector %s restarted its sequence at %d", message.host, message.seq)
         counts.last_seq = message.seq
 
-    def _malformed(self, reason: str) -> None:
+    def _malformed(self, host: str, reason: str) -> None:
         self.malformed += 1
+        self.collectors.setdefault(host, CollectorCounts()).malformed += 1
+        self._log_error("skipped a malformed message from %s (%d so far): %s",
+                        host, self.malformed, reason)
+
+    def _rejected(self) -> None:
+        self.rejected += 1
+        self._log_error("dropped a message from a key no longer authorized (%d so far)",
+                        self.rejected)
+
+    def _log_error(self, fmt: str, *args: object) -> None:
         now = time.monotonic()
-        if now - self._last_error_log >= 1.0:  # the counter has the full number
+        if now - self._last_error_log >= 1.0:  # the counters have the full number
             self._last_error_log = now
-            log.error("skipped a malformed message (%d so far): %s", self.malformed, reason)
+            log.error(fmt, *args)
+
+    def _answer_control(self) -> None:
+        try:
+            request = self._control.recv(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        if request.strip() == b"status":
+            reply = self.status()
+        else:
+            reply = {"error": f"unknown request {request[:40]!r}; known: status"}
+        self._control.send_json(reply)
+
+    def status(self) -> dict[str, Any]:
+        """The counters, as the control socket reports them (``statspout-router --status``)."""
+        now = time.monotonic()
+        hosts = {
+            host: {
+                "messages": c.messages,
+                "gaps": c.gaps,
+                "malformed": c.malformed,
+                "last_seq": c.last_seq,
+                "seconds_since_last": None if c.last_seen is None else round(now - c.last_seen, 1),
+            }
+            for host, c in sorted(self.collectors.items())
+        }
+        names = list(self.routes.names) + sorted(set(self.route_sequences) - set(self.routes.names))
+        routes = {
+            name: {"out": self.route_sequences[name], "active": name in self.routes.names}
+            for name in names
+        }
+        return {
+            "uptime_seconds": round(now - self._started, 1),
+            "hosts": hosts,
+            "routes": routes,
+            "filtered": self.filtered,
+            "malformed": self.malformed,
+            "rejected": self.rejected,
+            "reloads": self.reloads,
+        }
 
     def report(self) -> None:
         hosts = ", ".join(
-            f"{host}: in={c.messages} gaps={c.gaps}" for host, c in sorted(self.collectors.items())
+            f"{host}: in={c.messages} gaps={c.gaps} malformed={c.malformed}"
+            for host, c in sorted(self.collectors.items())
         )
         routes = ", ".join(f"{r}: out={n}" for r, n in sorted(self.route_sequences.items()))
         log.info(
-            "collectors [%s] routes [%s] filtered=%d malformed=%d",
-            hosts or "none", routes or "none", self.filtered, self.malformed,
+            "collectors [%s] routes [%s] filtered=%d malformed=%d rejected=%d",
+            hosts or "none", routes or "none", self.filtered, self.malformed, self.rejected,
         )
+
+
+def _readable_host(payload: bytes) -> str:
+    """The host of a message that failed validation, when it can still be read: a collector
+    that sends broken messages should be named in the counts."""
+    try:
+        raw = msgpack.unpackb(payload, raw=False)
+    except Exception:  # msgpack raises several unrelated types for bad input
+        return UNKNOWN_HOST
+    host = raw.get("host") if isinstance(raw, dict) else None
+    return host if isinstance(host, str) and host else UNKNOWN_HOST

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import signal
 import sys
@@ -10,8 +12,11 @@ from collections.abc import Sequence
 
 import zmq
 
-from statspout import bus, cli
+from statspout import bus, cli, security
+from statspout.router import status
 from statspout.router.forwarder import Router
+from statspout.router.reload import Reloader
+from statspout.router.routes import BadRoutes, load_routes
 from statspout.router.routing import RouteTable
 from statspout.router.selectors import BadSelector, SelectorFilter
 
@@ -19,10 +24,14 @@ log = logging.getLogger("statspout.router")
 
 DESCRIPTION = """\
 Take in the statistics of any number of collectors, filter them by container labels and
-names, and publish them to the sink workers. Selectors: label=KEY, label=KEY=VALUE,
+names, and publish them to the sink workers, per route. Selectors: label=KEY, label=KEY=VALUE,
 label=KEY!=VALUE, name=GLOB, image=GLOB, host=GLOB; a container passes when any --include
 matches (or none is given) and no --exclude matches. A container labelled
-statspout.ignore=true is never routed.
+statspout.ignore=true is never routed; one labelled statspout.routes=a,b goes only to those
+routes. Routes come from --routes FILE (docs/routing.md); the route "all" always exists.
+
+SIGHUP reloads the routes file and the authorized keys. Without CURVE keys the router binds
+only to loopback (or ipc://) unless --insecure is given. --status asks a running router.
 """
 
 
@@ -38,8 +47,23 @@ def build_parser() -> cli.OptionParser:
                   repeatable=True, metavar="SELECTOR")
     parser.option("--exclude", help="never route containers matching a selector (repeatable)",
                   repeatable=True, metavar="SELECTOR")
+    parser.option("--routes", help="TOML file of named routes; reloaded on SIGHUP",
+                  metavar="FILE")
     parser.option("--hwm", help="messages queued per peer before the router drops for it",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
+    group = parser.add_argument_group("CURVE security (docs/security.md)")
+    parser.option("--curve-secret-key", help="the router's key pair (a .key_secret file); "
+                  "turns CURVE on for input and output", metavar="FILE", group=group)
+    parser.option("--authorized-keys", help="folder of the public keys (*.key) of collectors "
+                  "and sinks allowed in; reloaded on SIGHUP", metavar="DIR", group=group)
+    parser.switch("--insecure", help="allow binding a non-loopback address without CURVE",
+                  group=group)
+    control = parser.add_argument_group("status")
+    parser.option("--control", help="local control endpoint that answers --status",
+                  default=bus.default_control_endpoint(), type=cli.endpoint, group=control)
+    parser.switch("--status", help="print the running router's counters and exit",
+                  group=control)
+    parser.switch("--json", help="with --status: print JSON instead of tables", group=control)
     cli.add_common_options(parser)
     return parser
 
@@ -47,33 +71,111 @@ def build_parser() -> cli.OptionParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.status:
+        return print_status(args.control, args.json)
     try:
         selector_filter = SelectorFilter.parse(args.include, args.exclude)
     except BadSelector as exc:
         parser.error(str(exc))
+    routes = {}
+    if args.routes:
+        try:
+            routes = load_routes(args.routes)
+        except BadRoutes as exc:
+            parser.error(str(exc))
+    check_security_options(parser, args)
+    if not bus.is_local_endpoint(args.control):
+        parser.error(f"--control {args.control}: the control endpoint must be local (ipc://)")
     cli.configure_logging(args.log_level)
+    if args.insecure and not args.curve_secret_key:
+        log.warning("--insecure: links are neither encrypted nor authenticated; anyone who "
+                    "reaches %s can feed the router and anyone who reaches %s can read it",
+                    args.listen, args.publish)
 
     context = zmq.Context()
+    server_security = None
+    sockets: list[zmq.Socket] = []
     try:
-        input_socket = bus.router_input(context, args.listen, args.hwm)
-        output_socket = bus.router_output(context, args.publish, args.hwm)
-    except zmq.ZMQError as exc:
-        log.error("cannot bind: %s (input %s, output %s)", exc, args.listen, args.publish)
-        context.destroy()
+        if args.curve_secret_key:
+            try:
+                server_security = security.start_server_security(
+                    context, args.curve_secret_key, args.authorized_keys)
+            except security.BadKey as exc:
+                parser.error(str(exc))
+        input_socket = bus.router_input(context, args.listen, args.hwm, server_security)
+        sockets.append(input_socket)
+        output_socket = bus.router_output(context, args.publish, args.hwm, server_security)
+        sockets.append(output_socket)
+        control_socket = bus.control_server(context, args.control)
+        sockets.append(control_socket)
+    except (zmq.ZMQError, OSError) as exc:
+        log.error("cannot bind: %s (input %s, output %s, control %s)",
+                  exc, args.listen, args.publish, args.control)
+        _close(context, sockets, server_security)
         return 1
 
-    stop = threading.Event()
+    stop, reload_requested = threading.Event(), threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    log.info("routing from %s to %s", args.listen, args.publish)
+    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
+
+    authenticator = server_security.authenticator if server_security else None
+    router = Router(
+        input_socket, output_socket, RouteTable(selector_filter, routes),
+        report_interval=args.report_interval,
+        control_socket=control_socket,
+        is_authorized=authenticator.is_authorized if authenticator else None,
+    )
+    reloader = Reloader(
+        args.routes, authenticator,
+        lambda: bus.router_output(context, args.publish, args.hwm, server_security),
+    )
+    log.info("routing from %s to %s (routes %s; CURVE %s; status at %s)",
+             args.listen, args.publish, ", ".join(router.routes.names),
+             "on" if server_security else "off", args.control)
     try:
-        Router(input_socket, output_socket, RouteTable(selector_filter),
-               report_interval=args.report_interval).run(stop)
+        router.run(stop, reload_requested, reloader)
     finally:
-        input_socket.close()
-        output_socket.close()
-        context.term()
+        _close(context, [input_socket, router.output, control_socket], server_security)
     return 0
+
+
+def check_security_options(parser: cli.OptionParser, args: argparse.Namespace) -> None:
+    """CURVE needs both its options; without it only local endpoints, unless --insecure."""
+    if args.curve_secret_key and not args.authorized_keys:
+        parser.error("--curve-secret-key needs --authorized-keys DIR (who may connect)")
+    if args.authorized_keys and not args.curve_secret_key:
+        parser.error("--authorized-keys needs --curve-secret-key FILE (the router's key pair)")
+    if args.curve_secret_key or args.insecure:
+        return
+    for flag, endpoint in (("--listen", args.listen), ("--publish", args.publish)):
+        if not bus.is_local_endpoint(endpoint):
+            parser.error(f"{flag} {endpoint} is not a loopback address: refusing to bind it "
+                         "without CURVE (pass --curve-secret-key and --authorized-keys, or "
+                         "--insecure)")
+
+
+def print_status(endpoint: str, as_json: bool) -> int:
+    try:
+        figures = status.query(endpoint)
+    except TimeoutError as exc:
+        print(f"statspout-router: {exc} (is the router running with --control {endpoint}?)",
+              file=sys.stderr)
+        return 1
+    print(json.dumps(figures, indent=2) if as_json else status.format_table(figures))
+    return 0
+
+
+def _close(
+    context: zmq.Context,
+    sockets: list[zmq.Socket],
+    server_security: security.ServerSecurity | None,
+) -> None:
+    for sock in sockets:
+        sock.close()
+    if server_security is not None:
+        server_security.authenticator.stop()
+    context.term()
 
 
 if __name__ == "__main__":

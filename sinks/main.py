@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import zmq
 
-from statspout import bus, cli
+from statspout import bus, cli, security
 from statspout.sinks import registry
 from statspout.sinks.base import Sink
 from statspout.sinks.runtime import SinkWorker
@@ -40,6 +40,7 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
     parser.option("--route", help="the route to subscribe to", default=bus.DEFAULT_ROUTE)
     parser.option("--hwm", help="messages queued from the router before the router drops",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
+    security.add_client_options(parser)
     cli.add_common_options(parser)
     if sink_class is not None:
         group = parser.add_argument_group(f"options of the {sink_class.name} sink")
@@ -87,6 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsed = parser.parse_args(argv)
     if sink_class is None:
         parser.error(f"name a sink ({', '.join(registry.available())}) or pass --sink module:Class")
+    keys = security.client_keys_from_args(parsed, parser)
     cli.configure_logging(parsed.log_level)
 
     try:
@@ -101,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     context = zmq.Context()
-    socket = bus.sink_subscriber(context, parsed.connect, parsed.route, parsed.hwm)
+    socket = bus.sink_subscriber(context, parsed.connect, parsed.route, parsed.hwm, keys)
     log.info("sink %s subscribed to route %r at %s", sink_class.name, parsed.route, parsed.connect)
     try:
         SinkWorker(sink, socket, report_interval=parsed.report_interval).run(stop)

@@ -17,6 +17,8 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+from statspout import cli
+
 log = logging.getLogger("statspout.security")
 
 
@@ -131,23 +133,17 @@ def start_server_security(
 # Command-line options of the CURVE clients (collector and sink workers).
 
 
-def add_client_options(parser: argparse.ArgumentParser) -> None:
-    """``--curve-secret-key`` and ``--curve-server-key``; both or neither."""
-    group = parser.add_argument_group("CURVE security (both options, or neither)")
-    option = getattr(parser, "option", None)
-    specs = (
-        ("--curve-secret-key", "this program's own key pair (a .key_secret file)"),
-        ("--curve-server-key", "the router's public key (its .key file)"),
-    )
-    for flag, text in specs:
-        if option is not None:  # cli.OptionParser: also read from the environment
-            option(flag, help=text, metavar="FILE", group=group)
-        else:
-            group.add_argument(flag, help=text, metavar="FILE")
+def add_client_options(parser: cli.OptionParser) -> None:
+    """``--curve-secret-key`` and ``--curve-server-key``: both turn CURVE on, or neither."""
+    group = parser.add_argument_group("CURVE security (docs/security.md; both or neither)")
+    parser.option("--curve-secret-key", help="this program's own key pair (a .key_secret file)",
+                  metavar="FILE", group=group)
+    parser.option("--curve-server-key", help="the router's public key (its .key file)",
+                  metavar="FILE", group=group)
 
 
 def client_keys_from_args(
-    args: argparse.Namespace, parser: argparse.ArgumentParser
+    args: argparse.Namespace, parser: cli.OptionParser
 ) -> ClientKeys | None:
     """The keys the options name, None without CURVE; a bad file exits 2 with one line."""
     secret_file, server_file = args.curve_secret_key, args.curve_server_key

@@ -1,0 +1,43 @@
+"""``statspout-router --status``: ask the running router for its counters and print them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import zmq
+
+from statspout import bus
+
+
+def query(endpoint: str, timeout_ms: int = 3000) -> dict[str, Any]:
+    """The router's status; TimeoutError when no router answers on ``endpoint``."""
+    context = zmq.Context()
+    try:
+        return json.loads(bus.control_request(context, endpoint, b"status", timeout_ms))
+    finally:
+        context.term()
+
+
+def format_table(status: dict[str, Any]) -> str:
+    """Two small tables: which hosts feed the router, and what each route sent."""
+    lines = [f"{'HOST':<24} {'IN':>10} {'GAPS':>8} {'MALFORMED':>9} {'LAST SEQ':>10} {'AGE S':>7}"]
+    for host, c in status["hosts"].items():
+        age = "-" if c["seconds_since_last"] is None else f"{c['seconds_since_last']:.1f}"
+        last = "-" if c["last_seq"] is None else str(c["last_seq"])
+        lines.append(f"{host:<24} {c['messages']:>10} {c['gaps']:>8} {c['malformed']:>9} "
+                     f"{last:>10} {age:>7}")
+    if not status["hosts"]:
+        lines.append("(no collector has sent anything yet)")
+    lines.append("")
+    lines.append(f"{'ROUTE':<24} {'OUT':>10}")
+    for route, r in status["routes"].items():
+        note = "" if r["active"] else "  (no longer in the routes file)"
+        lines.append(f"{route:<24} {r['out']:>10}{note}")
+    lines.append("")
+    lines.append(
+        f"filtered={status['filtered']} malformed={status['malformed']} "
+        f"rejected={status['rejected']} reloads={status['reloads']} "
+        f"uptime={status['uptime_seconds']:.0f}s"
+    )
+    return "\n".join(lines)
