@@ -151,14 +151,16 @@ class Delivery(Generic[Item]):
     def put(self, item: Item) -> None:
         """Queue one sample; never blocks on the database."""
         with self._changed:
-            if not self._waiting:
+            first = not self._waiting
+            if first:
                 self._first_waiting_at = time.monotonic()
             self._waiting.append(item)
             self._counts.received += 1
             if len(self._waiting) > self._settings.buffer_size:
                 self._waiting.popleft()
                 self._counts.dropped += 1
-            if len(self._waiting) >= self._settings.batch_size:
+            # Wake the writer when its deadline starts (first sample) or a batch is full.
+            if first or len(self._waiting) >= self._settings.batch_size:
                 self._changed.notify()
 
     def counters(self) -> Mapping[str, int]:
