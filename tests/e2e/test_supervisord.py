@@ -1,0 +1,95 @@
+"""The repository's supervisord.conf, run for real: a sink killed with SIGKILL is restarted by
+supervisord, and the collector's publishing goes on without a hole meanwhile."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import zmq
+from support.processes import program
+from support.waiting import wait_for
+
+from statspout import bus
+
+pytestmark = [pytest.mark.docker, pytest.mark.e2e]
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def supervised(tmp_path, endpoints, run_id):
+    """supervisord running a copy of our supervisord.conf in tmp_path, on fresh endpoints."""
+    shutil.copy(REPO / "supervisord.conf", tmp_path / "supervisord.conf")
+    (tmp_path / ".venv").symlink_to(Path(program("statspout-sink")).parent.parent)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "conf.d").mkdir()
+    listen, publish = endpoints
+    env = {
+        **os.environ,
+        "STATSPOUT_ROUTER_LISTEN": listen, "STATSPOUT_ROUTER_PUBLISH": publish,
+        "STATSPOUT_ROUTER_INCLUDE": f"label=statspout.test={run_id}",
+        "STATSPOUT_COLLECTOR_CONNECT": listen, "STATSPOUT_COLLECTOR_INTERVAL": "1",
+        "STATSPOUT_SINK_CONNECT": publish,
+    }
+
+    def ctl(*args: str) -> str:
+        # Run from the folder of the configuration: supervisorctl finds it there by itself.
+        return subprocess.run([program("supervisorctl"), *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True).stdout
+
+    subprocess.run([program("supervisord"), "-c", str(tmp_path / "supervisord.conf")],
+                   env=env, check=True)
+    try:
+        yield ctl, publish
+    finally:
+        ctl("shutdown")
+        pid_file = tmp_path / "run" / "supervisord.pid"
+        wait_for(lambda: not pid_file.exists(), 20, "supervisord to shut down")
+
+
+def running_pid(status: str, program_name: str) -> int | None:
+    for line in status.splitlines():
+        fields = line.split()
+        if fields and fields[0] == program_name and fields[1] == "RUNNING":
+            return int(fields[3].rstrip(","))
+    return None
+
+
+def test_killed_sink_is_restarted_and_collection_goes_on(supervised, make_container, run_id):
+    ctl, publish = supervised
+    make_container("sleep 3600", name=f"watched-{run_id}")
+    status = wait_for(
+        lambda: (s := ctl("status")) and all(running_pid(s, p) for p in
+                                             ("router", "collector", "sink-stdout")) and s,
+        30, "router, collector and sink RUNNING")
+    sink_pid = running_pid(status, "sink-stdout")
+
+    # A second subscriber watches the router's output numbering across the sink's death.
+    context = zmq.Context()
+    watcher = bus.sink_subscriber(context, publish)
+    try:
+        sequences: list[int] = []
+
+        def receive(count: int) -> bool:
+            while watcher.poll(100):
+                sequences.append(bus.unpack_sequence(watcher.recv_multipart()[1]))
+            return len(sequences) >= count
+
+        wait_for(lambda: receive(2), 20, "messages on the router's output")
+        os.kill(sink_pid, signal.SIGKILL)
+        at_kill = len(sequences)
+        restarted = wait_for(
+            lambda: (pid := running_pid(ctl("status"), "sink-stdout")) and pid != sink_pid and pid,
+            30, "supervisord to restart the sink")
+        assert restarted != sink_pid
+        wait_for(lambda: receive(at_kill + 3), 20, "three more messages after the kill")
+    finally:
+        watcher.close()
+        context.term()
+    assert sequences == list(range(sequences[0], sequences[0] + len(sequences))), (
+        "the router's output had a hole while the sink was down")

@@ -1,0 +1,103 @@
+"""Running the real statspout programs as processes, and reading what they print."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def program(name: str) -> str:
+    """Path of an installed console script of ours (statspout-collector, …)."""
+    return str(BIN / name)
+
+
+class Process:
+    """A child process whose stdout and stderr lines are collected by threads."""
+
+    def __init__(self, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.argv = list(argv)
+        self.popen = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, **(env or {})},
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.popen.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._read, args=(self.popen.stderr, self.stderr), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream, lines: list[str]) -> None:  # noqa: ANN001
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    def json_lines(self) -> list[dict]:
+        return [json.loads(line) for line in list(self.stdout) if line.startswith("{")]
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        for reader in self._readers:
+            reader.join(5)
+        return self.popen.returncode
+
+    def log(self) -> str:
+        return "\n".join(self.stderr)
+
+
+class Pipeline:
+    """Router, collector and a JSON stdout sink on fresh loopback endpoints.
+
+    The router only lets through containers of ``run_id`` (the test label), so containers of
+    other tests on the same engine never show up.
+    """
+
+    def __init__(self, endpoints: tuple[str, str], run_id: str, interval: float = 1.0,
+                 host: str = "e2e-host", router_args: Sequence[str] = ()) -> None:
+        listen, publish = endpoints
+        self.interval = interval
+        self.router = Process([
+            program("statspout-router"), "--listen", listen, "--publish", publish,
+            "--include", f"label=statspout.test={run_id}", *router_args,
+        ])
+        self.sink = Process([
+            program("statspout-sink"), "stdout", "--stdout.format", "json", "--connect", publish,
+        ])
+        self.collector = Process([
+            program("statspout-collector"), "--connect", listen, "--interval", str(interval),
+            "--host", host,
+        ])
+
+    def samples(self, name: str | None = None) -> list[dict]:
+        return [m for m in self.sink.json_lines()
+                if m["kind"] == "stats" and (name is None or m["name"] == name)]
+
+    def events(self, name: str | None = None) -> list[dict]:
+        return [m for m in self.sink.json_lines()
+                if m["kind"] == "event" and (name is None or m["name"] == name)]
+
+    def stop(self) -> None:
+        for process in (self.collector, self.sink, self.router):
+            process.stop()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
