@@ -1,0 +1,207 @@
+"""The router as a real process: routes file, SIGHUP reloads, status, restarts, refusals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+from conftest import free_port
+from support.netns import PUBLISH_ENV, publish_argv
+from support.processes import Process, program
+from support.waiting import wait_for
+
+from statspout import bus
+from statspout.router import main as router_main
+
+ROUTES_V1 = '[routes.web]\ninclude = ["name=web*"]\n'
+ROUTES_V2 = ROUTES_V1 + '[routes.db]\ninclude = ["name=db*"]\n'
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context]:
+    context = zmq.Context()
+    yield context
+    context.destroy(linger=0)
+
+
+@pytest.fixture
+def places(tmp_path: Path) -> dict[str, str]:
+    return {
+        "listen": f"tcp://127.0.0.1:{free_port()}",
+        "publish": f"tcp://127.0.0.1:{free_port()}",
+        "control": f"ipc://{tmp_path}/router.ctl",
+    }
+
+
+def start_router(places: dict[str, str], *extra: str) -> Process:
+    router = Process([program("statspout-router"), "--listen", places["listen"],
+                      "--publish", places["publish"], "--control", places["control"],
+                      "--report-interval", "1", *extra])
+    wait_for(lambda: "routing from" in router.log() or router.popen.poll() is not None, 15,
+             "the router to start")
+    assert router.popen.poll() is None, router.log()
+    return router
+
+
+class Subscriber:
+    """A sink's socket, as bus.sink_subscriber builds it for every sink worker."""
+
+    def __init__(self, context: zmq.Context, endpoint: str, route: str) -> None:
+        self.socket = bus.sink_subscriber(context, endpoint, route)
+        self.received: list[tuple[int, dict]] = []
+
+    def drain(self, timeout_ms: int = 100) -> list[tuple[int, dict]]:
+        while self.socket.poll(timeout_ms):
+            _topic, number, payload = self.socket.recv_multipart()
+            self.received.append((bus.unpack_sequence(number), msgpack.unpackb(payload)))
+            timeout_ms = 0
+        return self.received
+
+    def names(self) -> set[str]:
+        return {m["name"] for _, m in self.drain()}
+
+
+def test_bad_routes_file_at_start_exits_2_with_one_line(tmp_path: Path, places) -> None:
+    routes = tmp_path / "routes.toml"
+    routes.write_text('[routes.web]\ninclude = ["size=big"]\n')
+    result = subprocess.run(
+        [program("statspout-router"), "--routes", str(routes), "--control", places["control"]],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert str(routes) in result.stderr and "'size=big' is not a selector" in result.stderr
+
+
+@pytest.mark.parametrize("flag", ["--listen", "--publish"])
+def test_refuses_non_loopback_without_curve(flag: str) -> None:
+    result = subprocess.run([program("statspout-router"), flag, "tcp://10.250.9.9:5556"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "refusing to bind it without CURVE" in result.stderr
+
+
+def test_insecure_passes_the_check_and_curve_needs_both_options() -> None:
+    parser = router_main.build_parser()
+    args = parser.parse_args(["--listen", "tcp://10.250.9.9:5556", "--insecure"])
+    router_main.check_security_options(parser, args)  # no exit
+    for bad in (["--curve-secret-key", "x"], ["--authorized-keys", "d"]):
+        with pytest.raises(SystemExit) as caught:
+            router_main.check_security_options(parser, parser.parse_args(bad))
+        assert caught.value.code == 2
+
+
+def test_sighup_reloads_routes_keeps_links_and_rejects_broken_file(
+    tmp_path: Path, places, context
+) -> None:
+    routes = tmp_path / "routes.toml"
+    routes.write_text(ROUTES_V1)
+    router = start_router(places, "--routes", str(routes))
+    publisher = Process(publish_argv(places["listen"], "h1", names="web1,db1", interval="0.1"),
+                        env=PUBLISH_ENV)
+    everything = Subscriber(context, places["publish"], "all")
+    web, db = (Subscriber(context, places["publish"], r) for r in ("web", "db"))
+    try:
+        wait_for(lambda: web.names() == {"web1"}, 15, "web1 on route web")
+        assert db.names() == set()
+
+        routes.write_text(ROUTES_V2)
+        router.popen.send_signal(signal.SIGHUP)
+        wait_for(lambda: db.names() == {"db1"}, 10, "db1 on the reloaded route db")
+        assert "reloaded" in router.log() and "routes all, web, db" in router.log()
+
+        routes.write_text('[routes.db]\ninclude = ["label=oops"\n')  # broken TOML
+        router.popen.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload rejected" in router.log(), 10, "the rejection")
+        rejected = [line for line in router.stderr if "reload rejected" in line]
+        assert len(rejected) == 1 and str(routes) in rejected[0]
+        before = len(db.drain())
+        wait_for(lambda: len(db.drain()) > before + 3, 10, "route db still in force")
+
+        # The links were never dropped: the router's numbering of "all" has no hole, and the
+        # publisher (one process, one socket) kept delivering.
+        numbers = [n for n, _ in everything.drain()]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        assert router.popen.poll() is None
+    finally:
+        publisher.stop()
+        router.stop()
+        for sub in (everything, web, db):
+            sub.socket.close()
+
+
+def test_status_shows_hosts_and_routes(tmp_path: Path, places, context) -> None:
+    routes = tmp_path / "routes.toml"
+    routes.write_text(ROUTES_V2)
+    router = start_router(places, "--routes", str(routes))
+    publishers = [Process(publish_argv(places["listen"], host, names=names, interval="0.1"),
+                          env=PUBLISH_ENV)
+                  for host, names in (("alpha", "web1"), ("beta", "db1,db2"))]
+    sink = Subscriber(context, places["publish"], "all")
+
+    def status() -> dict:
+        result = subprocess.run(
+            [program("statspout-router"), "--status", "--json", "--control", places["control"]],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    try:
+        figures = wait_for(lambda: (s := status())["routes"]["db"]["out"] > 0
+                           and {"alpha", "beta"} <= set(s["hosts"]) and s, 15, "both hosts")
+        assert figures["hosts"]["alpha"]["messages"] > 0 and figures["hosts"]["beta"]["gaps"] == 0
+        assert set(figures["routes"]) == {"all", "web", "db"}
+        table = subprocess.run(
+            [program("statspout-router"), "--status", "--control", places["control"]],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert table.returncode == 0
+        assert table.stdout.splitlines()[0].split()[:3] == ["HOST", "IN", "GAPS"]
+        assert any(line.startswith("beta ") for line in table.stdout.splitlines())
+        assert any(line.startswith("db ") for line in table.stdout.splitlines())
+        # The periodic log line carries the same counters.
+        wait_for(lambda: "alpha: in=" in router.log(), 10, "the periodic report")
+    finally:
+        for publisher in publishers:
+            publisher.stop()
+        router.stop()
+        sink.socket.close()
+
+
+def test_status_without_router_fails_in_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [program("statspout-router"), "--status", "--control", f"ipc://{tmp_path}/none.ctl"],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+
+
+def test_collectors_and_sinks_survive_a_router_restart(places, context) -> None:
+    router = start_router(places)
+    publisher = Process(publish_argv(places["listen"], "h1", names="web1", interval="0.1"),
+                        env=PUBLISH_ENV)
+    sink = Subscriber(context, places["publish"], "all")
+    try:
+        wait_for(lambda: sink.drain(), 15, "data before the restart")
+        router.stop()
+        assert router.popen.returncode == 0
+        last_seq = sink.drain()[-1][1]["seq"]
+        router = start_router(places)
+        wait_for(lambda: any(m["seq"] > last_seq for _, m in sink.drain()), 15,
+                 "data after the restart")
+        # Same publisher process, same sink socket; the new router numbers afresh (a sink logs
+        # the restart of the sequence, it is not a gap).
+        number, first_after = next((n, m) for n, m in sink.received if m["seq"] > last_seq)
+        assert number <= first_after["seq"] - last_seq
+        assert publisher.popen.poll() is None
+    finally:
+        publisher.stop()
+        router.stop()
+        sink.socket.close()
