@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import signal
@@ -15,7 +16,8 @@ import zmq
 
 from statspout import bus, cli
 from statspout.collector.api_source import ApiSource
-from statspout.collector.loop import Collector
+from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
+from statspout.collector.loop import Collector, ReadingSource
 
 log = logging.getLogger("statspout.collector")
 
@@ -42,6 +44,13 @@ def build_parser() -> cli.OptionParser:
                   default=socket.gethostname())
     parser.option("--max-concurrency", help="containers sampled at the same time",
                   default=64, type=cli.positive_int)
+    parser.option("--source", help="where figures come from: cgroup (the host's cgroup files and "
+                  "/proc; Docker for discovery only), api (Docker's stats API), auto (cgroup "
+                  "when readable, else api)", default="auto", choices=["auto", "cgroup", "api"])
+    parser.option("--proc-root", help="the host's /proc as the collector sees it (cgroup source)",
+                  default=DEFAULT_PROC_ROOT)
+    parser.option("--cgroup-root", help="the host's /sys/fs/cgroup as the collector sees it "
+                  "(cgroup source)", default=DEFAULT_CGROUP_ROOT)
     parser.option("--hwm", help="messages queued for the router before they are dropped",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
     cli.add_common_options(parser)
@@ -61,10 +70,34 @@ def connect_docker(max_pool_size: int, stop: threading.Event) -> docker.DockerCl
     return None
 
 
+def choose_source(args: argparse.Namespace, client: docker.DockerClient) -> ReadingSource:
+    """The source ``--source`` asks for; ``auto`` takes the cgroup files when they can be read
+    from here, and reads through the API any container whose files cannot."""
+    api = ApiSource(client)
+    if args.source == "api":
+        log.info("figures from the Docker stats API (--source api)")
+        return api
+    fast = CgroupSource(client, proc_root=args.proc_root, cgroup_root=args.cgroup_root,
+                        fallback=api if args.source == "auto" else None)
+    reason = fast.unreadable_reason()
+    if reason is None:
+        log.info("figures from cgroup files (%s); Docker for discovery only (--source %s)",
+                 fast.describe(), args.source)
+        return fast
+    log.info("figures from the Docker stats API: %s (--source %s)", reason, args.source)
+    return api
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if not args.host.strip():
-        build_parser().error("--host must not be empty")
+        parser.error("--host must not be empty")
+    if args.source == "cgroup":
+        reason = CgroupSource(None, proc_root=args.proc_root,
+                              cgroup_root=args.cgroup_root).unreadable_reason()
+        if reason is not None:
+            parser.error(f"--source cgroup: {reason} (see --proc-root, --cgroup-root)")
     cli.configure_logging(args.log_level)
 
     stop = threading.Event()
@@ -78,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     publisher = bus.CollectorPublisher(context, args.connect, args.hwm)
     collector = Collector(
         client_factory=functools.partial(docker.from_env, timeout=30),
-        source=ApiSource(client),
+        source=choose_source(args, client),
         publisher=publisher,
         host=args.host,
         interval=args.interval,
