@@ -38,9 +38,9 @@ from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from statspout.sinks.base import Option, Sink
 
 from statspout import cli
+from statspout.sinks.base import Option, Sink
 from statspout.wire import ContainerEvent, ContainerStats
 
 log = logging.getLogger("statspout.sink.prometheus")

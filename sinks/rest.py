@@ -32,9 +32,8 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from statspout.sinks.base import Option, Sink
-
 from statspout import cli, wire
+from statspout.sinks.base import Option, Sink
 from statspout.wire import ContainerEvent, ContainerStats
 
 log = logging.getLogger("statspout.sink.rest")

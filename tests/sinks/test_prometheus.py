@@ -52,6 +52,8 @@ class Feed:
     def __init__(self, sink: PrometheusSink) -> None:
         self.context = zmq.Context()
         self.publisher = self.context.socket(zmq.XPUB)
+        # Block rather than drop when the worker is behind: a test must not lose messages.
+        self.publisher.setsockopt(zmq.XPUB_NODROP, 1)
         self.publisher.bind("tcp://127.0.0.1:*")
         endpoint = self.publisher.getsockopt_string(zmq.LAST_ENDPOINT)
         self.subscriber = bus.sink_subscriber(self.context, endpoint)
@@ -62,26 +64,27 @@ class Feed:
         self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
         self.thread.start()
         self.sequence = 0
+        self.events_sent = 0
         # Forgetting a container nobody knows: a harmless event that marks a point in the stream.
         self._marker = make_event(make_sample("marker"), "destroy")
 
     def send(self, message: wire.Message) -> None:
         self.sequence += 1
+        self.events_sent += isinstance(message, wire.ContainerEvent)
         self.publisher.send_multipart(
             [bus.topic_for("all"), bus.pack_sequence(self.sequence), wire.encode(message)])
 
     def deliver(self, message: wire.Message) -> None:
-        """Send, and wait until the sink has taken it: the worker handles messages in order
-        from one thread, so once it counts the marker sent after it, the write is done."""
-        events = self.worker.counts.events
+        """Send, and wait until the sink has taken it and everything sent before. The worker
+        handles messages in order from one thread, and nothing is lost (XPUB_NODROP), so once
+        it has counted every event sent, including a marker after ``message``, that is so."""
         self.send(message)
         self.send(self._marker)
-        target = events + 1 + isinstance(message, wire.ContainerEvent)
         deadline = time.monotonic() + 10
-        while self.worker.counts.events < target:
+        while self.worker.counts.events < self.events_sent:
             assert time.monotonic() < deadline, "the worker did not take the message in 10 s"
             time.sleep(0.02)
-        assert self.worker.counts.sink_errors == 0
+        assert (self.worker.counts.sink_errors, self.worker.counts.gaps) == (0, 0)
 
     def close(self) -> None:
         self.stop.set()

@@ -1,0 +1,272 @@
+"""The REST sink behind the real worker runtime, asked over real HTTP."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+from urllib.parse import quote
+
+import pytest
+import requests
+import zmq
+from support.prometheus_server import free_port
+
+from statspout import bus, wire
+from statspout.sinks.rest import OPENAPI, RestSink
+from statspout.sinks.runtime import SinkWorker
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TRICKY_NAME = 'web "shop", a=b 100% ünïcødé 名前?'
+
+
+def make_sample(container_id: str, **overrides: object) -> wire.ContainerStats:
+    figures = dict(
+        seq=1, host="node-1", id=container_id, name=f"name-{container_id}", image="nginx:1.27",
+        labels={"com.docker.compose.project": "shop", "tier": "a=b, \"c\""},
+        timestamp=1_700_000_000_250_000_000, cpu_percent=12.5, cpu_usage_ns=2_500_000_000,
+        online_cpus=4, mem_usage=50 * 2**20, mem_limit=2**30, mem_percent=4.88,
+        rx_bytes=2**40 + 1, tx_bytes=1002, rx_packets=11, tx_packets=12, rx_errors=1,
+        tx_errors=2, rx_dropped=3, tx_dropped=4, blk_read_bytes=4096, blk_write_bytes=8192,
+        pids=7,
+    )
+    figures.update(overrides)
+    return wire.ContainerStats(**figures)
+
+
+def make_event(sample: wire.ContainerStats, action: str, **overrides: object
+               ) -> wire.ContainerEvent:
+    fields = dict(seq=2, host=sample.host, id=sample.id, name=sample.name, image=sample.image,
+                  labels=sample.labels, timestamp=sample.timestamp + 1, action=action)
+    fields.update(overrides)
+    return wire.ContainerEvent(**fields)
+
+
+class Feed:
+    """A sink run by the real SinkWorker in a thread, fed the router's three-frame messages.
+
+    The publisher is an XPUB (the router's is a PUB) only so that the test can see the
+    subscription arrive instead of losing its first messages to the slow-joiner gap.
+    """
+
+    def __init__(self, sink: RestSink) -> None:
+        self.context = zmq.Context()
+        self.publisher = self.context.socket(zmq.XPUB)
+        # Block rather than drop when the worker is behind: a test must not lose messages.
+        self.publisher.setsockopt(zmq.XPUB_NODROP, 1)
+        self.publisher.bind("tcp://127.0.0.1:*")
+        endpoint = self.publisher.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.subscriber = bus.sink_subscriber(self.context, endpoint)
+        assert self.publisher.poll(10_000), "the worker's subscription never arrived"
+        assert self.publisher.recv() == b"\x01" + bus.topic_for("all")
+        self.worker = SinkWorker(sink, self.subscriber)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
+        self.thread.start()
+        self.sequence = 0
+        self.events_sent = 0
+        # Forgetting a container nobody knows: a harmless event that marks a point in the stream.
+        self._marker = make_event(make_sample("marker"), "destroy")
+
+    def send(self, message: wire.Message) -> None:
+        self.sequence += 1
+        self.events_sent += isinstance(message, wire.ContainerEvent)
+        self.publisher.send_multipart(
+            [bus.topic_for("all"), bus.pack_sequence(self.sequence), wire.encode(message)])
+
+    def deliver(self, message: wire.Message) -> None:
+        """Send, and wait until the sink has taken it and everything sent before. The worker
+        handles messages in order from one thread, and nothing is lost (XPUB_NODROP), so once
+        it has counted every event sent, including a marker after ``message``, that is so."""
+        self.send(message)
+        self.send(self._marker)
+        deadline = time.monotonic() + 10
+        while self.worker.counts.events < self.events_sent:
+            assert time.monotonic() < deadline, "the worker did not take the message in 10 s"
+            time.sleep(0.02)
+        assert (self.worker.counts.sink_errors, self.worker.counts.gaps) == (0, 0)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.subscriber.close()
+        self.publisher.close()
+        self.context.term()
+
+
+@pytest.fixture(scope="module")
+def rest():
+    port = free_port()
+    sink = RestSink(SimpleNamespace(address=f"127.0.0.1:{port}", token=TOKEN))
+    sink.open()
+    feed = Feed(sink)
+    try:
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}", feed=feed)
+    finally:
+        feed.close()
+        sink.close()
+
+
+def get(rest, path: str, headers: dict | None = AUTH, **params) -> requests.Response:  # noqa: ANN001
+    return requests.get(rest.url + path, headers=headers, params=params, timeout=5)
+
+
+def ours(rows: list[dict], prefix: str) -> list[dict]:
+    """The module shares one sink: keep the rows of the test's own containers."""
+    return [row for row in rows if row["id"].startswith(prefix)]
+
+
+def test_stats_lists_the_latest_sample_of_each_container(rest):
+    rest.feed.deliver(make_sample("list-a", cpu_percent=None))
+    rest.feed.deliver(make_sample("list-b"))
+    newer = make_sample("list-a", seq=5, cpu_usage_ns=9_000_000_000, cpu_percent=None)
+    rest.feed.deliver(newer)
+
+    response = get(rest, "/stats")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert ours(response.json(), "list-") == [newer.to_dict(), make_sample("list-b").to_dict()]
+
+
+def test_one_container_by_a_name_with_spaces_quotes_commas_equals_and_unicode(rest):
+    sample = make_sample("named", name=TRICKY_NAME)
+    rest.feed.deliver(sample)
+    response = get(rest, "/stats/" + quote(TRICKY_NAME, safe=""))
+    assert response.status_code == 200
+    assert response.json() == sample.to_dict()
+
+
+def test_unknown_names_and_paths_are_404_with_a_json_error(rest):
+    for path in ("/stats/" + quote("nobody here", safe=""), "/nothing", "/stats/"):
+        response = get(rest, path)
+        assert response.status_code == 404, path
+        assert "error" in response.json()
+    assert get(rest, "/stats/%FF%FE").status_code == 400  # not UTF-8
+
+
+def test_host_and_label_filters(rest):
+    one = make_sample("filter-1", host="alpha", labels={"team": "x=y", "env": "prod"})
+    two = make_sample("filter-2", host="beta", labels={"team": "x=y", "env": "dev"})
+    three = make_sample("filter-3", host="beta", labels={"team": "z"})
+    for sample in (one, two, three):
+        rest.feed.deliver(sample)
+
+    def ids(**params) -> list[str]:  # noqa: ANN003
+        response = get(rest, "/stats", **params)
+        assert response.status_code == 200
+        return [row["id"] for row in ours(response.json(), "filter-")]
+
+    assert ids(host="beta") == ["filter-2", "filter-3"]
+    assert ids(label="team=x=y") == ["filter-1", "filter-2"]
+    assert ids(label=["team=x=y", "env=dev"]) == ["filter-2"]
+    assert ids(label="team=x=y", host="alpha") == ["filter-1"]
+    assert ids(label="team=nope") == []
+    bad = get(rest, "/stats", label="no-equals-sign")
+    assert bad.status_code == 400 and "error" in bad.json()
+
+
+def test_a_name_on_two_hosts_needs_the_host(rest):
+    rest.feed.deliver(make_sample("twin-1", host="alpha", name="twin"))
+    rest.feed.deliver(make_sample("twin-2", host="beta", name="twin"))
+    assert get(rest, "/stats/twin").status_code == 409
+    response = get(rest, "/stats/twin", host="beta")
+    assert response.status_code == 200 and response.json()["id"] == "twin-2"
+
+
+@pytest.mark.parametrize("action", ["stop", "destroy"])
+def test_a_stopped_or_destroyed_container_is_removed(rest, action):
+    sample = make_sample(f"gone-{action}")
+    rest.feed.deliver(sample)
+    assert get(rest, f"/stats/{sample.name}").status_code == 200
+    rest.feed.deliver(make_event(sample, action))
+    assert get(rest, f"/stats/{sample.name}").status_code == 404
+    assert ours(get(rest, "/stats").json(), f"gone-{action}") == []
+
+
+def test_a_renamed_container_is_rekeyed_by_its_next_sample(rest):
+    before = make_sample("renamed", name="before")
+    rest.feed.deliver(before)
+    rest.feed.deliver(make_event(before, "rename", name="after now", old_name="before"))
+    assert get(rest, "/stats/before").status_code == 404
+    assert ours(get(rest, "/stats").json(), "renamed") == []
+    after = make_sample("renamed", name="after now", seq=3)
+    rest.feed.deliver(after)
+    assert get(rest, "/stats/after%20now").json() == after.to_dict()
+    assert get(rest, "/stats/before").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/stats", "/stats/anything"])
+def test_data_needs_the_bearer_token(rest, path):
+    for headers in (None, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN},
+                    {"Authorization": f"Basic {TOKEN}"}):
+        response = get(rest, path, headers=headers)
+        assert response.status_code == 401, headers
+        assert "error" in response.json()
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_healthz_and_openapi_are_open(rest):
+    rest.feed.deliver(make_sample("health"))
+    health = get(rest, "/healthz", headers=None)
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok" and health.json()["containers"] >= 1
+    spec = get(rest, "/openapi.json", headers=None)
+    assert spec.status_code == 200 and spec.json() == OPENAPI
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_only_get_is_allowed(rest, method):
+    response = requests.request(method, rest.url + "/stats", headers=AUTH, timeout=5)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET"
+    assert "error" in response.json()
+
+
+def test_the_openapi_description_matches_what_is_served(rest):
+    assert OPENAPI["openapi"].startswith("3.")
+    assert {"/stats", "/stats/{name}", "/healthz"} <= set(OPENAPI["paths"])
+    schema = OPENAPI["components"]["schemas"]["ContainerStats"]
+    sample = make_sample("schema")
+    rest.feed.deliver(sample)
+    served = get(rest, "/stats/name-schema").json()
+    assert set(schema["required"]) == set(served) == set(schema["properties"])
+
+
+def test_the_openapi_description_is_valid_openapi_3():
+    validator = pytest.importorskip("openapi_spec_validator")
+    validator.validate(OPENAPI)
+
+
+def test_reads_while_the_worker_writes(rest):
+    """The server's threads read while the worker thread writes and forgets."""
+    samples = [make_sample(f"race-{i}") for i in range(40)]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                response = get(rest, "/stats")
+                assert response.status_code == 200
+                assert isinstance(response.json(), list)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    try:
+        for round_ in range(15):
+            for sample in samples:
+                rest.feed.send(sample)
+                if round_ % 2:
+                    rest.feed.send(make_event(sample, "stop"))
+        rest.feed.deliver(samples[0])
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(timeout=10)
+    assert errors == []
+    # The last round sent samples and no stops.
+    assert len(ours(get(rest, "/stats").json(), "race-")) == 40
