@@ -1,0 +1,437 @@
+"""The InfluxDB sink: API v1 against a real influxd (Debian's 1.x), API v2 against a local
+HTTP endpoint that records what it is sent (no InfluxDB 2 server can be installed here)."""
+
+from __future__ import annotations
+
+import gzip
+import http.server
+import logging
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from types import SimpleNamespace
+
+import pytest
+import zmq
+from support.influxd import InfluxServer, running_influxd
+from support.processes import Process, program
+from support.waiting import wait_for
+
+from statspout import bus, wire
+from statspout.sinks.influxdb import InfluxDBSink
+from statspout.sinks.runtime import SinkWorker
+
+TRICKY_NAME = 'web 1, "shop"=eu \\ back ñ€ 名前'
+TEAM = "com.example.team"
+PROJECT = "com.docker.compose.project"
+TRICKY_LABELS = {TEAM: 'ops, "blue"=1 \\ é', PROJECT: "shop", "unlisted": "not a tag"}
+MEASUREMENTS = ["docker_container_blkio", "docker_container_cpu", "docker_container_mem",
+                "docker_container_net"]
+
+
+def make_sample(seq: int, **overrides: object) -> wire.ContainerStats:
+    figures = dict(
+        seq=seq, host="node 1", id="c0ffee" * 8, name=TRICKY_NAME, image="nginx:1.27",
+        labels=TRICKY_LABELS, timestamp=1_700_000_000_000_000_123 + seq * 1_000_000,
+        cpu_percent=12.5, cpu_usage_ns=2_500_000_000 + seq, online_cpus=4,
+        mem_usage=50 * 2**20, mem_limit=2**30, mem_percent=4.88,
+        rx_bytes=2**62 + 12345, tx_bytes=1002, rx_packets=11, tx_packets=12, rx_errors=1,
+        tx_errors=2, rx_dropped=3, tx_dropped=4, blk_read_bytes=4096, blk_write_bytes=8192,
+        pids=7,
+    )
+    figures.update(overrides)
+    return wire.ContainerStats(**figures)
+
+
+def settings(**overrides: object) -> SimpleNamespace:
+    values = dict(
+        api="v1", url="http://127.0.0.1:9", token="", org="", bucket="statspout",
+        database="statspout", retention_policy="", username="", password="",
+        label_tags=[TEAM, PROJECT], timeout=5.0, buffer_size=10_000, batch_size=100,
+        flush_interval=0.1, close_timeout=10.0, max_backoff=1.0,
+    )
+    values.update(overrides)
+    return SimpleNamespace(**values)
+
+
+class Publisher:
+    """The router's end of the bus, as an XPUB so the test sees the subscription arrive."""
+
+    def __init__(self) -> None:
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.XPUB)
+        self.socket.setsockopt(zmq.XPUB_NODROP, 1)
+        self.socket.bind("tcp://127.0.0.1:*")
+        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.sequence = 0
+
+    def wait_for_subscriber(self) -> None:
+        assert self.socket.poll(15_000), "the sink never subscribed"
+        assert self.socket.recv() == b"\x01" + bus.topic_for("all")
+
+    def send(self, message: wire.Message) -> None:
+        self.sequence += 1
+        self.socket.send_multipart(
+            [bus.topic_for("all"), bus.pack_sequence(self.sequence), wire.encode(message)]
+        )
+
+    def close(self) -> None:
+        self.socket.close(0)
+        self.context.term()
+
+
+class WorkerThread:
+    """A sink run by the real SinkWorker in a thread, subscribed to a Publisher."""
+
+    def __init__(self, sink: InfluxDBSink, publisher: Publisher) -> None:
+        self.sink = sink
+        self.context = zmq.Context()
+        self.socket = bus.sink_subscriber(self.context, publisher.endpoint)
+        publisher.wait_for_subscriber()
+        sink.open()
+        self.worker = SinkWorker(sink, self.socket, report_interval=3600)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.worker.run, args=(self.stop_event,))
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.thread.join(10)
+        self.sink.close()
+        self.socket.close(0)
+        self.context.term()
+
+
+@pytest.fixture(scope="module")
+def influxd() -> Iterator[InfluxServer]:
+    with running_influxd() as server:
+        yield server
+
+
+@pytest.fixture()
+def database(influxd: InfluxServer) -> str:
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    influxd.create_database(name)
+    return name
+
+
+def field_types(server: InfluxServer, database: str) -> dict[str, dict[str, str]]:
+    return {s["name"]: dict(s["values"]) for s in server.query("SHOW FIELD KEYS", database)}
+
+
+def test_v1_samples_arrive_through_the_worker_process_with_telegraf_names_tags_and_types(
+    influxd: InfluxServer, database: str,
+) -> None:
+    publisher = Publisher()
+    sink = Process(
+        [program("statspout-sink"), "influxdb", "--connect", publisher.endpoint,
+         "--influxdb.api", "v1", "--influxdb.url", influxd.url,
+         "--influxdb.label-tags", TEAM, "--influxdb.label-tags", PROJECT,
+         "--influxdb.flush-interval", "0.1"],
+        env={"STATSPOUT_INFLUXDB_DATABASE": database},  # an option from its variable
+    )
+    try:
+        publisher.wait_for_subscriber()
+        first = make_sample(1, cpu_percent=None)  # a container's first sample has no percent
+        second = make_sample(2)
+        publisher.send(first)
+        publisher.send(second)
+        wait_for(lambda: len(influxd.rows("SELECT * FROM docker_container_blkio", database)) == 2,
+                 20, "both samples in influxd")
+    finally:
+        assert sink.stop() == 0, sink.log()
+        publisher.close()
+
+    assert sorted(v[0] for v in influxd.query("SHOW MEASUREMENTS", database)[0]["values"]) == (
+        MEASUREMENTS)
+    ints = "integer"
+    assert field_types(influxd, database) == {
+        "docker_container_cpu": {"container_id": "string", "usage_total": ints,
+                                 "usage_percent": "float", "online_cpus": ints, "pids": ints},
+        "docker_container_mem": {"container_id": "string", "usage": ints, "limit": ints,
+                                 "usage_percent": "float"},
+        "docker_container_net": {"container_id": "string", **{
+            f"{d}_{k}": ints for d in ("rx", "tx")
+            for k in ("bytes", "packets", "errors", "dropped")}},
+        "docker_container_blkio": {"container_id": "string",
+                                   "io_service_bytes_recursive_read": ints,
+                                   "io_service_bytes_recursive_write": ints},
+    }
+    common_tags = {"container_name", "container_image", "engine_host", TEAM, PROJECT}
+    tag_keys = {s["name"]: {v[0] for v in s["values"]}
+                for s in influxd.query("SHOW TAG KEYS", database)}
+    assert tag_keys == {
+        "docker_container_cpu": common_tags | {"cpu"},
+        "docker_container_mem": common_tags,
+        "docker_container_net": common_tags | {"network"},
+        "docker_container_blkio": common_tags | {"device"},
+    }
+
+    identity = {"container_name": TRICKY_NAME, "container_image": "nginx:1.27",
+                "engine_host": "node 1", TEAM: TRICKY_LABELS[TEAM], PROJECT: "shop",
+                "container_id": first.id}
+    cpu = influxd.rows("SELECT * FROM docker_container_cpu", database)
+    assert cpu == [
+        {"time": first.timestamp, **identity, "cpu": "cpu-total", "usage_total": 2_500_000_001,
+         "usage_percent": None, "online_cpus": 4, "pids": 7},
+        {"time": second.timestamp, **identity, "cpu": "cpu-total",
+         "usage_total": 2_500_000_002, "usage_percent": 12.5, "online_cpus": 4, "pids": 7},
+    ]
+    mem = influxd.rows("SELECT * FROM docker_container_mem", database)
+    assert mem[1] == {"time": second.timestamp, **identity, "usage": 50 * 2**20,
+                      "limit": 2**30, "usage_percent": 4.88}
+    net = influxd.rows("SELECT * FROM docker_container_net", database)
+    assert net[1] == {"time": second.timestamp, **identity, "network": "total",
+                      "rx_bytes": 2**62 + 12345, "tx_bytes": 1002, "rx_packets": 11,
+                      "tx_packets": 12, "rx_errors": 1, "tx_errors": 2, "rx_dropped": 3,
+                      "tx_dropped": 4}
+    blkio = influxd.rows("SELECT * FROM docker_container_blkio", database)
+    assert blkio[1] == {"time": second.timestamp, **identity, "device": "total",
+                        "io_service_bytes_recursive_read": 4096,
+                        "io_service_bytes_recursive_write": 8192}
+
+
+def test_v1_a_repeated_write_overwrites_and_never_duplicates(
+    influxd: InfluxServer, database: str,
+) -> None:
+    sample = make_sample(5)
+    sink = InfluxDBSink(settings(url=influxd.url, database=database))
+    sink.open()
+    sink.write(sample)
+    wait_for(lambda: sink.counters()["written"] == 1, 10, "the first write")
+    sink.write(sample)  # what a retry after a timed-out but stored write sends
+    sink.close()
+    assert sink.counters()["written"] == 2
+    rows = influxd.rows("SELECT count(usage_total) FROM docker_container_cpu", database)
+    assert rows[0]["count"] == 1
+
+
+def test_v1_writes_into_the_named_retention_policy(influxd: InfluxServer, database: str) -> None:
+    influxd.query(f'CREATE RETENTION POLICY "short" ON "{database}" DURATION 1000w REPLICATION 1')
+    sink = InfluxDBSink(settings(url=influxd.url, database=database, retention_policy="short"))
+    sink.open()
+    sink.write(make_sample(1))
+    sink.close()
+    assert influxd.rows("SELECT * FROM docker_container_mem", database) == []  # default rp
+    rows = influxd.rows(f'SELECT usage FROM "{database}"."short"."docker_container_mem"', database)
+    assert [r["usage"] for r in rows] == [50 * 2**20]
+
+
+def test_v1_an_unknown_database_is_logged_once_and_not_retried(
+    influxd: InfluxServer, caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = InfluxDBSink(settings(url=influxd.url, database="does_not_exist", batch_size=1))
+    with caplog.at_level(logging.INFO, logger="statspout.sink.influxdb"):
+        sink.open()
+        for seq in range(3):
+            sink.write(make_sample(seq))
+        wait_for(lambda: sink.counters()["failed_batches"] == 3, 10, "three rejected batches")
+        sink.close()
+    counts = sink.counters()
+    assert counts["retries"] == 0 and counts["rejected"] == 3 and counts["written"] == 0
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "database not found" in errors[0]
+
+
+# API v2, against a recording fake: an HTTP endpoint on 127.0.0.1 that stores each request.
+
+
+class RecordingEndpoint:
+    """Answers each request with the next of ``statuses`` (then 204) and records it."""
+
+    def __init__(self, statuses: list[tuple[int, dict[str, str]]] | None = None) -> None:
+        self.requests: list[dict] = []
+        self.statuses = list(statuses or [])
+        recording = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                url = urllib.parse.urlsplit(self.path)
+                recording.requests.append({
+                    "path": url.path, "query": dict(urllib.parse.parse_qsl(url.query)),
+                    "headers": {k.lower(): v for k, v in self.headers.items()}, "raw": body,
+                })
+                status, headers = recording.statuses.pop(0) if recording.statuses else (204, {})
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                payload = b'{"code":"unauthorized","message":"unauthorized access"}' if (
+                    status == 401) else b""
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def lines(self, index: int) -> list[str]:
+        request = self.requests[index]
+        assert request["headers"].get("content-encoding") == "gzip"
+        return gzip.decompress(request["raw"]).decode().split("\n")
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def endpoint() -> Iterator[RecordingEndpoint]:
+    recording = RecordingEndpoint()
+    yield recording
+    recording.close()
+
+
+def v2_settings(url: str, **overrides: object) -> SimpleNamespace:
+    return settings(api="v2", url=url, token="s3cret token", org="my org", bucket="db/rp",
+                    **overrides)
+
+
+def test_v2_write_against_recording_fake_endpoint(endpoint: RecordingEndpoint) -> None:
+    simple = make_sample(1, name="web", image="nginx", host="h", id="abc", labels={},
+                         timestamp=1_700_000_000_123_456_789, cpu_percent=None, rx_bytes=5)
+    sink = InfluxDBSink(v2_settings(endpoint.url))
+    publisher = Publisher()
+    runner = WorkerThread(sink, publisher)
+    publisher.send(simple)
+    publisher.send(make_sample(2))
+    wait_for(lambda: sink.counters()["written"] == 2, 10, "two samples written")
+    runner.stop()
+    publisher.close()
+
+    request = endpoint.requests[0]
+    assert request["path"] == "/api/v2/write"
+    assert request["query"] == {"org": "my org", "bucket": "db/rp", "precision": "ns"}
+    assert request["headers"]["authorization"] == "Token s3cret token"
+    lines = [line for index in range(len(endpoint.requests)) for line in endpoint.lines(index)]
+    assert len(lines) == 8
+    assert lines[:4] == [
+        'docker_container_cpu,container_image=nginx,container_name=web,cpu=cpu-total,'
+        'engine_host=h container_id="abc",online_cpus=4i,pids=7i,usage_total=2500000001i '
+        '1700000000123456789',
+        'docker_container_mem,container_image=nginx,container_name=web,engine_host=h '
+        'container_id="abc",limit=1073741824i,usage=52428800i,usage_percent=4.88 '
+        '1700000000123456789',
+        'docker_container_net,container_image=nginx,container_name=web,engine_host=h,'
+        'network=total container_id="abc",rx_bytes=5i,rx_dropped=3i,rx_errors=1i,'
+        'rx_packets=11i,tx_bytes=1002i,tx_dropped=4i,tx_errors=2i,tx_packets=12i '
+        '1700000000123456789',
+        'docker_container_blkio,container_image=nginx,container_name=web,device=total,'
+        'engine_host=h container_id="abc",io_service_bytes_recursive_read=4096i,'
+        'io_service_bytes_recursive_write=8192i 1700000000123456789',
+    ]
+    # The tricky name is escaped by the library's line protocol serializer.
+    assert lines[4].startswith(
+        'docker_container_cpu,com.docker.compose.project=shop,com.example.team=ops\\,\\ '
+        '"blue"\\=1\\ \\\\ é,container_image=nginx:1.27,container_name=web\\ 1\\,\\ '
+        '"shop"\\=eu\\ \\\\ back\\ ñ€\\ 名前,cpu=cpu-total,engine_host=node\\ 1 ')
+
+
+def test_v2_retries_503_and_429_with_retry_after_against_recording_fake_endpoint() -> None:
+    recording = RecordingEndpoint([(503, {}), (429, {"Retry-After": "0"})])
+    try:
+        sink = InfluxDBSink(v2_settings(recording.url, max_backoff=0.2))
+        sink.open()
+        for seq in range(3):
+            sink.write(make_sample(seq))
+        wait_for(lambda: sink.counters()["written"] == 3, 20, "the batch written after retries")
+        sink.close()
+        counts = sink.counters()
+        assert (counts["retries"], counts["failed_batches"], counts["dropped"]) == (2, 0, 0)
+        assert len(recording.requests) == 3
+        assert len({gzip.decompress(r["raw"]) for r in recording.requests}) == 1  # same batch
+    finally:
+        recording.close()
+
+
+def test_v2_a_bad_token_is_logged_once_against_recording_fake_endpoint(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recording = RecordingEndpoint([(401, {})] * 3)
+    try:
+        sink = InfluxDBSink(v2_settings(recording.url, batch_size=1))
+        with caplog.at_level(logging.INFO, logger="statspout.sink.influxdb"):
+            sink.open()
+            for seq in range(3):
+                sink.write(make_sample(seq))
+            wait_for(lambda: sink.counters()["failed_batches"] == 3, 10, "three rejections")
+            sink.close()
+        assert len(recording.requests) == 3  # one request per batch: no retry loop
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and "401" in errors[0] and "unauthorized" in errors[0]
+    finally:
+        recording.close()
+
+
+def test_v1_sends_basic_auth_gzip_and_rp_against_recording_fake_endpoint(
+    endpoint: RecordingEndpoint,
+) -> None:
+    sink = InfluxDBSink(settings(url=endpoint.url, database="db", retention_policy="rp",
+                                 username="user", password="pa:ss"))
+    sink.open()
+    sink.write(make_sample(1))
+    sink.close()
+    request = endpoint.requests[0]
+    assert request["path"] == "/write"
+    assert request["query"] == {"db": "db", "rp": "rp", "precision": "ns"}
+    assert request["headers"]["authorization"] == "Basic dXNlcjpwYTpzcw=="  # user:pa:ss
+    assert len(endpoint.lines(0)) == 4
+
+
+# Outage: influxd stopped for 20 s while samples flow.
+
+
+def test_outage_every_sample_received_is_stored_exactly_once_after_influxd_returns() -> None:
+    with running_influxd() as server:
+        server.create_database("outage")
+        sink = InfluxDBSink(settings(url=server.url, database="outage", batch_size=20,
+                                     flush_interval=0.1, max_backoff=2.0, timeout=2.0))
+        publisher = Publisher()
+        runner = WorkerThread(sink, publisher)
+        feeding = threading.Event()
+        feeding.set()
+
+        def feed() -> None:
+            while feeding.is_set():
+                seq = publisher.sequence + 1
+                publisher.send(make_sample(seq, cpu_usage_ns=seq))
+                time.sleep(0.05)
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        try:
+            wait_for(lambda: sink.counters()["written"] >= 20, 20, "writes before the outage")
+            server.stop()
+            outage_started = time.monotonic()
+            wait_for(lambda: sink.counters()["retries"] >= 1, 20, "a failed write")
+            # The outage itself: samples keep flowing for 20 s while the server is down.
+            time.sleep(max(0.0, 20.0 - (time.monotonic() - outage_started)))
+            buffered_during_outage = sink.counters()["buffered"]
+            server.start()
+            written_before = sink.counters()["written"]
+            wait_for(lambda: sink.counters()["written"] > written_before + 50, 30,
+                     "writes after the outage")
+        finally:
+            feeding.clear()
+            feeder.join()
+        sent = publisher.sequence
+        wait_for(lambda: runner.worker.counts.samples == sent, 20, "the worker took every sample")
+        wait_for(lambda: sink.counters()["buffered"] == 0, 30, "the buffer drained")
+        runner.stop()
+        publisher.close()
+
+        counts = sink.counters()
+        assert buffered_during_outage > 100  # the outage really held samples back
+        assert counts["retries"] >= 1 and counts["dropped"] == 0 and counts["rejected"] == 0
+        assert runner.worker.counts.gaps == 0
+        rows = server.rows("SELECT usage_total FROM docker_container_cpu", "outage")
+        stored = [row["usage_total"] for row in rows]  # usage_total carries the seq
+        assert sorted(stored) == list(range(1, sent + 1))  # every seq, exactly once
+        assert [row["time"] for row in rows] == [make_sample(s).timestamp for s in stored]
