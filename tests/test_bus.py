@@ -1,0 +1,76 @@
+"""The bus: endpoints, topics, and CURVE on the sockets it builds."""
+
+from __future__ import annotations
+
+import pytest
+import zmq
+from conftest import free_port
+from support.waiting import wait_for
+
+from statspout import bus, security
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "local"),
+    [
+        ("tcp://127.0.0.1:5556", True),
+        ("tcp://127.8.0.1:5556", True),
+        ("tcp://[::1]:5556", True),
+        ("tcp://localhost:5556", True),
+        ("ipc:///tmp/x", True),
+        ("inproc://x", True),
+        ("tcp://*:5556", False),
+        ("tcp://0.0.0.0:5556", False),
+        ("tcp://10.250.0.10:5556", False),
+        ("tcp://[::]:5556", False),
+        ("tcp://router.example:5556", False),
+    ],
+)
+def test_is_local_endpoint(endpoint: str, local: bool) -> None:
+    assert bus.is_local_endpoint(endpoint) is local
+
+
+def test_topics_do_not_prefix_each_other() -> None:
+    assert not bus.topic_for("all").startswith(bus.topic_for("a"))
+    assert bus.route_of(bus.topic_for("prod")) == "prod"
+
+
+def test_default_control_endpoint_follows_xdg_runtime_dir(monkeypatch) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/7")
+    assert bus.default_control_endpoint() == "ipc:///run/user/7/statspout/router.ctl"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert bus.default_control_endpoint().startswith("ipc:///tmp/statspout-")
+
+
+def test_curve_links_carry_the_peers_key(tmp_path) -> None:
+    import zmq.auth
+
+    for name in ("router", "collector"):
+        zmq.auth.create_certificates(tmp_path, name)
+    authorized = tmp_path / "authorized"
+    authorized.mkdir()
+    (authorized / "collector.key").write_bytes((tmp_path / "collector.key").read_bytes())
+    context = zmq.Context()
+    server = security.start_server_security(context, tmp_path / "router.key_secret", authorized)
+    client = security.ClientKeys(security.load_key_pair(tmp_path / "collector.key_secret"),
+                                 security.load_public_key(tmp_path / "router.key"))
+    endpoint = f"tcp://127.0.0.1:{free_port()}"  # inproc links have no security mechanism
+    router_in = bus.router_input(context, endpoint, security=server)
+    publisher = bus.CollectorPublisher(context, endpoint, security=client)
+    try:
+        def delivered() -> zmq.Frame | None:
+            publisher.publish(b"payload")
+            if router_in.poll(50):
+                return router_in.recv(copy=False)
+            return None
+
+        frame = wait_for(delivered, 10, "a message over CURVE")
+        assert frame.bytes == b"payload"
+        assert bus.sender_key(frame) == client.own.public.decode()
+        assert server.authenticator.is_authorized(bus.sender_key(frame))
+        assert not server.authenticator.is_authorized(None)
+    finally:
+        publisher.close()
+        router_in.close()
+        server.authenticator.stop()
+        context.term()
