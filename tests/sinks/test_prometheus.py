@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -288,3 +293,61 @@ def test_scrapes_while_the_worker_writes_are_consistent(setup):
             thread.join(timeout=10)
     assert errors == []
     assert sink_feed.worker.counts.sink_errors == 0
+
+
+def test_the_statspout_sink_command_serves_the_metrics(tmp_path):
+    """The real ``statspout-sink prometheus`` process: options from flags and the environment."""
+    port = free_port()
+    context = zmq.Context()
+    publisher = context.socket(zmq.XPUB)
+    publisher.bind("tcp://127.0.0.1:*")
+    endpoint = publisher.getsockopt_string(zmq.LAST_ENDPOINT)
+    env = {**os.environ, "STATSPOUT_PROMETHEUS_STALE_INTERVALS": "100"}
+    log = (tmp_path / "sink.log").open("wb")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "statspout-sink"), "prometheus", "--connect", endpoint,
+         "--prometheus.address", f"127.0.0.1:{port}",
+         "--prometheus.label-names", f"{LABEL_KEY},tier", "--prometheus.label-names", "secret"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def families() -> dict:
+        try:
+            text = requests.get(url, timeout=2).text
+        except requests.ConnectionError:
+            return {}
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+    def wait(condition, what: str) -> dict:  # noqa: ANN001
+        deadline = time.monotonic() + 20
+        while not condition(found := families()):
+            assert process.poll() is None, (tmp_path / "sink.log").read_text()
+            assert time.monotonic() < deadline, f"{what} within 20 s"
+            time.sleep(0.1)
+        return found
+
+    try:
+        assert publisher.poll(20_000), "the sink process never subscribed"
+        publisher.recv()
+        sample = make_sample("c-cli", name=TRICKY_NAME)
+        frames = [bus.topic_for("all"), bus.pack_sequence(1), wire.encode(sample)]
+        publisher.send_multipart(frames)
+        found = wait(lambda f: f.get("container_memory_usage_bytes", None) is not None
+                     and f["container_memory_usage_bytes"].samples, "the sample served")
+        (served,) = found["container_memory_usage_bytes"].samples
+        assert served.value == 50 * 2**20
+        assert served.labels["name"] == TRICKY_NAME
+        assert served.labels["container_label_secret"] == "do not expose"  # allow-listed here
+        assert found["container_cpu_usage_seconds"].type == "counter"
+
+        event = make_event(sample, "stop")
+        publisher.send_multipart([bus.topic_for("all"), bus.pack_sequence(2), wire.encode(event)])
+        wait(lambda f: f and not f["container_memory_usage_bytes"].samples, "series removed")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=20)
+        log.close()
+        publisher.close()
+        context.term()
+    assert returncode == 0

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import quote
 
@@ -270,3 +275,47 @@ def test_reads_while_the_worker_writes(rest):
     assert errors == []
     # The last round sent samples and no stops.
     assert len(ours(get(rest, "/stats").json(), "race-")) == 40
+
+
+def test_the_statspout_sink_command_serves_rest(tmp_path):
+    """The real ``statspout-sink rest`` process, configured through the environment."""
+    port = free_port()
+    context = zmq.Context()
+    publisher = context.socket(zmq.XPUB)
+    publisher.bind("tcp://127.0.0.1:*")
+    endpoint = publisher.getsockopt_string(zmq.LAST_ENDPOINT)
+    env = {**os.environ, "STATSPOUT_REST_ADDRESS": f"127.0.0.1:{port}",
+           "STATSPOUT_REST_TOKEN": TOKEN}
+    log_path = tmp_path / "sink.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "statspout-sink"), "rest", "--connect", endpoint],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/stats/" + quote(TRICKY_NAME, safe="")
+    try:
+        assert publisher.poll(20_000), "the sink process never subscribed"
+        publisher.recv()
+        sample = make_sample("cli", name=TRICKY_NAME)
+        publisher.send_multipart([bus.topic_for("all"), bus.pack_sequence(1), wire.encode(sample)])
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = requests.get(url, headers=AUTH, timeout=2)
+                if response.status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert process.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, "the sample was not served within 20 s"
+            time.sleep(0.1)
+        assert response.json() == sample.to_dict()
+        assert requests.get(url, timeout=2).status_code == 401
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(timeout=20)
+        log.close()
+        publisher.close()
+        context.term()
+    assert returncode == 0
+    assert TOKEN not in log_path.read_text()  # a secret option is never logged
