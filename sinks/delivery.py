@@ -14,7 +14,7 @@ returns once the database confirmed the whole batch, or raises) and ``classify(e
   buffer and is tried again after an exponential backoff with jitter, or after the server's
   ``Retry-After``. Writes must be idempotent, because a timed-out write may have landed.
 - A permanent failure (a 4xx retrying cannot fix) gives the batch up: counted in
-  ``failed_batches`` and ``rejected``, logged once per distinct reason rather than per batch.
+  ``failed_batches`` and ``rejected``, logged once per kind of error rather than per batch.
 - ``close`` keeps writing until the buffer is empty or ``close-timeout`` passed; what is left
   is counted in ``unflushed`` and logged.
 """
@@ -47,6 +47,9 @@ class Failure:
     retryable: bool
     reason: str
     retry_after: float | None = None  # seconds, from the server (HTTP 429/503 Retry-After)
+    # Permanent failures are logged once per key: e.g. "HTTP 401" rather than the full reason,
+    # whose details (sizes, field names) may differ from batch to batch.
+    key: str | None = None
 
 
 Classifier = Callable[[Exception], Failure]
@@ -264,8 +267,9 @@ class Delivery(Generic[Item]):
             self._counts.failed_batches += 1
             self._counts.rejected += len(batch)
             failed = self._counts.failed_batches
-        if failure.reason not in self._reasons_logged:
-            self._reasons_logged.add(failure.reason)
+        key = failure.key or failure.reason
+        if key not in self._reasons_logged:
+            self._reasons_logged.add(key)
             self._log.error(
                 "%s: the database rejected a batch of %d samples and retrying cannot help "
                 "(logged once; see failed_batches in the report): %s",

@@ -107,10 +107,11 @@ def classify(exc: Exception) -> Failure:
         retry_after = _seconds(getattr(exc, "retry_after", None))
         if status == 429 or status >= 500:
             return Failure(True, str(exc).splitlines()[0], retry_after)
-        return Failure(False, f"HTTP {status}: {getattr(exc, 'message', exc)}")
+        reason = f"HTTP {status}: {getattr(exc, 'message', exc)}"
+        return Failure(False, reason, key=f"HTTP {status}")
     if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         return Failure(True, repr(exc))  # refused, reset, timed out
-    return Failure(False, repr(exc))
+    return Failure(False, repr(exc), key=type(exc).__name__)
 
 
 def _seconds(retry_after: str | None) -> float | None:

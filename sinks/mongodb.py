@@ -77,6 +77,10 @@ def to_document(sample: ContainerStats) -> dict[str, Any]:
 class WriteRejected(Exception):
     """Some documents of a batch failed for a reason other than already being stored."""
 
+    def __init__(self, message: str, code: int | None) -> None:
+        super().__init__(message)
+        self.code = code
+
 
 def classify(exc: Exception) -> Failure:
     """Network trouble, a server that is not ready, or a retryable write error: retry.
@@ -85,9 +89,10 @@ def classify(exc: Exception) -> Failure:
         return Failure(True, f"{type(exc).__name__}: {exc}")
     if isinstance(exc, PyMongoError) and exc.has_error_label("RetryableWriteError"):
         return Failure(True, f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, OperationFailure):
-        return Failure(False, f"{type(exc).__name__} (code {exc.code}): {exc}")
-    return Failure(False, repr(exc))
+    if isinstance(exc, (OperationFailure, WriteRejected)):
+        return Failure(False, f"{type(exc).__name__} (code {exc.code}): {exc}",
+                       key=f"{type(exc).__name__} {exc.code}")
+    return Failure(False, repr(exc), key=type(exc).__name__)
 
 
 class MongoDBSink(Sink):
@@ -163,7 +168,8 @@ class MongoDBSink(Sink):
             details = exc.details
             errors = [e for e in details.get("writeErrors", []) if e["code"] != _DUPLICATE_KEY]
             if errors or details.get("writeConcernErrors"):
-                first = errors[0]["errmsg"] if errors else details["writeConcernErrors"][0]
+                first = errors[0] if errors else details["writeConcernErrors"][0]
                 raise WriteRejected(
-                    f"{len(errors)} of {len(batch)} documents rejected, first: {first}"
+                    f"{len(errors)} of {len(batch)} documents rejected, first: "
+                    f"{first.get('errmsg')}", first.get("code"),
                 ) from exc

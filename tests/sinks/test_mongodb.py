@@ -1,0 +1,266 @@
+"""The MongoDB sink against a real MongoDB wire-protocol server (SecantusDB) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import pymongo
+import pytest
+import zmq
+from bson import Int64
+from support.mongo import MongoServer, running_mongo
+from support.processes import Process, program
+from support.waiting import wait_for
+
+from statspout import bus, wire
+from statspout.sinks.mongodb import MongoDBSink, classify, document_id
+from statspout.sinks.runtime import SinkWorker
+
+TRICKY_NAME = 'web 1, "shop"=eu \\ back ñ€ 名前\\'
+TRICKY_LABELS = {
+    "com.docker.compose.project": "shop, \"eu\"=1",
+    "$dollar.key": "kept",
+    "plain": "é 名前",
+}
+
+
+def make_sample(seq: int, **overrides: object) -> wire.ContainerStats:
+    figures = dict(
+        seq=seq, host="node 1", id="c0ffee" * 8, name=TRICKY_NAME, image="nginx:1.27",
+        labels=TRICKY_LABELS, timestamp=1_700_000_000_000_000_123 + seq * 1_000_000,
+        cpu_percent=12.5, cpu_usage_ns=2_500_000_000 + seq, online_cpus=4,
+        mem_usage=50 * 2**20, mem_limit=2**30, mem_percent=4.88,
+        rx_bytes=2**62 + 12345, tx_bytes=1002, rx_packets=11, tx_packets=12, rx_errors=1,
+        tx_errors=2, rx_dropped=3, tx_dropped=4, blk_read_bytes=4096, blk_write_bytes=8192,
+        pids=7,
+    )
+    figures.update(overrides)
+    return wire.ContainerStats(**figures)
+
+
+def settings(uri: str, collection: str, **overrides: object) -> SimpleNamespace:
+    values = dict(
+        uri=uri, database="statspout", collection=collection, ttl=0, timeout=2.0,
+        buffer_size=10_000, batch_size=100, flush_interval=0.1, close_timeout=10.0,
+        max_backoff=1.0,
+    )
+    values.update(overrides)
+    return SimpleNamespace(**values)
+
+
+class Publisher:
+    """The router's end of the bus, as an XPUB so the test sees the subscription arrive."""
+
+    def __init__(self) -> None:
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.XPUB)
+        self.socket.setsockopt(zmq.XPUB_NODROP, 1)
+        self.socket.bind("tcp://127.0.0.1:*")
+        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.sequence = 0
+
+    def wait_for_subscriber(self) -> None:
+        assert self.socket.poll(15_000), "the sink never subscribed"
+        assert self.socket.recv() == b"\x01" + bus.topic_for("all")
+
+    def send(self, message: wire.Message) -> None:
+        self.sequence += 1
+        self.socket.send_multipart(
+            [bus.topic_for("all"), bus.pack_sequence(self.sequence), wire.encode(message)]
+        )
+
+    def close(self) -> None:
+        self.socket.close(0)
+        self.context.term()
+
+
+@pytest.fixture(scope="module")
+def mongo() -> Iterator[MongoServer]:
+    with running_mongo() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(mongo: MongoServer) -> Iterator[pymongo.MongoClient]:
+    with mongo.client() as connection:
+        yield connection
+
+
+@pytest.fixture()
+def collection() -> str:
+    return f"stats_{uuid.uuid4().hex[:8]}"
+
+
+def test_samples_arrive_through_the_worker_process_as_one_document_each(
+    mongo: MongoServer, client: pymongo.MongoClient, collection: str,
+) -> None:
+    publisher = Publisher()
+    sink = Process(
+        [program("statspout-sink"), "mongodb", "--connect", publisher.endpoint,
+         "--mongodb.uri", mongo.uri, "--mongodb.flush-interval", "0.1"],
+        env={"STATSPOUT_MONGODB_COLLECTION": collection},  # an option from its variable
+    )
+    try:
+        publisher.wait_for_subscriber()
+        first = make_sample(1, cpu_percent=None, mem_percent=None)
+        second = make_sample(2)
+        publisher.send(first)
+        publisher.send(second)
+        stored = client.statspout[collection]
+        wait_for(lambda: stored.count_documents({}) == 2, 20, "both documents")
+    finally:
+        assert sink.stop() == 0, sink.log()
+        publisher.close()
+
+    documents = list(stored.find().sort("timestamp_ns", 1))
+    assert documents[1] == {
+        "_id": f"node 1/{second.id}/{second.timestamp}",
+        "timestamp": datetime(2023, 11, 14, 22, 13, 20, 2000, tzinfo=timezone.utc),
+        "timestamp_ns": second.timestamp,
+        "seq": 2, "host": "node 1", "id": second.id, "name": TRICKY_NAME, "image": "nginx:1.27",
+        "labels": [{"key": "$dollar.key", "value": "kept"},
+                   {"key": "com.docker.compose.project", "value": "shop, \"eu\"=1"},
+                   {"key": "plain", "value": "é 名前"}],
+        "cpu_percent": 12.5, "cpu_usage_ns": 2_500_000_002, "online_cpus": 4,
+        "mem_usage": 50 * 2**20, "mem_limit": 2**30, "mem_percent": 4.88,
+        "rx_bytes": 2**62 + 12345, "tx_bytes": 1002, "rx_packets": 11, "tx_packets": 12,
+        "rx_errors": 1, "tx_errors": 2, "rx_dropped": 3, "tx_dropped": 4,
+        "blk_read_bytes": 4096, "blk_write_bytes": 8192, "pids": 7,
+    }
+    assert documents[0]["cpu_percent"] is None and documents[0]["mem_percent"] is None
+    # Every integer figure is a BSON Int64, small or large, so a field has one type.
+    for name in ("seq", "timestamp_ns", "pids", "rx_errors", "cpu_usage_ns", "rx_bytes"):
+        assert type(documents[1][name]) is Int64, name
+    # Label keys with dots and a leading $ are kept exactly and can be queried.
+    for key, value in TRICKY_LABELS.items():
+        found = stored.find({"labels": {"$elemMatch": {"key": key, "value": value}}})
+        assert sorted(d["seq"] for d in found) == [1, 2], key
+    assert stored.count_documents({"name": TRICKY_NAME}) == 2
+
+
+def test_indexes_on_name_and_timestamp_and_the_ttl_index_are_created(
+    mongo: MongoServer, client: pymongo.MongoClient, collection: str,
+) -> None:
+    sink = MongoDBSink(settings(mongo.uri, collection, ttl=86400))
+    sink.open()
+    sink.write(make_sample(1))
+    sink.close()
+    indexes = client.statspout[collection].index_information()
+    assert indexes["name_1_timestamp_1"]["key"] == [("name", 1), ("timestamp", 1)]
+    assert indexes["timestamp_ttl"]["key"] == [("timestamp", 1)]
+    assert indexes["timestamp_ttl"]["expireAfterSeconds"] == 86400
+
+
+def test_a_retried_batch_is_stored_once_and_counts_as_written(
+    mongo: MongoServer, client: pymongo.MongoClient, collection: str,
+) -> None:
+    sink = MongoDBSink(settings(mongo.uri, collection))
+    sink.open()
+    for seq in (1, 2):
+        sink.write(make_sample(seq))
+    wait_for(lambda: sink.counters()["written"] == 2, 10, "the first batch")
+    # The same samples again, as after a write that timed out but was stored, plus one new.
+    for seq in (1, 2, 3):
+        sink.write(make_sample(seq))
+    sink.close()
+    counts = sink.counters()
+    assert counts["written"] == 5 and counts["failed_batches"] == 0
+    assert sorted(client.statspout[collection].distinct("seq")) == [1, 2, 3]
+    assert client.statspout[collection].count_documents({}) == 3
+
+
+def test_document_ids_are_deterministic_per_host_container_and_time() -> None:
+    assert document_id(make_sample(1)) == document_id(make_sample(1, cpu_percent=1.0))
+    assert document_id(make_sample(1)) != document_id(make_sample(2))
+    assert document_id(make_sample(1)) != document_id(make_sample(1, host="other"))
+
+
+def test_network_errors_are_retried_and_server_refusals_are_not() -> None:
+    assert classify(pymongo.errors.AutoReconnect("connection refused")).retryable
+    assert classify(pymongo.errors.ServerSelectionTimeoutError("no server")).retryable
+    assert classify(pymongo.errors.NetworkTimeout("timed out")).retryable
+    denied = pymongo.errors.OperationFailure("not authorized", code=13)
+    assert not classify(denied).retryable
+    assert not classify(ValueError("bad document")).retryable
+
+
+def test_a_document_too_large_is_given_up_logged_once_and_the_rest_goes_on(
+    mongo: MongoServer, client: pymongo.MongoClient, collection: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    huge = {"blob": "x" * (17 * 2**20)}  # over MongoDB's 16 MiB document limit
+    sink = MongoDBSink(settings(mongo.uri, collection, batch_size=1))
+    with caplog.at_level(logging.INFO, logger="statspout.sink.mongodb"):
+        sink.open()
+        for seq in range(1, 4):
+            sink.write(make_sample(seq, labels=huge))
+        sink.write(make_sample(4))
+        wait_for(lambda: sink.counters()["written"] == 1, 20, "the good sample after the bad")
+        sink.close()
+    counts = sink.counters()
+    assert (counts["failed_batches"], counts["rejected"], counts["retries"]) == (3, 3, 0)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "too large" in errors[0]
+    assert client.statspout[collection].distinct("seq") == [4]
+
+
+def test_outage_every_sample_received_is_stored_exactly_once_after_the_server_returns() -> None:
+    with running_mongo() as server:
+        sink = MongoDBSink(settings(server.uri, "outage", batch_size=20, max_backoff=2.0))
+        publisher = Publisher()
+        context = zmq.Context()
+        subscriber = bus.sink_subscriber(context, publisher.endpoint)
+        publisher.wait_for_subscriber()
+        sink.open()
+        worker = SinkWorker(sink, subscriber, report_interval=3600)
+        stop = threading.Event()
+        runner = threading.Thread(target=worker.run, args=(stop,))
+        runner.start()
+        feeding = threading.Event()
+        feeding.set()
+
+        def feed() -> None:
+            while feeding.is_set():
+                publisher.send(make_sample(publisher.sequence + 1))
+                time.sleep(0.05)
+
+        feeder = threading.Thread(target=feed)
+        feeder.start()
+        try:
+            wait_for(lambda: sink.counters()["written"] >= 20, 30, "writes before the outage")
+            server.stop()
+            outage_started = time.monotonic()
+            wait_for(lambda: sink.counters()["retries"] >= 1, 30, "a failed write")
+            # The outage itself: samples keep flowing for 20 s while the server is down.
+            time.sleep(max(0.0, 20.0 - (time.monotonic() - outage_started)))
+            buffered_during_outage = sink.counters()["buffered"]
+            server.start()
+            written_before = sink.counters()["written"]
+            wait_for(lambda: sink.counters()["written"] > written_before + 50, 30,
+                     "writes after the outage")
+        finally:
+            feeding.clear()
+            feeder.join()
+        sent = publisher.sequence
+        wait_for(lambda: worker.counts.samples == sent, 20, "the worker took every sample")
+        wait_for(lambda: sink.counters()["buffered"] == 0, 30, "the buffer drained")
+        stop.set()
+        runner.join(10)
+        sink.close()
+        subscriber.close(0)
+        context.term()
+        publisher.close()
+
+        counts = sink.counters()
+        assert buffered_during_outage > 100  # the outage really held samples back
+        assert counts["retries"] >= 1 and counts["dropped"] == 0 and counts["rejected"] == 0
+        assert worker.counts.gaps == 0
+        with server.client() as check:
+            stored = [d["seq"] for d in check.statspout.outage.find({}, {"seq": 1})]
+        assert sorted(stored) == list(range(1, sent + 1))  # every seq, exactly once
