@@ -92,13 +92,6 @@ class Lan:
         """``argv`` run in ``host``'s namespace (``ip netns exec`` execs it: same pid)."""
         return ["ip", "netns", "exec", self.namespaces[host], *argv]
 
-    def reachable(self, source: str, target: str) -> bool:
-        result = subprocess.run(
-            self.exec_argv(source, ["ping", "-c", "1", "-W", "1", self.addresses[target]]),
-            capture_output=True, timeout=10,
-        )
-        return result.returncode == 0
-
 
 def synthetic_sample(
     seq: int, host: str, name: str, labels: dict[str, str] | None = None, image: str = "busybox"
