@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import logging
+import socket
 import threading
 import time
 import urllib.parse
@@ -14,13 +15,15 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 
 import pytest
+import urllib3
 import zmq
+from influxdb_client.rest import ApiException
 from support.influxd import InfluxServer, running_influxd
 from support.processes import Process, program
 from support.waiting import wait_for
 
 from statspout import bus, wire
-from statspout.sinks.influxdb import InfluxDBSink
+from statspout.sinks.influxdb import InfluxDBSink, WriteRefused, classify
 from statspout.sinks.runtime import SinkWorker
 
 TRICKY_NAME = 'web 1, "shop"=eu \\ back ñ€ 名前'
@@ -435,3 +438,31 @@ def test_outage_every_sample_received_is_stored_exactly_once_after_influxd_retur
         stored = [row["usage_total"] for row in rows]  # usage_total carries the seq
         assert sorted(stored) == list(range(1, sent + 1))  # every seq, exactly once
         assert [row["time"] for row in rows] == [make_sample(s).timestamp for s in stored]
+
+
+def test_v2_connection_refused_is_retried_and_counted_unflushed_at_close() -> None:
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = InfluxDBSink(v2_settings(f"http://127.0.0.1:{port}", max_backoff=0.1,
+                                    close_timeout=0.1))
+    sink.open()
+    sink.write(make_sample(1))
+    wait_for(lambda: sink.counters()["retries"] >= 2, 20, "retries against a refused port")
+    sink.close()
+    counts = sink.counters()
+    assert (counts["unflushed"], counts["failed_batches"], counts["written"]) == (1, 0, 0)
+
+
+def test_classifier_honours_retry_after_and_gives_up_on_client_errors() -> None:
+    def api_error(status: int, headers: dict[str, str]) -> ApiException:
+        return ApiException(http_resp=urllib3.HTTPResponse(body=b"", status=status,
+                                                           headers=headers))
+
+    too_many = classify(api_error(429, {"Retry-After": "3"}))
+    assert too_many.retryable and too_many.retry_after == 3.0
+    assert classify(WriteRefused(503, "busy", "7")).retry_after == 7.0
+    assert classify(WriteRefused(500, "oops", None)).retryable
+    for status in (400, 401, 403, 404):
+        refused = classify(api_error(status, {}))
+        assert not refused.retryable and refused.key == f"HTTP {status}"
