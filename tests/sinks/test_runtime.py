@@ -1,0 +1,127 @@
+"""The shared sink worker: decoding, dispatch, counting, surviving bad input and sink bugs."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import pytest
+import zmq
+from support.samples import make_event, make_stats
+from support.waiting import wait_for
+
+from statspout import bus, wire
+from statspout.sinks.base import Sink
+from statspout.sinks.runtime import SinkWorker
+
+
+class RecordingSink(Sink):
+    """A sink that remembers what it got, and fails on a sample named "boom"."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        super().__init__(SimpleNamespace())
+        self.samples: list[wire.ContainerStats] = []
+        self.events: list[wire.ContainerEvent] = []
+        self.flushes = 0
+
+    def write(self, sample: wire.ContainerStats) -> None:
+        if sample.name == "boom":
+            raise RuntimeError("sink bug")
+        self.samples.append(sample)
+
+    def handle_event(self, event: wire.ContainerEvent) -> None:
+        self.events.append(event)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+@pytest.fixture
+def worker_and_publisher(endpoints):
+    """A SinkWorker in a thread, subscribed over real TCP to a PUB we control."""
+    _, publish = endpoints
+    context = zmq.Context()
+    publisher = context.socket(zmq.PUB)
+    publisher.bind(publish)
+    sink = RecordingSink()
+    subscriber = bus.sink_subscriber(context, publish)
+    worker = SinkWorker(sink, subscriber, report_interval=3600)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,))
+    thread.start()
+
+    def send(*frames: bytes) -> None:
+        publisher.send_multipart(list(frames))
+
+    # PUB/SUB joins asynchronously: send probes until the worker hears one.
+    def probe() -> bool:
+        send(bus.topic_for("all"), bus.pack_sequence(1), wire.encode(make_stats(name="probe")))
+        return bool(sink.samples)
+
+    wait_for(probe, 10, "the worker to subscribe")
+    # Probes still in flight arrive before this fence (one socket keeps order); then start clean.
+    send(bus.topic_for("all"), bus.pack_sequence(1), wire.encode(make_stats(name="fence")))
+    wait_for(lambda: sink.samples[-1].name == "fence", 5, "the fence")
+    sink.samples.clear()
+    worker.counts.received = worker.counts.samples = 0
+    yield worker, sink, send
+    stop.set()
+    thread.join(10)
+    subscriber.close()
+    publisher.close()
+    context.term()
+
+
+def test_samples_and_events_reach_the_sink(worker_and_publisher):
+    worker, sink, send = worker_and_publisher
+    topic = bus.topic_for("all")
+    send(topic, bus.pack_sequence(2), wire.encode(make_stats(seq=5)))
+    send(topic, bus.pack_sequence(3), wire.encode(make_event("stop", seq=6)))
+    wait_for(lambda: sink.events, 5, "the event")
+    assert [s.seq for s in sink.samples] == [5]
+    assert sink.events[0].action == "stop"
+    assert worker.counts.gaps == 0
+
+
+def test_malformed_messages_and_sink_errors_are_counted_and_skipped(worker_and_publisher):
+    worker, sink, send = worker_and_publisher
+    topic = bus.topic_for("all")
+    send(topic, bus.pack_sequence(2), b"\xc1 not msgpack")
+    send(topic, b"short", wire.encode(make_stats()))
+    send(topic, bus.pack_sequence(3), wire.encode(make_stats(name="boom")))
+    send(topic, bus.pack_sequence(4), wire.encode(make_stats(name="after")))
+    wait_for(lambda: sink.samples, 5, "the sample after the bad ones")
+    assert [s.name for s in sink.samples] == ["after"]
+    assert worker.counts.malformed == 2
+    assert worker.counts.sink_errors == 1
+
+
+def test_gaps_in_the_router_numbering_are_counted(worker_and_publisher):
+    worker, sink, send = worker_and_publisher
+    topic = bus.topic_for("all")
+    send(topic, bus.pack_sequence(2), wire.encode(make_stats(name="a")))
+    send(topic, bus.pack_sequence(7), wire.encode(make_stats(name="b")))
+    wait_for(lambda: len(sink.samples) == 2, 5, "both samples")
+    assert worker.counts.gaps == 4
+
+
+def test_other_routes_are_not_received(worker_and_publisher):
+    worker, sink, send = worker_and_publisher
+    send(bus.topic_for("allx"), bus.pack_sequence(1), wire.encode(make_stats(name="other")))
+    send(bus.topic_for("all"), bus.pack_sequence(2), wire.encode(make_stats(name="ours")))
+    wait_for(lambda: sink.samples, 5, "our sample")
+    assert [s.name for s in sink.samples] == ["ours"]
+
+
+def test_stop_flushes_the_sink(endpoints):
+    context = zmq.Context()
+    sink = RecordingSink()
+    subscriber = bus.sink_subscriber(context, endpoints[1])
+    stop = threading.Event()
+    stop.set()
+    SinkWorker(sink, subscriber, report_interval=3600).run(stop)
+    assert sink.flushes == 1
+    subscriber.close()
+    context.term()
