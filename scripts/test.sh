@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install what the tests need, start what they need, run them.
+#   scripts/test.sh                 the whole suite
+#   scripts/test.sh tests/router    any pytest arguments
+# Needs root (or sudo) on Debian/Ubuntu: Docker engine, InfluxDB 1.x, Prometheus, busybox-static
+# (the test image is made from it), iproute2 (network namespaces), Python venv support.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+
+missing=()
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v influxd >/dev/null || missing+=(influxdb)
+command -v prometheus >/dev/null || missing+=(prometheus)
+[ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || missing+=(busybox-static)
+command -v ip >/dev/null || missing+=(iproute2)
+python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "Installing ${missing[*]}"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+# A Docker engine (dockerd is started when none answers) and the local test image.
+$sudo .venv/bin/python tests/support/docker_engine.py
+
+exec .venv/bin/python -m pytest "$@"
