@@ -44,7 +44,11 @@ _IDENTITY = (
     FieldSpec("name", "str", "", "container name, without the leading slash"),
     FieldSpec("image", "str", "", "image the container was created from"),
     FieldSpec("labels", "labels", "", "container labels"),
-    FieldSpec("timestamp", "int", "ns", "the daemon's read time, nanoseconds since the epoch, UTC"),
+    FieldSpec(
+        "timestamp", "int", "ns",
+        "when the figures were read (the daemon's clock on the API source, the collector's on "
+        "the cgroup source; for events, the daemon's event time), since the epoch, UTC",
+    ),
 )
 
 STATS_FIELDS: tuple[FieldSpec, ...] = _IDENTITY + (
