@@ -36,3 +36,6 @@ class ApiSource:
                 return None
             raise
         return reading_from_api(payload)
+
+    def forget(self, container_id: str) -> None:
+        """Nothing is kept per container."""

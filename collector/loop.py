@@ -1,7 +1,8 @@
 """The collector loop: keep the container table current, sample every interval, publish.
 
-Everything that touches the publishing socket runs in this one thread; readings come back
-from a thread pool, and Docker events from the watcher thread, through queues.
+Everything that touches the publishing socket runs in this one thread. Docker events (from the
+watcher thread) and finished readings (from the thread pool) arrive on one inbox queue, so the
+loop sleeps on a single ``get`` and handles each arrival in O(1), however many containers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -25,14 +26,15 @@ from statspout.collector.figures import Reading, cpu_percent, mem_percent
 
 log = logging.getLogger("statspout.collector")
 
-# While samples are in flight, events and completions are looked at this often.
-WAKE_S = 0.05
-
 
 class ReadingSource(Protocol):
     name: str
 
-    def read(self, container: ContainerInfo) -> Reading | None: ...
+    def read(self, container: ContainerInfo) -> Reading | None:
+        """A reading of the container; None when it vanished. Called from pool threads."""
+
+    def forget(self, container_id: str) -> None:
+        """The container is gone: drop whatever is kept about it."""
 
 
 @dataclass
@@ -69,7 +71,7 @@ class Collector:
         self._interval = interval
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="sample")
         self._report_interval = report_interval
-        self._events: queue.Queue = queue.Queue()
+        self._inbox: queue.Queue[DockerEvent | Resync | Future] = queue.Queue()
         self._containers: dict[str, ContainerInfo] = {}
         self._previous: dict[str, Reading] = {}
         self._in_flight: dict[Future, ContainerInfo] = {}
@@ -83,7 +85,7 @@ class Collector:
         return dict(self._containers)
 
     def run(self, stop: threading.Event) -> None:
-        watcher = discovery.EventWatcher(self._client_factory, self._events, stop)
+        watcher = discovery.EventWatcher(self._client_factory, self._inbox, stop)
         watcher.start()
         next_tick = time.monotonic()
         next_report = next_tick + self._report_interval
@@ -100,7 +102,13 @@ class Collector:
                 if now >= next_report:
                     self.report()
                     next_report = now + self._report_interval
-                self._wait_and_handle(max(0.0, next_tick - time.monotonic()), stop)
+                # Wake at the next tick at the latest, and at least twice a second to notice stop.
+                timeout = min(next_tick - time.monotonic(), 0.5)
+                try:
+                    item = self._inbox.get(timeout=max(timeout, 0.0))
+                except queue.Empty:
+                    continue
+                self._handle(item)
         finally:
             watcher.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
@@ -108,30 +116,10 @@ class Collector:
                 self._client.close()
             self.report()
 
-    def _wait_and_handle(self, budget: float, stop: threading.Event) -> None:
-        """Wait up to ``budget`` seconds for readings or events, and handle what came."""
-        if self._in_flight:
-            done, _ = wait(list(self._in_flight), timeout=min(budget, WAKE_S),
-                           return_when=FIRST_COMPLETED)
-            for future in done:
-                self._publish_reading(self._in_flight.pop(future), future)
-            timeout = 0.0
-        else:
-            timeout = min(budget, 0.5)
-        try:
-            item = self._events.get(timeout=timeout) if timeout else self._events.get_nowait()
-        except queue.Empty:
+    def _handle(self, item: DockerEvent | Resync | Future) -> None:
+        if isinstance(item, Future):
+            self._publish_reading(self._in_flight.pop(item), item)
             return
-        while not stop.is_set():
-            self._handle_discovery(item)
-            try:
-                item = self._events.get_nowait()
-            except queue.Empty:
-                return
-
-    # Discovery
-
-    def _handle_discovery(self, item: DockerEvent | Resync) -> None:
         try:
             if isinstance(item, Resync):
                 self._resync()
@@ -181,6 +169,7 @@ class Collector:
         elif event.action == "destroy":
             gone = self._containers.pop(event.id, None)
             self._previous.pop(event.id, None)
+            self._source.forget(event.id)
             info = gone or ContainerInfo(event.id, event.name, event.image)
             self._publish_event(info, "destroy", event.timestamp_ns)
         elif known is not None:  # pause, unpause: still sampled, the daemon still answers
@@ -189,6 +178,7 @@ class Collector:
     def _forget(self, container_id: str, action: str, timestamp_ns: int) -> None:
         info = self._containers.pop(container_id)
         self._previous.pop(container_id, None)
+        self._source.forget(container_id)
         self._publish_event(info, action, timestamp_ns)
 
     # Sampling
@@ -200,7 +190,9 @@ class Collector:
             if info.id in busy:
                 self.counts.skipped_busy += 1
                 continue
-            self._in_flight[self._pool.submit(self._source.read, info)] = info
+            future = self._pool.submit(self._source.read, info)
+            self._in_flight[future] = info
+            future.add_done_callback(self._inbox.put)
 
     def _publish_reading(self, info: ContainerInfo, future: Future) -> None:
         try:

@@ -75,7 +75,9 @@ def test_no_previous_sample_means_no_cpu_figure_not_zero():
 def test_counter_going_backwards_gives_no_cpu_figure():
     payload = load("cgroup_v2_shape.json")
     reading = reading_from_api(payload)
-    restarted = dataclasses.replace(reading, cpu_usage_ns=10, system_cpu_ns=reading.system_cpu_ns + 1)
+    restarted = dataclasses.replace(
+        reading, cpu_usage_ns=10, system_cpu_ns=reading.system_cpu_ns + 1
+    )
     assert cpu_percent(reading, restarted) is None
 
 
