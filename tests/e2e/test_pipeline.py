@@ -20,7 +20,8 @@ def recent_cpu(pipeline: Pipeline, name: str, count: int = 3) -> float:
     return statistics.median(values[-count:])
 
 
-def test_figures_match_what_the_containers_do(make_container, endpoints, run_id):
+@pytest.mark.parametrize("source", ["api", "cgroup"])
+def test_figures_match_what_the_containers_do(make_container, endpoints, run_id, source):
     make_container(SPIN, name=f"spin-{run_id}")
     make_container(SPIN, name=f"half-{run_id}", nano_cpus=500_000_000)  # --cpus 0.5
     make_container(
@@ -28,7 +29,7 @@ def test_figures_match_what_the_containers_do(make_container, endpoints, run_id)
         name=f"mem-{run_id}", tmpfs={"/mem": "size=100m"},
     )
     make_container("sleep 3600", name=f"ignored-{run_id}", labels={"statspout.ignore": "true"})
-    with Pipeline(endpoints, run_id) as pipeline:
+    with Pipeline(endpoints, run_id, collector_args=["--source", source]) as pipeline:
         wait_for(lambda: all(
             len([s for s in pipeline.samples(n) if s["cpu_percent"] is not None]) >= 4
             for n in (f"spin-{run_id}", f"half-{run_id}", f"mem-{run_id}")

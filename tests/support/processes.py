@@ -69,7 +69,8 @@ class Pipeline:
     """
 
     def __init__(self, endpoints: tuple[str, str], run_id: str, interval: float = 1.0,
-                 host: str = "e2e-host", router_args: Sequence[str] = ()) -> None:
+                 host: str = "e2e-host", router_args: Sequence[str] = (),
+                 collector_args: Sequence[str] = ()) -> None:
         listen, publish = endpoints
         self.interval = interval
         self.router = Process([
@@ -81,7 +82,7 @@ class Pipeline:
         ])
         self.collector = Process([
             program("statspout-collector"), "--connect", listen, "--interval", str(interval),
-            "--host", host,
+            "--host", host, *collector_args,
         ])
 
     def samples(self, name: str | None = None) -> list[dict]:
