@@ -1,0 +1,206 @@
+"""Messages per second through the router, beside a plain pyzmq PUB→SUB hop, in one run.
+
+Two synthetic collectors (processes) send COUNT samples each, as fast as they can, with varied
+names, images, hosts and labels. Through the router every message is decoded, matched against
+10 routes (``all`` and nine from a routes table) and forwarded; a consumer subscribed to
+``all`` counts what arrives. The plain hop sends the same payloads from the same two
+processes straight to a SUB socket. Both run again with CURVE on every link. Queues are
+unbounded for the run (nothing is dropped); the run stops at COUNT or at --deadline seconds.
+
+    .venv/bin/python bench/router_throughput.py [--count 50000] [--deadline 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import zmq
+import zmq.auth
+
+from statspout import bus, security, wire
+from statspout.router.forwarder import Router
+from statspout.router.routes import parse_routes
+from statspout.router.routing import RouteTable
+
+ROUTES = parse_routes({"routes": {
+    "prod": {"include": ["label=env=prod"], "exclude": ["name=*-debug"]},
+    "staging": {"include": ["label=env=staging"]},
+    "batch": {"include": ["image=registry.local/batch/*", "label=tier=batch"]},
+    "web": {"include": ["name=web-*"]},
+    "db": {"include": ["name=db-*", "image=postgres*"]},
+    "host-b": {"include": ["host=host-b"]},
+    "not-ops": {"include": ["label=team!=ops"]},
+    "monitored": {"include": ["label=monitor"], "exclude": ["label=env=dev"]},
+    "gpu": {"include": ["label=gpu=true"]},
+}})
+UNBOUNDED = 0  # ZeroMQ: no high-water mark
+
+
+def payloads(host: str, count: int) -> list[bytes]:
+    """``count`` samples of 50 containers with a spread of labels, images and names."""
+    kinds = [("web", "nginx:1", {"env": "prod", "team": "web", "monitor": "1"}),
+             ("db", "postgres:16", {"env": "prod", "team": "ops"}),
+             ("etl", "registry.local/batch/etl", {"tier": "batch", "env": "staging"}),
+             ("web", "nginx:1", {"env": "dev", "monitor": "1"}),
+             ("ml", "trainer", {"gpu": "true", "env": "staging"})]
+    encoded = []
+    for seq in range(1, count + 1):
+        prefix, image, labels = kinds[seq % len(kinds)]
+        sample = wire.ContainerStats(
+            seq=seq, host=host, id=f"{host}-{seq % 50}", name=f"{prefix}-{seq % 50}",
+            image=image, labels={**labels, "com.docker.compose.project": "bench"},
+            timestamp=time.time_ns(), cpu_percent=12.5, cpu_usage_ns=seq * 10_000,
+            online_cpus=8, mem_usage=50 << 20, mem_limit=8 << 30, mem_percent=0.6,
+            rx_bytes=seq * 1500, tx_bytes=seq * 900, rx_packets=seq, tx_packets=seq,
+            rx_errors=0, tx_errors=0, rx_dropped=0, tx_dropped=0, blk_read_bytes=4096,
+            blk_write_bytes=8192, pids=12,
+        )
+        encoded.append(wire.encode(sample))
+    return encoded
+
+
+def free_endpoint() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def client_keys(keys: Path | None, name: str) -> security.ClientKeys | None:
+    if keys is None:
+        return None
+    return security.ClientKeys(security.load_key_pair(keys / f"{name}.key_secret"),
+                               security.load_public_key(keys / "router.key"))
+
+
+def collector(endpoint: str, host: str, count: int, keys: Path | None, ready, go) -> None:
+    """A collector's socket (bus.CollectorPublisher's XPUB) with unbounded queues."""
+    context = zmq.Context()
+    publisher = bus.CollectorPublisher(context, endpoint, UNBOUNDED, client_keys(keys, host))
+    messages = payloads(host, count)
+    while publisher.publish(messages[0]) is False:  # until the receiver has subscribed
+        time.sleep(0.01)
+    ready.release()
+    go.wait()
+    for payload in messages:
+        publisher.publish(payload)
+    publisher.close()
+    context.term()
+
+
+def router_process(listen: str, publish: str, keys: Path | None, stop) -> None:
+    context = zmq.Context()
+    server = None
+    if keys is not None:
+        server = security.start_server_security(context, keys / "router.key_secret", keys)
+    router = Router(bus.router_input(context, listen, UNBOUNDED, server),
+                    bus.router_output(context, publish, UNBOUNDED, server),
+                    RouteTable(routes=ROUTES), report_interval=3600,
+                    is_authorized=server.authenticator.is_authorized if server else None)
+    router.run(stop)
+    if server is not None:
+        server.authenticator.stop()
+    context.destroy(linger=0)
+
+
+def plain_hop_receiver(context: zmq.Context, endpoint: str, keys: Path | None) -> zmq.Socket:
+    """The plain hop: a bare SUB bound where the collectors connect."""
+    sock = context.socket(zmq.SUB)
+    sock.setsockopt(zmq.RCVHWM, UNBOUNDED)
+    if keys is not None:
+        pair = security.load_key_pair(keys / "router.key_secret")
+        sock.setsockopt(zmq.CURVE_SERVER, 1)
+        sock.setsockopt(zmq.CURVE_SECRETKEY, pair.secret)
+        sock.setsockopt(zmq.CURVE_PUBLICKEY, pair.public)
+    sock.setsockopt(zmq.SUBSCRIBE, b"")
+    sock.bind(endpoint)
+    return sock
+
+
+def measure(
+    through_router: bool, count: int, deadline: float, keys: Path | None
+) -> tuple[int, float]:
+    """(messages received, seconds from the go signal to the last one)."""
+    context = zmq.Context()
+    listen = free_endpoint()
+    stop, processes = mp.Event(), []
+    if through_router:
+        publish = free_endpoint()
+        processes.append(mp.Process(target=router_process, args=(listen, publish, keys, stop)))
+        processes[0].start()
+        receiver = bus.sink_subscriber(context, publish, bus.DEFAULT_ROUTE, UNBOUNDED,
+                                       client_keys(keys, "consumer"))
+        probe = bus.CollectorPublisher(context, listen, security=client_keys(keys, "probe"))
+        limit = time.monotonic() + 30
+        while not receiver.poll(50):  # the router is up and our subscription reached it
+            probe.publish(payloads("probe", 1)[0])
+            if time.monotonic() > limit:
+                raise SystemExit("the router did not start")
+        probe.close()
+        while receiver.poll(200):
+            receiver.recv_multipart()
+    else:
+        receiver = plain_hop_receiver(context, listen, keys)
+    ready, go = mp.Semaphore(0), mp.Event()
+    for host in ("host-a", "host-b"):
+        proc = mp.Process(target=collector, args=(listen, host, count, keys, ready, go))
+        proc.start()
+        processes.append(proc)
+    received, expected = 0, 2 * count
+    # The receiver must be polled while the collectors connect: a ZeroMQ socket attaches new
+    # peers (and sends them its subscription) only when its own thread calls into it.
+    connected, limit = 0, time.monotonic() + 30
+    while connected < 2:
+        if receiver.poll(20):
+            receiver.recv_multipart()
+        if ready.acquire(timeout=0.01):
+            connected += 1
+        if time.monotonic() > limit:
+            raise SystemExit("a collector never connected")
+    while receiver.poll(200):  # the payloads the collectors sent to find their subscriber
+        receiver.recv_multipart()
+    go.set()
+    start = last = time.perf_counter()
+    end_by = time.monotonic() + deadline
+    while received < expected and time.monotonic() < end_by:
+        if receiver.poll(1000):
+            receiver.recv_multipart()
+            received += 1
+            last = time.perf_counter()
+    stop.set()
+    for proc in processes:
+        proc.join(30)
+        if proc.is_alive():
+            proc.terminate()
+    receiver.close()
+    context.destroy(linger=0)
+    return received, last - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=50_000, help="samples per collector")
+    parser.add_argument("--deadline", type=float, default=60.0, help="seconds per measurement")
+    args = parser.parse_args()
+    mp.set_start_method("spawn")  # no ZeroMQ context crosses a fork
+    with tempfile.TemporaryDirectory() as folder:
+        keys = Path(folder)
+        for name in ("router", "host-a", "host-b", "consumer", "probe"):
+            zmq.auth.create_certificates(keys, name)
+        print(f"{2 * args.count} messages (2 collectors × {args.count}), 10 routes; "
+              f"payload {len(payloads('host-a', 1)[0])} bytes")
+        for label, key_dir in (("plain", None), ("CURVE", keys)):
+            hop = measure(False, args.count, args.deadline, key_dir)
+            routed = measure(True, args.count, args.deadline, key_dir)
+            hop_rate, routed_rate = hop[0] / hop[1], routed[0] / routed[1]
+            print(f"{label:>5}: PUB→SUB hop {hop_rate:>9,.0f} msg/s ({hop[0]} in {hop[1]:.2f} s)"
+                  f" | router {routed_rate:>9,.0f} msg/s ({routed[0]} in {routed[1]:.2f} s)"
+                  f" | router/hop {routed_rate / hop_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
