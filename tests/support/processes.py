@@ -70,7 +70,8 @@ class Pipeline:
 
     def __init__(self, endpoints: tuple[str, str], run_id: str, interval: float = 1.0,
                  host: str = "e2e-host", router_args: Sequence[str] = (),
-                 collector_args: Sequence[str] = ()) -> None:
+                 collector_args: Sequence[str] = (),
+                 collector_env: dict[str, str] | None = None) -> None:
         listen, publish = endpoints
         self.interval = interval
         self.router = Process([
@@ -83,7 +84,7 @@ class Pipeline:
         self.collector = Process([
             program("statspout-collector"), "--connect", listen, "--interval", str(interval),
             "--host", host, *collector_args,
-        ])
+        ], env=collector_env)
 
     def samples(self, name: str | None = None) -> list[dict]:
         return [m for m in self.sink.json_lines()
