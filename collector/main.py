@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import docker
 import zmq
 
-from statspout import bus, cli
+from statspout import bus, cli, security
 from statspout.collector.api_source import ApiSource
 from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
 from statspout.collector.loop import Collector, ReadingSource
@@ -53,6 +53,7 @@ def build_parser() -> cli.OptionParser:
                   "(cgroup source)", default=DEFAULT_CGROUP_ROOT)
     parser.option("--hwm", help="messages queued for the router before they are dropped",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
+    security.add_client_options(parser)
     cli.add_common_options(parser)
     return parser
 
@@ -98,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                               cgroup_root=args.cgroup_root).unreadable_reason()
         if reason is not None:
             parser.error(f"--source cgroup: {reason} (see --proc-root, --cgroup-root)")
+    keys = security.client_keys_from_args(args, parser)
     cli.configure_logging(args.log_level)
 
     stop = threading.Event()
@@ -108,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if client is None:
         return 0
     context = zmq.Context()
-    publisher = bus.CollectorPublisher(context, args.connect, args.hwm)
+    publisher = bus.CollectorPublisher(context, args.connect, args.hwm, security=keys)
     collector = Collector(
         client_factory=functools.partial(docker.from_env, timeout=30),
         source=choose_source(args, client),
