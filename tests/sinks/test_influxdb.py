@@ -12,19 +12,19 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from types import SimpleNamespace
 
 import pytest
 import urllib3
-import zmq
 from influxdb_client.rest import ApiException
+from support.feed import RouterFeed, SinkWorkerThread
 from support.influxd import InfluxServer, running_influxd
 from support.processes import Process, program
+from support.samples import make_series_stats
 from support.waiting import wait_for
 
-from statspout import bus, wire
 from statspout.sinks.influxdb import InfluxDBSink, WriteRefused, classify
-from statspout.sinks.runtime import SinkWorker
 
 TRICKY_NAME = 'web 1, "shop"=eu \\ back ñ€ 名前'
 TEAM = "com.example.team"
@@ -34,18 +34,7 @@ MEASUREMENTS = ["docker_container_blkio", "docker_container_cpu", "docker_contai
                 "docker_container_net"]
 
 
-def make_sample(seq: int, **overrides: object) -> wire.ContainerStats:
-    figures = dict(
-        seq=seq, host="node 1", id="c0ffee" * 8, name=TRICKY_NAME, image="nginx:1.27",
-        labels=TRICKY_LABELS, timestamp=1_700_000_000_000_000_123 + seq * 1_000_000,
-        cpu_percent=12.5, cpu_usage_ns=2_500_000_000 + seq, online_cpus=4,
-        mem_usage=50 * 2**20, mem_limit=2**30, mem_percent=4.88,
-        rx_bytes=2**62 + 12345, tx_bytes=1002, rx_packets=11, tx_packets=12, rx_errors=1,
-        tx_errors=2, rx_dropped=3, tx_dropped=4, blk_read_bytes=4096, blk_write_bytes=8192,
-        pids=7,
-    )
-    figures.update(overrides)
-    return wire.ContainerStats(**figures)
+make_sample = partial(make_series_stats, name=TRICKY_NAME, labels=TRICKY_LABELS)
 
 
 def settings(**overrides: object) -> SimpleNamespace:
@@ -57,54 +46,6 @@ def settings(**overrides: object) -> SimpleNamespace:
     )
     values.update(overrides)
     return SimpleNamespace(**values)
-
-
-class Publisher:
-    """The router's end of the bus, as an XPUB so the test sees the subscription arrive."""
-
-    def __init__(self) -> None:
-        self.context = zmq.Context()
-        self.socket = self.context.socket(zmq.XPUB)
-        self.socket.setsockopt(zmq.XPUB_NODROP, 1)
-        self.socket.bind("tcp://127.0.0.1:*")
-        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.sequence = 0
-
-    def wait_for_subscriber(self) -> None:
-        assert self.socket.poll(15_000), "the sink never subscribed"
-        assert self.socket.recv() == b"\x01" + bus.topic_for("all")
-
-    def send(self, message: wire.Message) -> None:
-        self.sequence += 1
-        self.socket.send_multipart(
-            [bus.topic_for("all"), bus.pack_sequence(self.sequence), wire.encode(message)]
-        )
-
-    def close(self) -> None:
-        self.socket.close(0)
-        self.context.term()
-
-
-class WorkerThread:
-    """A sink run by the real SinkWorker in a thread, subscribed to a Publisher."""
-
-    def __init__(self, sink: InfluxDBSink, publisher: Publisher) -> None:
-        self.sink = sink
-        self.context = zmq.Context()
-        self.socket = bus.sink_subscriber(self.context, publisher.endpoint)
-        publisher.wait_for_subscriber()
-        sink.open()
-        self.worker = SinkWorker(sink, self.socket, report_interval=3600)
-        self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=self.worker.run, args=(self.stop_event,))
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.thread.join(10)
-        self.sink.close()
-        self.socket.close(0)
-        self.context.term()
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +68,7 @@ def field_types(server: InfluxServer, database: str) -> dict[str, dict[str, str]
 def test_v1_samples_arrive_through_the_worker_process_with_telegraf_names_tags_and_types(
     influxd: InfluxServer, database: str,
 ) -> None:
-    publisher = Publisher()
+    publisher = RouterFeed()
     sink = Process(
         [program("statspout-sink"), "influxdb", "--connect", publisher.endpoint,
          "--influxdb.api", "v1", "--influxdb.url", influxd.url,
@@ -301,13 +242,11 @@ def test_v2_write_against_recording_fake_endpoint(endpoint: RecordingEndpoint) -
     simple = make_sample(1, name="web", image="nginx", host="h", id="abc", labels={},
                          timestamp=1_700_000_000_123_456_789, cpu_percent=None, rx_bytes=5)
     sink = InfluxDBSink(v2_settings(endpoint.url))
-    publisher = Publisher()
-    runner = WorkerThread(sink, publisher)
-    publisher.send(simple)
-    publisher.send(make_sample(2))
+    runner = SinkWorkerThread(sink)
+    runner.send(simple)
+    runner.send(make_sample(2))
     wait_for(lambda: sink.counters()["written"] == 2, 10, "two samples written")
-    runner.stop()
-    publisher.close()
+    runner.close()
 
     request = endpoint.requests[0]
     assert request["path"] == "/api/v2/write"
@@ -396,15 +335,14 @@ def test_outage_every_sample_received_is_stored_exactly_once_after_influxd_retur
         server.create_database("outage")
         sink = InfluxDBSink(settings(url=server.url, database="outage", batch_size=20,
                                      flush_interval=0.1, max_backoff=2.0, timeout=2.0))
-        publisher = Publisher()
-        runner = WorkerThread(sink, publisher)
+        runner = SinkWorkerThread(sink)
         feeding = threading.Event()
         feeding.set()
 
         def feed() -> None:
             while feeding.is_set():
-                seq = publisher.sequence + 1
-                publisher.send(make_sample(seq, cpu_usage_ns=seq))
+                seq = runner.feed.sequence + 1
+                runner.send(make_sample(seq, cpu_usage_ns=seq))
                 time.sleep(0.05)
 
         feeder = threading.Thread(target=feed)
@@ -424,11 +362,10 @@ def test_outage_every_sample_received_is_stored_exactly_once_after_influxd_retur
         finally:
             feeding.clear()
             feeder.join()
-        sent = publisher.sequence
+        sent = runner.feed.sequence
         wait_for(lambda: runner.worker.counts.samples == sent, 20, "the worker took every sample")
         wait_for(lambda: sink.counters()["buffered"] == 0, 30, "the buffer drained")
-        runner.stop()
-        publisher.close()
+        runner.close()
 
         counts = sink.counters()
         assert buffered_during_outage > 100  # the outage really held samples back

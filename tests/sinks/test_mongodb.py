@@ -8,19 +8,19 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from functools import partial
 from types import SimpleNamespace
 
 import pymongo
 import pytest
-import zmq
 from bson import Int64
+from support.feed import RouterFeed, SinkWorkerThread
 from support.mongo import MongoServer, running_mongo
 from support.processes import Process, program
+from support.samples import make_series_stats
 from support.waiting import wait_for
 
-from statspout import bus, wire
 from statspout.sinks.mongodb import MongoDBSink, classify, document_id
-from statspout.sinks.runtime import SinkWorker
 
 TRICKY_NAME = 'web 1, "shop"=eu \\ back ñ€ 名前\\'
 TRICKY_LABELS = {
@@ -30,18 +30,7 @@ TRICKY_LABELS = {
 }
 
 
-def make_sample(seq: int, **overrides: object) -> wire.ContainerStats:
-    figures = dict(
-        seq=seq, host="node 1", id="c0ffee" * 8, name=TRICKY_NAME, image="nginx:1.27",
-        labels=TRICKY_LABELS, timestamp=1_700_000_000_000_000_123 + seq * 1_000_000,
-        cpu_percent=12.5, cpu_usage_ns=2_500_000_000 + seq, online_cpus=4,
-        mem_usage=50 * 2**20, mem_limit=2**30, mem_percent=4.88,
-        rx_bytes=2**62 + 12345, tx_bytes=1002, rx_packets=11, tx_packets=12, rx_errors=1,
-        tx_errors=2, rx_dropped=3, tx_dropped=4, blk_read_bytes=4096, blk_write_bytes=8192,
-        pids=7,
-    )
-    figures.update(overrides)
-    return wire.ContainerStats(**figures)
+make_sample = partial(make_series_stats, name=TRICKY_NAME, labels=TRICKY_LABELS)
 
 
 def settings(uri: str, collection: str, **overrides: object) -> SimpleNamespace:
@@ -52,32 +41,6 @@ def settings(uri: str, collection: str, **overrides: object) -> SimpleNamespace:
     )
     values.update(overrides)
     return SimpleNamespace(**values)
-
-
-class Publisher:
-    """The router's end of the bus, as an XPUB so the test sees the subscription arrive."""
-
-    def __init__(self) -> None:
-        self.context = zmq.Context()
-        self.socket = self.context.socket(zmq.XPUB)
-        self.socket.setsockopt(zmq.XPUB_NODROP, 1)
-        self.socket.bind("tcp://127.0.0.1:*")
-        self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.sequence = 0
-
-    def wait_for_subscriber(self) -> None:
-        assert self.socket.poll(15_000), "the sink never subscribed"
-        assert self.socket.recv() == b"\x01" + bus.topic_for("all")
-
-    def send(self, message: wire.Message) -> None:
-        self.sequence += 1
-        self.socket.send_multipart(
-            [bus.topic_for("all"), bus.pack_sequence(self.sequence), wire.encode(message)]
-        )
-
-    def close(self) -> None:
-        self.socket.close(0)
-        self.context.term()
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +63,7 @@ def collection() -> str:
 def test_samples_arrive_through_the_worker_process_as_one_document_each(
     mongo: MongoServer, client: pymongo.MongoClient, collection: str,
 ) -> None:
-    publisher = Publisher()
+    publisher = RouterFeed()
     sink = Process(
         [program("statspout-sink"), "mongodb", "--connect", publisher.endpoint,
          "--mongodb.uri", mongo.uri, "--mongodb.flush-interval", "0.1"],
@@ -213,21 +176,13 @@ def test_a_document_too_large_is_given_up_logged_once_and_the_rest_goes_on(
 def test_outage_every_sample_received_is_stored_exactly_once_after_the_server_returns() -> None:
     with running_mongo() as server:
         sink = MongoDBSink(settings(server.uri, "outage", batch_size=20, max_backoff=2.0))
-        publisher = Publisher()
-        context = zmq.Context()
-        subscriber = bus.sink_subscriber(context, publisher.endpoint)
-        publisher.wait_for_subscriber()
-        sink.open()
-        worker = SinkWorker(sink, subscriber, report_interval=3600)
-        stop = threading.Event()
-        runner = threading.Thread(target=worker.run, args=(stop,))
-        runner.start()
+        runner = SinkWorkerThread(sink)
         feeding = threading.Event()
         feeding.set()
 
         def feed() -> None:
             while feeding.is_set():
-                publisher.send(make_sample(publisher.sequence + 1))
+                runner.send(make_sample(runner.feed.sequence + 1))
                 time.sleep(0.05)
 
         feeder = threading.Thread(target=feed)
@@ -247,20 +202,15 @@ def test_outage_every_sample_received_is_stored_exactly_once_after_the_server_re
         finally:
             feeding.clear()
             feeder.join()
-        sent = publisher.sequence
-        wait_for(lambda: worker.counts.samples == sent, 20, "the worker took every sample")
+        sent = runner.feed.sequence
+        wait_for(lambda: runner.worker.counts.samples == sent, 20, "the worker took every sample")
         wait_for(lambda: sink.counters()["buffered"] == 0, 30, "the buffer drained")
-        stop.set()
-        runner.join(10)
-        sink.close()
-        subscriber.close(0)
-        context.term()
-        publisher.close()
+        runner.close()
 
         counts = sink.counters()
         assert buffered_during_outage > 100  # the outage really held samples back
         assert counts["retries"] >= 1 and counts["dropped"] == 0 and counts["rejected"] == 0
-        assert worker.counts.gaps == 0
+        assert runner.worker.counts.gaps == 0
         with server.client() as check:
             stored = [d["seq"] for d in check.statspout.outage.find({}, {"seq": 1})]
         assert sorted(stored) == list(range(1, sent + 1))  # every seq, exactly once

@@ -8,112 +8,43 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import requests
-import zmq
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from support.feed import RouterFeed, SinkWorkerThread
 from support.prometheus_server import free_port, prometheus_server
+from support.samples import make_container_stats, make_event_for
 
-from statspout import bus, wire
 from statspout.sinks.prometheus import PrometheusSink
-from statspout.sinks.runtime import SinkWorker
 
 TRICKY_NAME = 'web "shop", a=b ünïcødé 名前'
 LABEL_KEY = "com.docker.compose.project"
 
 
-def make_sample(container_id: str, **overrides: object) -> wire.ContainerStats:
-    figures = dict(
-        seq=1, host="node-1", id=container_id, name=f"name-{container_id}", image="nginx:1.27",
-        labels={LABEL_KEY: "shop, \"eu\"=1", "secret": "do not expose"},
-        timestamp=1_700_000_000_250_000_000, cpu_percent=12.5, cpu_usage_ns=2_500_000_000,
-        online_cpus=4, mem_usage=50 * 2**20, mem_limit=2**30, mem_percent=4.88,
-        rx_bytes=1001, tx_bytes=1002, rx_packets=11, tx_packets=12, rx_errors=1, tx_errors=2,
-        rx_dropped=3, tx_dropped=4, blk_read_bytes=4096, blk_write_bytes=8192, pids=7,
-    )
-    figures.update(overrides)
-    return wire.ContainerStats(**figures)
+# A label value with a comma, quotes and an equals sign, and a label shown only when allow-listed.
+make_sample = partial(make_container_stats,
+                      labels={LABEL_KEY: "shop, \"eu\"=1", "secret": "do not expose"})
 
 
-def make_event(sample: wire.ContainerStats, action: str, **overrides: object
-               ) -> wire.ContainerEvent:
-    fields = dict(seq=2, host=sample.host, id=sample.id, name=sample.name, image=sample.image,
-                  labels=sample.labels, timestamp=sample.timestamp + 1, action=action)
-    fields.update(overrides)
-    return wire.ContainerEvent(**fields)
-
-
-class Feed:
-    """A sink run by the real SinkWorker in a thread, fed the router's three-frame messages.
-
-    The publisher is an XPUB (the router's is a PUB) only so that the test can see the
-    subscription arrive instead of losing its first messages to the slow-joiner gap.
-    """
-
-    def __init__(self, sink: PrometheusSink) -> None:
-        self.context = zmq.Context()
-        self.publisher = self.context.socket(zmq.XPUB)
-        # Block rather than drop when the worker is behind: a test must not lose messages.
-        self.publisher.setsockopt(zmq.XPUB_NODROP, 1)
-        self.publisher.bind("tcp://127.0.0.1:*")
-        endpoint = self.publisher.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.subscriber = bus.sink_subscriber(self.context, endpoint)
-        assert self.publisher.poll(10_000), "the worker's subscription never arrived"
-        assert self.publisher.recv() == b"\x01" + bus.topic_for("all")
-        self.worker = SinkWorker(sink, self.subscriber)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
-        self.thread.start()
-        self.sequence = 0
-        self.events_sent = 0
-        # Forgetting a container nobody knows: a harmless event that marks a point in the stream.
-        self._marker = make_event(make_sample("marker"), "destroy")
-
-    def send(self, message: wire.Message) -> None:
-        self.sequence += 1
-        self.events_sent += isinstance(message, wire.ContainerEvent)
-        self.publisher.send_multipart(
-            [bus.topic_for("all"), bus.pack_sequence(self.sequence), wire.encode(message)])
-
-    def deliver(self, message: wire.Message) -> None:
-        """Send, and wait until the sink has taken it and everything sent before. The worker
-        handles messages in order from one thread, and nothing is lost (XPUB_NODROP), so once
-        it has counted every event sent, including a marker after ``message``, that is so."""
-        self.send(message)
-        self.send(self._marker)
-        deadline = time.monotonic() + 10
-        while self.worker.counts.events < self.events_sent:
-            assert time.monotonic() < deadline, "the worker did not take the message in 10 s"
-            time.sleep(0.02)
-        assert (self.worker.counts.sink_errors, self.worker.counts.gaps) == (0, 0)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        self.subscriber.close()
-        self.publisher.close()
-        self.context.term()
-
-
-def open_sink(port: int, **settings: object) -> PrometheusSink:
+def prometheus_sink(port: int, **settings: object) -> PrometheusSink:
     defaults = dict(address=f"127.0.0.1:{port}", interval=60.0, stale_intervals=3,
                     label_names=[f"{LABEL_KEY},tier"])
-    sink = PrometheusSink(SimpleNamespace(**{**defaults, **settings}))
-    sink.open()
-    return sink
+    return PrometheusSink(SimpleNamespace(**{**defaults, **settings}))
 
 
 @pytest.fixture(scope="module")
 def setup():
     main_port, short_port = free_port(), free_port()
-    main_sink = open_sink(main_port)
-    # Stale after 1 s × 3 without a sample: short enough to watch series expire.
-    short_sink = open_sink(short_port, interval=1.0, stale_intervals=3)
-    feeds = [Feed(main_sink), Feed(short_sink)]
+    feeds = [
+        SinkWorkerThread(prometheus_sink(main_port)),
+        # Stale after 1 s × 3 without a sample: short enough to watch series expire.
+        SinkWorkerThread(prometheus_sink(short_port, interval=1.0, stale_intervals=3)),
+    ]
     try:
         with prometheus_server([f"127.0.0.1:{main_port}", f"127.0.0.1:{short_port}"]) as prom:
             prom.wait_for_targets_up(2)
@@ -122,8 +53,6 @@ def setup():
     finally:
         for feed in feeds:
             feed.close()
-        main_sink.close()
-        short_sink.close()
 
 
 def series_of(prom, container_id: str) -> dict[str, dict]:  # noqa: ANN001
@@ -207,7 +136,7 @@ def test_series_go_away_when_the_container_stops_or_is_destroyed(setup, action):
     wait_present(setup.prom, gone.id)
     wait_present(setup.prom, kept.id)
 
-    setup.feed.deliver(make_event(gone, action))
+    setup.feed.deliver(make_event_for(gone, action))
     wait_absent(setup.prom, gone.id)
     assert series_of(setup.prom, kept.id)
 
@@ -217,7 +146,7 @@ def test_a_renamed_container_comes_back_under_its_new_name(setup):
     setup.feed.deliver(before)
     wait_present(setup.prom, before.id)
 
-    setup.feed.deliver(make_event(before, "rename", name="new name", old_name="old-name"))
+    setup.feed.deliver(make_event_for(before, "rename", name="new name", old_name="old-name"))
     wait_absent(setup.prom, before.id)
     setup.feed.deliver(make_sample("c-rename", name="new name", seq=3))
     series = wait_present(setup.prom, before.id)
@@ -285,7 +214,7 @@ def test_scrapes_while_the_worker_writes_are_consistent(setup):
             for sample in samples:
                 sink_feed.send(sample)
                 if round_ % 2:
-                    sink_feed.send(make_event(sample, "stop"))
+                    sink_feed.send(make_event_for(sample, "stop"))
         sink_feed.deliver(samples[0])
     finally:
         stop.set()
@@ -298,15 +227,12 @@ def test_scrapes_while_the_worker_writes_are_consistent(setup):
 def test_the_statspout_sink_command_serves_the_metrics(tmp_path):
     """The real ``statspout-sink prometheus`` process: options from flags and the environment."""
     port = free_port()
-    context = zmq.Context()
-    publisher = context.socket(zmq.XPUB)
-    publisher.bind("tcp://127.0.0.1:*")
-    endpoint = publisher.getsockopt_string(zmq.LAST_ENDPOINT)
+    router = RouterFeed()
     env = {**os.environ, "STATSPOUT_PROMETHEUS_STALE_INTERVALS": "100"}
     log = (tmp_path / "sink.log").open("wb")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "statspout-sink"), "prometheus", "--connect", endpoint,
-         "--prometheus.address", f"127.0.0.1:{port}",
+        [str(Path(sys.executable).parent / "statspout-sink"), "prometheus",
+         "--connect", router.endpoint, "--prometheus.address", f"127.0.0.1:{port}",
          "--prometheus.label-names", f"{LABEL_KEY},tier", "--prometheus.label-names", "secret"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
@@ -328,11 +254,9 @@ def test_the_statspout_sink_command_serves_the_metrics(tmp_path):
         return found
 
     try:
-        assert publisher.poll(20_000), "the sink process never subscribed"
-        publisher.recv()
+        router.wait_for_subscriber()
         sample = make_sample("c-cli", name=TRICKY_NAME)
-        frames = [bus.topic_for("all"), bus.pack_sequence(1), wire.encode(sample)]
-        publisher.send_multipart(frames)
+        router.send(sample)
         found = wait(lambda f: f.get("container_memory_usage_bytes", None) is not None
                      and f["container_memory_usage_bytes"].samples, "the sample served")
         (served,) = found["container_memory_usage_bytes"].samples
@@ -341,13 +265,11 @@ def test_the_statspout_sink_command_serves_the_metrics(tmp_path):
         assert served.labels["container_label_secret"] == "do not expose"  # allow-listed here
         assert found["container_cpu_usage_seconds"].type == "counter"
 
-        event = make_event(sample, "stop")
-        publisher.send_multipart([bus.topic_for("all"), bus.pack_sequence(2), wire.encode(event)])
+        router.send(make_event_for(sample, "stop"))
         wait(lambda f: f and not f["container_memory_usage_bytes"].samples, "series removed")
     finally:
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=20)
         log.close()
-        publisher.close()
-        context.term()
+        router.close()
     assert returncode == 0

@@ -8,109 +8,37 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
 import requests
-import zmq
+from support.feed import RouterFeed, SinkWorkerThread
 from support.prometheus_server import free_port
+from support.samples import make_container_stats, make_event_for
 
-from statspout import bus, wire
 from statspout.sinks.rest import OPENAPI, RestSink
-from statspout.sinks.runtime import SinkWorker
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 TRICKY_NAME = 'web "shop", a=b 100% ünïcødé 名前?'
 
 
-def make_sample(container_id: str, **overrides: object) -> wire.ContainerStats:
-    figures = dict(
-        seq=1, host="node-1", id=container_id, name=f"name-{container_id}", image="nginx:1.27",
-        labels={"com.docker.compose.project": "shop", "tier": "a=b, \"c\""},
-        timestamp=1_700_000_000_250_000_000, cpu_percent=12.5, cpu_usage_ns=2_500_000_000,
-        online_cpus=4, mem_usage=50 * 2**20, mem_limit=2**30, mem_percent=4.88,
-        rx_bytes=2**40 + 1, tx_bytes=1002, rx_packets=11, tx_packets=12, rx_errors=1,
-        tx_errors=2, rx_dropped=3, tx_dropped=4, blk_read_bytes=4096, blk_write_bytes=8192,
-        pids=7,
-    )
-    figures.update(overrides)
-    return wire.ContainerStats(**figures)
-
-
-def make_event(sample: wire.ContainerStats, action: str, **overrides: object
-               ) -> wire.ContainerEvent:
-    fields = dict(seq=2, host=sample.host, id=sample.id, name=sample.name, image=sample.image,
-                  labels=sample.labels, timestamp=sample.timestamp + 1, action=action)
-    fields.update(overrides)
-    return wire.ContainerEvent(**fields)
-
-
-class Feed:
-    """A sink run by the real SinkWorker in a thread, fed the router's three-frame messages.
-
-    The publisher is an XPUB (the router's is a PUB) only so that the test can see the
-    subscription arrive instead of losing its first messages to the slow-joiner gap.
-    """
-
-    def __init__(self, sink: RestSink) -> None:
-        self.context = zmq.Context()
-        self.publisher = self.context.socket(zmq.XPUB)
-        # Block rather than drop when the worker is behind: a test must not lose messages.
-        self.publisher.setsockopt(zmq.XPUB_NODROP, 1)
-        self.publisher.bind("tcp://127.0.0.1:*")
-        endpoint = self.publisher.getsockopt_string(zmq.LAST_ENDPOINT)
-        self.subscriber = bus.sink_subscriber(self.context, endpoint)
-        assert self.publisher.poll(10_000), "the worker's subscription never arrived"
-        assert self.publisher.recv() == b"\x01" + bus.topic_for("all")
-        self.worker = SinkWorker(sink, self.subscriber)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), daemon=True)
-        self.thread.start()
-        self.sequence = 0
-        self.events_sent = 0
-        # Forgetting a container nobody knows: a harmless event that marks a point in the stream.
-        self._marker = make_event(make_sample("marker"), "destroy")
-
-    def send(self, message: wire.Message) -> None:
-        self.sequence += 1
-        self.events_sent += isinstance(message, wire.ContainerEvent)
-        self.publisher.send_multipart(
-            [bus.topic_for("all"), bus.pack_sequence(self.sequence), wire.encode(message)])
-
-    def deliver(self, message: wire.Message) -> None:
-        """Send, and wait until the sink has taken it and everything sent before. The worker
-        handles messages in order from one thread, and nothing is lost (XPUB_NODROP), so once
-        it has counted every event sent, including a marker after ``message``, that is so."""
-        self.send(message)
-        self.send(self._marker)
-        deadline = time.monotonic() + 10
-        while self.worker.counts.events < self.events_sent:
-            assert time.monotonic() < deadline, "the worker did not take the message in 10 s"
-            time.sleep(0.02)
-        assert (self.worker.counts.sink_errors, self.worker.counts.gaps) == (0, 0)
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        self.subscriber.close()
-        self.publisher.close()
-        self.context.term()
+# A label value with an equals sign, a comma and quotes; received bytes beyond 2**32.
+make_sample = partial(make_container_stats, rx_bytes=2**40 + 1, labels={
+    "com.docker.compose.project": "shop", "tier": "a=b, \"c\""})
 
 
 @pytest.fixture(scope="module")
 def rest():
     port = free_port()
-    sink = RestSink(SimpleNamespace(address=f"127.0.0.1:{port}", token=TOKEN))
-    sink.open()
-    feed = Feed(sink)
+    feed = SinkWorkerThread(RestSink(SimpleNamespace(address=f"127.0.0.1:{port}", token=TOKEN)))
     try:
         yield SimpleNamespace(url=f"http://127.0.0.1:{port}", feed=feed)
     finally:
         feed.close()
-        sink.close()
 
 
 def get(rest, path: str, headers: dict | None = AUTH, **params) -> requests.Response:  # noqa: ANN001
@@ -184,7 +112,7 @@ def test_a_stopped_or_destroyed_container_is_removed(rest, action):
     sample = make_sample(f"gone-{action}")
     rest.feed.deliver(sample)
     assert get(rest, f"/stats/{sample.name}").status_code == 200
-    rest.feed.deliver(make_event(sample, action))
+    rest.feed.deliver(make_event_for(sample, action))
     assert get(rest, f"/stats/{sample.name}").status_code == 404
     assert ours(get(rest, "/stats").json(), f"gone-{action}") == []
 
@@ -192,7 +120,7 @@ def test_a_stopped_or_destroyed_container_is_removed(rest, action):
 def test_a_renamed_container_is_rekeyed_by_its_next_sample(rest):
     before = make_sample("renamed", name="before")
     rest.feed.deliver(before)
-    rest.feed.deliver(make_event(before, "rename", name="after now", old_name="before"))
+    rest.feed.deliver(make_event_for(before, "rename", name="after now", old_name="before"))
     assert get(rest, "/stats/before").status_code == 404
     assert ours(get(rest, "/stats").json(), "renamed") == []
     after = make_sample("renamed", name="after now", seq=3)
@@ -266,7 +194,7 @@ def test_reads_while_the_worker_writes(rest):
             for sample in samples:
                 rest.feed.send(sample)
                 if round_ % 2:
-                    rest.feed.send(make_event(sample, "stop"))
+                    rest.feed.send(make_event_for(sample, "stop"))
         rest.feed.deliver(samples[0])
     finally:
         stop.set()
@@ -280,24 +208,21 @@ def test_reads_while_the_worker_writes(rest):
 def test_the_statspout_sink_command_serves_rest(tmp_path):
     """The real ``statspout-sink rest`` process, configured through the environment."""
     port = free_port()
-    context = zmq.Context()
-    publisher = context.socket(zmq.XPUB)
-    publisher.bind("tcp://127.0.0.1:*")
-    endpoint = publisher.getsockopt_string(zmq.LAST_ENDPOINT)
+    router = RouterFeed()
     env = {**os.environ, "STATSPOUT_REST_ADDRESS": f"127.0.0.1:{port}",
            "STATSPOUT_REST_TOKEN": TOKEN}
     log_path = tmp_path / "sink.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "statspout-sink"), "rest", "--connect", endpoint],
+        [str(Path(sys.executable).parent / "statspout-sink"), "rest", "--connect",
+         router.endpoint],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/stats/" + quote(TRICKY_NAME, safe="")
     try:
-        assert publisher.poll(20_000), "the sink process never subscribed"
-        publisher.recv()
+        router.wait_for_subscriber()
         sample = make_sample("cli", name=TRICKY_NAME)
-        publisher.send_multipart([bus.topic_for("all"), bus.pack_sequence(1), wire.encode(sample)])
+        router.send(sample)
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -315,7 +240,6 @@ def test_the_statspout_sink_command_serves_rest(tmp_path):
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=20)
         log.close()
-        publisher.close()
-        context.term()
+        router.close()
     assert returncode == 0
     assert TOKEN not in log_path.read_text()  # a secret option is never logged

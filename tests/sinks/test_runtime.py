@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import zmq
+from support.feed import SinkWorkerThread
 from support.samples import make_event, make_stats
 from support.waiting import wait_for
 
@@ -39,39 +40,12 @@ class RecordingSink(Sink):
 
 
 @pytest.fixture
-def worker_and_publisher(endpoints):
-    """A SinkWorker in a thread, subscribed over real TCP to a PUB we control."""
-    _, publish = endpoints
-    context = zmq.Context()
-    publisher = context.socket(zmq.PUB)
-    publisher.bind(publish)
+def worker_and_publisher():
+    """A SinkWorker in a thread, subscribed over real TCP to a router's end we control."""
     sink = RecordingSink()
-    subscriber = bus.sink_subscriber(context, publish)
-    worker = SinkWorker(sink, subscriber, report_interval=3600)
-    stop = threading.Event()
-    thread = threading.Thread(target=worker.run, args=(stop,))
-    thread.start()
-
-    def send(*frames: bytes) -> None:
-        publisher.send_multipart(list(frames))
-
-    # PUB/SUB joins asynchronously: send probes until the worker hears one.
-    def probe() -> bool:
-        send(bus.topic_for("all"), bus.pack_sequence(1), wire.encode(make_stats(name="probe")))
-        return bool(sink.samples)
-
-    wait_for(probe, 10, "the worker to subscribe")
-    # Probes still in flight arrive before this fence (one socket keeps order); then start clean.
-    send(bus.topic_for("all"), bus.pack_sequence(1), wire.encode(make_stats(name="fence")))
-    wait_for(lambda: sink.samples[-1].name == "fence", 5, "the fence")
-    sink.samples.clear()
-    worker.counts.received = worker.counts.samples = 0
-    yield worker, sink, send
-    stop.set()
-    thread.join(10)
-    subscriber.close()
-    publisher.close()
-    context.term()
+    runner = SinkWorkerThread(sink)
+    yield runner.worker, sink, runner.feed.send_frames
+    runner.close()
 
 
 def test_samples_and_events_reach_the_sink(worker_and_publisher):
