@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -45,10 +46,14 @@ def test_bad_environment_value_exits_2_naming_the_variable():
 def test_help_names_every_option_and_its_variable(name):
     result = run(program(name), "--help")
     assert result.returncode == 0
-    text = " ".join(result.stdout.split())  # help lines are wrapped
-    options = {w.strip("[]") for w in text.split() if w.startswith(("--", "[--"))} - {"--help"}
+    usage, _, details = result.stdout.partition("\n\n")
+    options = set(re.findall(r"\[(--[\w.-]+)", usage))
     assert options
-    assert text.count("(env STATSPOUT_") == len(options)
+    # Each option's entry starts on a line of its own, indented by two spaces.
+    entries = {entry.split()[0]: " ".join(entry.split())
+               for entry in re.split(r"\n  (?=--)", details)[1:]}
+    for option in options:
+        assert "(env STATSPOUT_" in entries[option], entries[option]
 
 
 def test_sink_options_are_prefixed_with_the_sink_name():
