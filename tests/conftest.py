@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 
 import docker
 import pytest
 from support import docker_engine
+from support.ports import free_port
 
 
 @pytest.fixture(scope="session")
@@ -50,19 +50,7 @@ def make_container(
             pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def free_port() -> Callable[[], int]:
-    """A function that returns a TCP port free on 127.0.0.1 right now."""
-    return _free_port
-
-
 @pytest.fixture
 def endpoints() -> tuple[str, str]:
     """A fresh (router input, router output) pair of loopback endpoints."""
-    return f"tcp://127.0.0.1:{_free_port()}", f"tcp://127.0.0.1:{_free_port()}"
+    return f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import zmq
-from conftest import free_port
+from support.ports import free_port
 from support.waiting import wait_for
 
 from statspout import bus, security

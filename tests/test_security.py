@@ -13,8 +13,8 @@ from pathlib import Path
 import msgpack
 import pytest
 import zmq
-from conftest import free_port
 from support.netns import PUBLISH_ENV, publish_argv
+from support.ports import free_port
 from support.processes import Process, program
 from support.waiting import wait_for
 

@@ -13,6 +13,7 @@ import pytest
 import requests
 from support.influxd import running_influxd
 from support.mongo import running_mongo
+from support.ports import free_port
 from support.processes import Pipeline, Process, program
 from support.prometheus_server import prometheus_server
 from support.waiting import wait_for
@@ -26,7 +27,7 @@ def sink(name: str, publish: str, *options: str) -> Process:
     return Process([program("statspout-sink"), name, "--connect", publish, *options])
 
 
-def test_every_sink_stores_what_the_collector_sampled(make_container, endpoints, run_id, free_port):
+def test_every_sink_stores_what_the_collector_sampled(make_container, endpoints, run_id):
     name = f"tricky-{run_id}"
     container = make_container("sleep 3600", name=name, labels={"env": TRICKY})
     prometheus_port, rest_port = free_port(), free_port()

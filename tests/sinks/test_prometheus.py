@@ -17,7 +17,8 @@ import requests
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from support.feed import RouterFeed, SinkWorkerThread
-from support.prometheus_server import free_port, prometheus_server
+from support.ports import free_port
+from support.prometheus_server import prometheus_server
 from support.samples import make_container_stats, make_event_for
 
 from statspout.sinks.prometheus import PrometheusSink

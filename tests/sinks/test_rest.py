@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 import requests
 from support.feed import RouterFeed, SinkWorkerThread
-from support.prometheus_server import free_port
+from support.ports import free_port
 from support.samples import make_container_stats, make_event_for
 
 from statspout.sinks.rest import OPENAPI, RestSink

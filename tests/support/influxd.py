@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from support.ports import free_port
 
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 
@@ -47,11 +48,6 @@ bind-address = "127.0.0.1:{rpc_port}"
   enabled = false
 """
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class InfluxServer:

@@ -7,7 +7,6 @@ pymongo talks to it unchanged.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,11 +17,7 @@ from pathlib import Path
 
 import pymongo
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from support.ports import free_port
 
 
 class MongoServer:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,14 +21,11 @@ from typing import Any
 
 import requests
 
+from support.ports import free_port
+
 PROMETHEUS_BINARY = "/usr/bin/prometheus"
 SCRAPE_INTERVAL_S = 1
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class PrometheusServer:
