@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -25,6 +26,9 @@ from statspout.collector.discovery import ContainerInfo, DockerEvent, Resync
 from statspout.collector.figures import Reading, cpu_percent, mem_percent
 
 log = logging.getLogger("statspout.collector")
+
+# Stopped containers remembered for their destroy event.
+STOPPED_REMEMBERED = 10_000
 
 
 class ReadingSource(Protocol):
@@ -73,6 +77,9 @@ class Collector:
         self._report_interval = report_interval
         self._inbox: queue.Queue[DockerEvent | Resync | Future] = queue.Queue()
         self._containers: dict[str, ContainerInfo] = {}
+        # Stopped containers, so that their "destroy" event carries their labels and follows
+        # the same routes as their samples did. Bounded: the oldest are forgotten first.
+        self._stopped: OrderedDict[str, ContainerInfo] = OrderedDict()
         self._previous: dict[str, Reading] = {}
         self._in_flight: dict[Future, ContainerInfo] = {}
         self._listed_once = False
@@ -155,6 +162,7 @@ class Collector:
         if event.action == "start":
             info = discovery.inspect_running(self._docker(), event.id)
             if info is not None:  # it may have died already; its "die" event follows
+                self._stopped.pop(event.id, None)
                 self._containers[event.id] = info
                 self._previous.pop(event.id, None)
                 self._publish_event(info, "start", event.timestamp_ns)
@@ -167,7 +175,7 @@ class Collector:
                 self._containers[event.id] = renamed
                 self._publish_event(renamed, "rename", event.timestamp_ns, event.old_name)
         elif event.action == "destroy":
-            gone = self._containers.pop(event.id, None)
+            gone = self._containers.pop(event.id, None) or self._stopped.pop(event.id, None)
             self._previous.pop(event.id, None)
             self._source.forget(event.id)
             info = gone or ContainerInfo(event.id, event.name, event.image)
@@ -179,6 +187,9 @@ class Collector:
         info = self._containers.pop(container_id)
         self._previous.pop(container_id, None)
         self._source.forget(container_id)
+        self._stopped[container_id] = info
+        if len(self._stopped) > STOPPED_REMEMBERED:
+            self._stopped.popitem(last=False)
         self._publish_event(info, action, timestamp_ns)
 
     # Sampling

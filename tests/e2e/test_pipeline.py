@@ -84,3 +84,11 @@ def test_containers_started_stopped_and_renamed_later_are_followed(
                  "two samples of a witness container")
         assert all(s["timestamp"] <= stop["timestamp"]
                    for s in pipeline.samples(f"renamed-{run_id}"))
+
+        # The destroy event carries the container's labels, so it passes the router's label
+        # filter like the container's samples did.
+        late.remove()
+        destroyed = wait_for(
+            lambda: [e for e in pipeline.events(f"renamed-{run_id}") if e["action"] == "destroy"],
+            15, "the destroy event")[0]
+        assert destroyed["labels"]["statspout.test"] == run_id
