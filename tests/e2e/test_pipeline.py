@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 
 import pytest
-from support.processes import Pipeline
+from support.processes import Pipeline, Process, program
 from support.waiting import wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
@@ -92,3 +92,20 @@ def test_containers_started_stopped_and_renamed_later_are_followed(
             lambda: [e for e in pipeline.events(f"renamed-{run_id}") if e["action"] == "destroy"],
             15, "the destroy event")[0]
         assert destroyed["labels"]["statspout.test"] == run_id
+
+
+def test_a_sink_started_later_receives_data_within_one_interval(make_container, endpoints, run_id):
+    make_container("sleep 3600", name=f"steady-{run_id}")
+    with Pipeline(endpoints, run_id) as pipeline:
+        wait_for(lambda: len(pipeline.samples()) >= 2, 20, "samples flowing")
+        late = Process([program("statspout-sink"), "stdout", "--stdout.format", "json",
+                        "--connect", endpoints[1]])
+        try:
+            wait_for(lambda: "subscribed" in late.log(), 10, "the late sink to subscribe")
+            seq_at_join = pipeline.samples()[-1]["seq"]
+            first = wait_for(late.json_lines, 10, "the late sink's first message")[0]
+        finally:
+            late.stop()
+    # One container, one sample per interval: the late sink's first sample is at most the
+    # one after next of what the first sink had when the late one subscribed.
+    assert first["seq"] <= seq_at_join + 2
