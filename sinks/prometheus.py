@@ -31,23 +31,19 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from statspout import cli
-from statspout.sinks.base import Option, Sink
-from statspout.wire import ContainerEvent, ContainerStats
+from statspout.sinks.base import Option
+from statspout.sinks.latest import LatestSamples, LatestSampleSink
+from statspout.wire import ContainerStats
 
 log = logging.getLogger("statspout.sink.prometheus")
-
-# Events after which a container's series must go; a rename keeps the id, but every series
-# carries the old name until the next sample arrives with the new one.
-FORGETTING_ACTIONS = ("stop", "rename", "destroy")
 
 # (metric name without _total, help, figure of a sample in base units)
 COUNTERS: tuple[tuple[str, str, Callable[[ContainerStats], float]], ...] = (
@@ -91,39 +87,6 @@ def split_names(values: list[str] | None) -> list[str]:
     return [name.strip() for value in values or () for name in value.split(",") if name.strip()]
 
 
-class LatestSamples:
-    """The latest sample per (host, container id) and when it arrived; shared between the
-    worker thread (writes) and the HTTP server's threads (collect), hence the lock."""
-
-    def __init__(self, max_age: float, clock: Callable[[], float]) -> None:
-        self._max_age = max_age
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._samples: dict[tuple[str, str], tuple[ContainerStats, float]] = {}
-
-    def put(self, sample: ContainerStats) -> None:
-        with self._lock:
-            self._samples[(sample.host, sample.id)] = (sample, self._clock())
-
-    def forget(self, host: str, container_id: str) -> None:
-        with self._lock:
-            self._samples.pop((host, container_id), None)
-
-    def fresh(self) -> list[ContainerStats]:
-        """The samples younger than max_age; older ones are dropped for good. Age counts from
-        arrival, not from the sample's timestamp, so a collector's clock skew does not matter."""
-        now = self._clock()
-        with self._lock:
-            stale = [key for key, (_, at) in self._samples.items() if now - at > self._max_age]
-            for key in stale:
-                del self._samples[key]
-            return [sample for sample, _ in self._samples.values()]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._samples)
-
-
 class ContainerCollector:
     """A prometheus_client custom collector that renders LatestSamples on every scrape."""
 
@@ -141,7 +104,7 @@ class ContainerCollector:
         return []  # the metric names are known only from samples; no registration-time check
 
     def collect(self) -> Iterator[Metric]:
-        samples = self._samples.fresh()
+        samples = self._samples.current()
         rows = [(sample, self._labels(sample)) for sample in samples]
         cpu = CounterMetricFamily("container_cpu_usage_seconds_total", "Cumulative CPU time",
                                   labels=[*self._label_names, "cpu"])
@@ -166,7 +129,7 @@ class ContainerCollector:
         return [sample.id, sample.name, sample.image, sample.host, *extra]
 
 
-class PrometheusSink(Sink):
+class PrometheusSink(LatestSampleSink):
     name = "prometheus"
     options = (
         Option("address", "HOST:PORT to serve /metrics on", default="127.0.0.1:9338",
@@ -181,14 +144,13 @@ class PrometheusSink(Sink):
 
     def __init__(self, settings: SimpleNamespace, clock: Callable[[], float] = time.monotonic
                  ) -> None:
-        super().__init__(settings)
+        super().__init__(settings,
+                         LatestSamples(settings.interval * settings.stale_intervals, clock))
         address = settings.address
         self._address = cli.host_port(address) if isinstance(address, str) else address
-        self._samples = LatestSamples(settings.interval * settings.stale_intervals, clock)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ContainerCollector(self._samples, split_names(settings.label_names)))
+        self.registry.register(ContainerCollector(self.samples, split_names(settings.label_names)))
         self._server = None
-        self._forgotten = 0
 
     def open(self) -> None:
         host, port = self._address
@@ -200,18 +162,7 @@ class PrometheusSink(Sink):
         """The bound port (useful with port 0)."""
         return self._server.server_port
 
-    def write(self, sample: ContainerStats) -> None:
-        self._samples.put(sample)
-
-    def handle_event(self, event: ContainerEvent) -> None:
-        if event.action in FORGETTING_ACTIONS:
-            self._samples.forget(event.host, event.id)
-            self._forgotten += 1
-
     def close(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-
-    def counters(self) -> Mapping[str, int]:
-        return {"containers": len(self._samples), "forgotten": self._forgotten}

@@ -33,12 +33,11 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from statspout import cli, wire
-from statspout.sinks.base import Option, Sink
-from statspout.wire import ContainerEvent, ContainerStats
+from statspout.sinks.base import Option
+from statspout.sinks.latest import LatestSamples, LatestSampleSink
 
 log = logging.getLogger("statspout.sink.rest")
 
-FORGETTING_ACTIONS = ("stop", "rename", "destroy")
 OPEN_PATHS = ("/healthz", "/openapi.json")
 _JSON_TYPES = {"int": {"type": "integer", "format": "int64"}, "float": {"type": "number"},
                "str": {"type": "string"},
@@ -103,28 +102,6 @@ OPENAPI: dict[str, Any] = {
 }
 
 
-class LatestSamples:
-    """The latest sample per (host, container id); written by the worker thread, read by the
-    HTTP server's threads, hence the lock."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._samples: dict[tuple[str, str], ContainerStats] = {}
-
-    def put(self, sample: ContainerStats) -> None:
-        with self._lock:
-            self._samples[(sample.host, sample.id)] = sample
-
-    def forget(self, host: str, container_id: str) -> None:
-        with self._lock:
-            self._samples.pop((host, container_id), None)
-
-    def all(self) -> list[ContainerStats]:
-        with self._lock:
-            samples = list(self._samples.values())
-        return sorted(samples, key=lambda s: (s.host, s.name))
-
-
 class RestServer(ThreadingHTTPServer):
     """Carries what the handlers need, so that they reach it as ``self.server``."""
 
@@ -149,7 +126,7 @@ class RestHandler(BaseHTTPRequestHandler):
             self.send_json(401, {"error": "missing or wrong bearer token"},
                            {"WWW-Authenticate": 'Bearer realm="statspout"'})
         elif path == "/healthz":
-            self.send_json(200, {"status": "ok", "containers": len(self.server.samples.all())})
+            self.send_json(200, {"status": "ok", "containers": len(self.server.samples)})
         elif path == "/openapi.json":
             self.send_json(200, OPENAPI)
         elif path == "/stats":
@@ -181,14 +158,14 @@ class RestHandler(BaseHTTPRequestHandler):
                 return
             selectors.append((key, value))
         hosts = query.get("host")
-        chosen = [s.to_dict() for s in self.server.samples.all()
+        chosen = [s.to_dict() for s in self.server.samples.current()
                   if (hosts is None or s.host in hosts)
                   and all(s.labels.get(key) == value for key, value in selectors)]
         self.send_json(200, chosen)
 
     def _one(self, name: str, query: dict[str, list[str]]) -> None:
         hosts = query.get("host")
-        found = [s for s in self.server.samples.all()
+        found = [s for s in self.server.samples.current()
                  if s.name == name and (hosts is None or s.host in hosts)]
         if not found:
             self.send_json(404, {"error": f"no container named {name!r}"})
@@ -219,7 +196,7 @@ class RestHandler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
 
-class RestSink(Sink):
+class RestSink(LatestSampleSink):
     name = "rest"
     options = (
         Option("address", "HOST:PORT to serve on", default="127.0.0.1:8080", type=cli.host_port),
@@ -228,31 +205,18 @@ class RestSink(Sink):
     )
 
     def __init__(self, settings: SimpleNamespace) -> None:
-        super().__init__(settings)
+        super().__init__(settings, LatestSamples())
         address = settings.address
         self._address = cli.host_port(address) if isinstance(address, str) else address
-        self._samples = LatestSamples()
         self._server: RestServer | None = None
-        self._forgotten = 0
 
     def open(self) -> None:
-        self._server = RestServer(self._address, self._samples, self.settings.token)
+        self._server = RestServer(self._address, self.samples, self.settings.token)
         threading.Thread(target=self._server.serve_forever, name="rest-sink-http",
                          daemon=True).start()
         log.info("serving REST on %s:%d", *self._server.server_address[:2])
-
-    def write(self, sample: ContainerStats) -> None:
-        self._samples.put(sample)
-
-    def handle_event(self, event: ContainerEvent) -> None:
-        if event.action in FORGETTING_ACTIONS:
-            self._samples.forget(event.host, event.id)
-            self._forgotten += 1
 
     def close(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
-
-    def counters(self) -> Mapping[str, int]:
-        return {"containers": len(self._samples.all()), "forgotten": self._forgotten}
