@@ -85,8 +85,8 @@ EVENT_FIELDS: tuple[FieldSpec, ...] = _IDENTITY + (
 
 
 @dataclass(frozen=True, slots=True)
-class ContainerStats:
-    """One sample of one container's resource figures (``kind: "stats"``)."""
+class ContainerMessage:
+    """What every message says of its container and its collector (the _IDENTITY fields)."""
 
     seq: int
     host: str
@@ -95,6 +95,12 @@ class ContainerStats:
     image: str
     labels: dict[str, str]
     timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerStats(ContainerMessage):
+    """One sample of one container's resource figures (``kind: "stats"``)."""
+
     cpu_percent: float | None
     cpu_usage_ns: int
     online_cpus: int
@@ -120,16 +126,9 @@ class ContainerStats:
 
 
 @dataclass(frozen=True, slots=True)
-class ContainerEvent:
+class ContainerEvent(ContainerMessage):
     """A container lifecycle change (``kind: "event"``), so that sinks can forget a container."""
 
-    seq: int
-    host: str
-    id: str
-    name: str
-    image: str
-    labels: dict[str, str]
-    timestamp: int
     action: str
     old_name: str | None = None
     kind: str = field(default="event", init=False)
