@@ -20,6 +20,7 @@ ONE_SHOT_API = "1.41"
 
 class ApiSource:
     name = "api"
+    concurrent = True  # every read waits on the daemon
 
     def __init__(self, client: docker.DockerClient) -> None:
         self._api = client.api

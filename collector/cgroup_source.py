@@ -327,6 +327,10 @@ class CgroupSource:
     """Readings from cgroup files and ``/proc``; the Docker API only to learn a pid."""
 
     name = "cgroup"
+    # Reads are local file reads, so a cycle is read in turn by one pool thread. The rare
+    # blocking calls (inspect for a new container's pid, a fallback API read) delay that
+    # cycle's later containers by their own length only.
+    concurrent = False
 
     def __init__(
         self,

@@ -33,6 +33,11 @@ STOPPED_REMEMBERED = 10_000
 
 class ReadingSource(Protocol):
     name: str
+    # True when a read waits on something outside this process (the Docker API): reads then
+    # run one per pool thread, so that a slow container never delays the others. False when
+    # reads are quick local work (cgroup files): one pool task reads a whole cycle in turn,
+    # which spares a thread hand-off per container.
+    concurrent: bool
 
     def read(self, container: ContainerInfo) -> Reading | None:
         """A reading of the container; None when it vanished. Called from pool threads."""
@@ -81,7 +86,7 @@ class Collector:
         # the same routes as their samples did. Bounded: the oldest are forgotten first.
         self._stopped: OrderedDict[str, ContainerInfo] = OrderedDict()
         self._previous: dict[str, Reading] = {}
-        self._in_flight: dict[Future, ContainerInfo] = {}
+        self._in_flight: dict[Future, list[ContainerInfo]] = {}
         self._listed_once = False
         self._seq = 0
         self._last_error_log = 0.0
@@ -125,7 +130,9 @@ class Collector:
 
     def _handle(self, item: DockerEvent | Resync | Future) -> None:
         if isinstance(item, Future):
-            self._publish_reading(self._in_flight.pop(item), item)
+            self._in_flight.pop(item)
+            for info, outcome in item.result():
+                self._publish_reading(info, outcome)
             return
         try:
             if isinstance(item, Resync):
@@ -196,21 +203,32 @@ class Collector:
 
     def _start_cycle(self) -> None:
         self.counts.cycles += 1
-        busy = {info.id for info in self._in_flight.values()}
-        for info in self._containers.values():
-            if info.id in busy:
-                self.counts.skipped_busy += 1
-                continue
-            future = self._pool.submit(self._source.read, info)
-            self._in_flight[future] = info
-            future.add_done_callback(self._inbox.put)
+        busy = {info.id for batch in self._in_flight.values() for info in batch}
+        due = [info for info in self._containers.values() if info.id not in busy]
+        self.counts.skipped_busy += len(self._containers) - len(due)
+        batches = [[info] for info in due] if self._source.concurrent else [due]
+        for batch in batches:
+            if batch:
+                future = self._pool.submit(self._read_in_turn, batch)
+                self._in_flight[future] = batch
+                future.add_done_callback(self._inbox.put)
 
-    def _publish_reading(self, info: ContainerInfo, future: Future) -> None:
-        try:
-            reading = future.result()
-        except Exception as exc:
+    def _read_in_turn(
+        self, batch: list[ContainerInfo]
+    ) -> list[tuple[ContainerInfo, Reading | None | Exception]]:
+        """Run in a pool thread: each container's reading, or the exception reading it raised."""
+        outcomes: list[tuple[ContainerInfo, Reading | None | Exception]] = []
+        for info in batch:
+            try:
+                outcomes.append((info, self._source.read(info)))
+            except Exception as exc:  # counted and logged by the loop thread
+                outcomes.append((info, exc))
+        return outcomes
+
+    def _publish_reading(self, info: ContainerInfo, reading: Reading | None | Exception) -> None:
+        if isinstance(reading, Exception):
             self.counts.failed_samples += 1
-            self._log_error("sampling %s (%s) failed: %s", info.name, info.id[:12], exc)
+            self._log_error("sampling %s (%s) failed: %s", info.name, info.id[:12], reading)
             return
         current = self._containers.get(info.id)
         if reading is None or current is None:
