@@ -129,7 +129,9 @@ def measure_cycles(client: docker.DockerClient, infos: list[ContainerInfo],
             list(pool.map(fast.read, infos))  # learns every pid (one inspect each), not timed
 
             def fast_cycle() -> None:
-                readings = list(pool.map(fast.read, infos))
+                # As the collector does for a source that is not concurrent: one pool task
+                # reads the whole cycle in turn.
+                readings = pool.submit(lambda: [fast.read(info) for info in infos]).result()
                 if any(reading is None for reading in readings):
                     raise RuntimeError("a benchmark container vanished during the fast cycle")
 
