@@ -28,7 +28,7 @@ class Option:
     type: Callable[[str], Any] = str
     choices: Sequence[str] | None = None
     repeatable: bool = False
-    secret: bool = False  # never logged
+    secret: bool = False  # shown as *** where the worker logs its options
 
     @property
     def attribute(self) -> str:

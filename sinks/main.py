@@ -81,6 +81,15 @@ def sink_settings(sink_class: type[Sink], parsed: argparse.Namespace) -> SimpleN
     })
 
 
+def describe_settings(sink_class: type[Sink], settings: SimpleNamespace) -> str:
+    """The sink's options as the operator set them, for the start-up log; secrets masked."""
+    shown = []
+    for option in sink_class.options:
+        value = getattr(settings, option.attribute)
+        shown.append(f"{option.name}={'***' if option.secret and value else repr(value)}")
+    return ", ".join(shown) or "no options"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     sink_class = _choose_sink_class(argv)
@@ -91,8 +100,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = security.client_keys_from_args(parsed, parser)
     cli.configure_logging(parsed.log_level)
 
+    settings = sink_settings(sink_class, parsed)
+    log.info("sink %s: %s", sink_class.name, describe_settings(sink_class, settings))
     try:
-        sink = sink_class(sink_settings(sink_class, parsed))
+        sink = sink_class(settings)
         sink.open()
     except Exception as exc:
         log.error("sink %s could not start: %s", sink_class.name, exc)
