@@ -128,9 +128,8 @@ class Router:
             self.filtered += 1
         for route in routes:
             self.route_sequences[route] += 1
-            self._output.send_multipart(
-                [bus.topic_for(route), bus.pack_sequence(self.route_sequences[route]), payload]
-            )
+            bus.send_routed(self._output, bus.topic_for(route), self.route_sequences[route],
+                            payload)
 
     def replace_routes(self, routes: RouteTable) -> None:
         self.routes = routes

@@ -65,6 +65,17 @@ def pack_sequence(number: int) -> bytes:
     return number.to_bytes(8, "big")
 
 
+# pyzmq's flags are enums, and or-ing them on every frame costs more than the send itself.
+_MORE = int(zmq.SNDMORE)
+
+
+def send_routed(socket: zmq.Socket, topic: bytes, number: int, payload: bytes) -> None:
+    """One router → sink message: [topic, the route's sequence number, payload]."""
+    socket.send(topic, _MORE)
+    socket.send(pack_sequence(number), _MORE)
+    socket.send(payload)
+
+
 def unpack_sequence(frame: bytes) -> int:
     if len(frame) != 8:
         raise ValueError(f"sequence frame of {len(frame)} bytes, expected 8")
