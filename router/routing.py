@@ -21,6 +21,7 @@ from statspout.router.selectors import SelectorFilter
 from statspout.wire import Message
 
 IGNORE_LABEL = "statspout.ignore"
+DECISIONS_KEPT = 100_000
 ROUTES_LABEL = "statspout.routes"
 
 log = logging.getLogger("statspout.router")
@@ -36,6 +37,10 @@ class RouteTable:
         # ``all`` is a route without selectors, so every step below treats it like the others.
         self._routes = {bus.DEFAULT_ROUTE: SelectorFilter(), **(routes or {})}
         self._unknown_logged: set[str] = set()
+        # A container's routes depend only on what the selectors look at, which changes
+        # rarely (a rename), so each answer is kept: matching is most of the router's work
+        # per message otherwise. A reload builds a new table, and with it a new cache.
+        self._decided: dict[tuple, list[str]] = {}
 
     @property
     def names(self) -> list[str]:
@@ -46,6 +51,16 @@ class RouteTable:
         return RouteTable(self._filter, routes)
 
     def routes_for(self, message: Message) -> list[str]:
+        """The routes of this message, in table order. The list is shared: do not change it."""
+        key = (message.host, message.name, message.image, frozenset(message.labels.items()))
+        routes = self._decided.get(key)
+        if routes is None:
+            if len(self._decided) >= DECISIONS_KEPT:
+                self._decided.clear()
+            routes = self._decided[key] = self._decide(message)
+        return routes
+
+    def _decide(self, message: Message) -> list[str]:
         labels = message.labels
         if labels.get(IGNORE_LABEL, "").strip().lower() == "true":
             return []

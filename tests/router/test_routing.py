@@ -95,3 +95,16 @@ def test_with_routes_keeps_the_router_filter(table: RouteTable) -> None:
     reloaded = table.with_routes({})
     assert reloaded.names == ["all"]
     assert reloaded.routes_for(sample("hidden")) == []
+
+
+def test_decisions_are_kept_per_container_metadata_and_never_go_stale() -> None:
+    table = RouteTable(routes=ROUTES)
+    assert table.routes_for(sample(labels={"env": "prod"})) == ["all", "prod", "quiet"]
+    # The same container named again, or on another host, or with other labels, is decided anew.
+    assert table.routes_for(sample("web-debug", {"env": "prod"})) == ["all", "quiet"]
+    assert table.routes_for(sample(labels={"env": "prod"}, host="noisy-1")) == ["all", "prod"]
+    assert table.routes_for(sample(labels={"env": "dev"})) == ["all", "quiet"]
+    assert table.routes_for(sample(labels={"env": "prod"})) == ["all", "prod", "quiet"]
+    # A reloaded routes file is a new table: nothing decided before carries over.
+    reloaded = table.with_routes(parse_routes({"routes": {"dev": {"include": ["label=env=dev"]}}}))
+    assert reloaded.routes_for(sample(labels={"env": "dev"})) == ["all", "dev"]
