@@ -33,12 +33,6 @@ def lan():
         yield lan
 
 
-def collector_supports_curve() -> bool:
-    result = subprocess.run([program("statspout-collector"), "--help"], capture_output=True,
-                            text=True, timeout=30)
-    return "--curve-secret-key" in result.stdout
-
-
 @pytest.mark.parametrize("curve", [False, True], ids=["insecure", "curve"])
 def test_two_hosts_feed_one_router_and_a_sink_on_a_third(
     lan: Lan, curve: bool, tmp_path: Path, make_container, run_id: str
@@ -68,25 +62,16 @@ def test_two_hosts_feed_one_router_and_a_sink_on_a_third(
         router = Process(lan.exec_argv("hub", [
             program("statspout-router"), "--listen", listen, "--publish", publish,
             "--control", control, "--include", f"label=statspout.test={run_id}",
-            "--include", "host=beta", "--include", "name=synthetic-*", *security_args]))
+            "--include", "host=beta", *security_args]))
         wait_for(lambda: "routing from" in router.log() or router.popen.poll() is not None,
                  15, "the router to start in its namespace")
         assert router.popen.poll() is None, router.log()
         return router
 
     container = make_container()
-    real_collector = not curve or collector_supports_curve()
-    if real_collector:
-        alpha = Process(lan.exec_argv("alpha", [
-            program("statspout-collector"), "--connect", listen, "--host", "alpha",
-            "--interval", str(INTERVAL), *flags("alpha")]))
-        alpha_name = container.name
-    else:  # the collector does not take CURVE keys yet: a synthetic one stands in
-        alpha = Process(lan.exec_argv("alpha", publish_argv(
-            listen, "alpha", names="synthetic-a", interval=str(INTERVAL),
-            **{k.lstrip("-").replace("-", "_"): v for k, v in client["alpha"].items()})),
-            env=PUBLISH_ENV)
-        alpha_name = "synthetic-a"
+    alpha = Process(lan.exec_argv("alpha", [
+        program("statspout-collector"), "--connect", listen, "--host", "alpha",
+        "--interval", str(INTERVAL), *flags("alpha")]))
     beta = Process(lan.exec_argv("beta", publish_argv(
         listen, "beta", names="b1,b2", interval=str(INTERVAL),
         **{k.lstrip("-").replace("-", "_"): v for k, v in client["beta"].items()})),
@@ -102,7 +87,7 @@ def test_two_hosts_feed_one_router_and_a_sink_on_a_third(
         def seen() -> set[tuple[str, str]]:
             return {(m["host"], m["name"]) for m in sink.json_lines() if m["kind"] == "stats"}
 
-        expected = {("alpha", alpha_name), ("beta", "b1"), ("beta", "b2")}
+        expected = {("alpha", container.name), ("beta", "b1"), ("beta", "b2")}
         wait_for(lambda: expected <= seen(), 30, f"{expected} at the sink on sinkhost")
         assert all(m["host"] in ("alpha", "beta") for m in sink.json_lines())
         status = subprocess.run([program("statspout-router"), "--status", "--control", control],
