@@ -5,18 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
+source scripts/common.sh
 
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
-python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "Installing ${missing[*]}"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-fi
+python_venv_missing && missing+=(python3-venv)
+apt_install "${missing[@]}"
 
 if ! $sudo docker info >/dev/null 2>&1; then
     echo "Starting dockerd (log: /var/log/statspout-dockerd.log)"

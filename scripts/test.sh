@@ -7,8 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sudo=""
-[ "$(id -u)" -eq 0 ] || sudo="sudo"
+source scripts/common.sh
 
 missing=()
 command -v dockerd >/dev/null || missing+=(docker.io)
@@ -16,13 +15,8 @@ command -v influxd >/dev/null || missing+=(influxdb)
 command -v prometheus >/dev/null || missing+=(prometheus)
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || missing+=(busybox-static)
 command -v ip >/dev/null || missing+=(iproute2)
-python3 -c "import ensurepip, venv" 2>/dev/null || missing+=(python3-venv)
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "Installing ${missing[*]}"
-    $sudo apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}" >/dev/null
-fi
+python_venv_missing && missing+=(python3-venv)
+apt_install "${missing[@]}"
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
