@@ -102,7 +102,7 @@ class MongoDBSink(Sink):
         Option("database", "database", default="statspout"),
         Option("collection", "collection", default="stats"),
         Option("ttl", "delete documents this many seconds after their timestamp (a TTL "
-               "index); 0 keeps them", default=0, type=int),
+               "index); 0 keeps them", default=0, type=cli.whole_number(0)),
         Option("timeout", "seconds to wait for the server on one write",
                default=10.0, type=cli.seconds(0.1)),
         *delivery_options(batch_size=1000),

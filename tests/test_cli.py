@@ -27,6 +27,7 @@ def run(*argv: str, env: dict | None = None) -> subprocess.CompletedProcess:
         (["statspout-sink"], "name a sink"),
         (["statspout-sink", "--sink", "nosuchmodule:Thing"], "cannot import"),
         (["statspout-sink", "stdout", "--stdout.format", "xml"], "invalid choice"),
+        (["statspout-sink", "mongodb", "--mongodb.ttl", "-5"], "must be at least 0"),
     ],
 )
 def test_bad_values_exit_2_with_one_line(argv, message):
