@@ -16,6 +16,8 @@ from types import SimpleNamespace
 import docker
 import docker.errors
 import pytest
+from support.docker_engine import IMAGE, TEST_LABEL
+from support.waiting import wait_for
 
 from statspout import wire
 from statspout.collector import main as collector_main
@@ -458,31 +460,7 @@ def test_auto_takes_the_fast_path_only_when_readable(tmp_path):
 # Both paths on the same real containers
 
 
-LABEL = "statspout.test"
-IMAGE = "statspout-test/busybox:1"
 MIB = 1024 * 1024
-
-
-def wait_until(condition, timeout: float, what: str, step: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(step)
-
-
-@pytest.fixture(scope="module")
-def docker_client():
-    try:
-        client = docker.from_env(timeout=30, max_pool_size=16)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        pytest.skip(f"no Docker engine: {exc}")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")
@@ -499,15 +477,15 @@ def containers(docker_client):
         for role, command in commands.items():
             container = docker_client.containers.run(
                 IMAGE, ["sh", "-c", command], detach=True, network_mode="none",
-                labels={LABEL: run_label}, name=f"statspout-test-{run_label}-{role}",
+                labels={TEST_LABEL: run_label}, name=f"statspout-test-{run_label}-{role}",
                 tmpfs={"/data": "size=96m"} if role == "memory" else None,
             )
             started[role] = ContainerInfo(container.id, container.name, IMAGE,
-                                          {LABEL: run_label})
+                                          {TEST_LABEL: run_label})
         yield started
     finally:
-        for container in docker_client.containers.list(all=True,
-                                                       filters={"label": f"{LABEL}={run_label}"}):
+        ours = {"label": f"{TEST_LABEL}={run_label}"}
+        for container in docker_client.containers.list(all=True, filters=ours):
             container.remove(force=True)
 
 
@@ -516,7 +494,7 @@ def test_both_paths_agree_on_real_containers(docker_client, containers):
     api = ApiSource(docker_client)
     fast = CgroupSource(docker_client)
     assert fast.unreadable_reason() is None
-    wait_until(lambda: (api.read(containers["memory"]) or Reading(0, 0, 0, 1, 0, 0)).mem_usage
+    wait_for(lambda: (api.read(containers["memory"]) or Reading(0, 0, 0, 1, 0, 0)).mem_usage
                >= 64 * MIB, 30, "the memory holder to hold 64 MiB")
 
     def bracket(info: ContainerInfo) -> tuple[Reading, Reading, Reading]:
@@ -567,14 +545,14 @@ def test_both_paths_agree_on_real_containers(docker_client, containers):
 def test_vanished_real_container_reads_none(docker_client):
     container = docker_client.containers.run(
         IMAGE, ["sleep", "600"], detach=True, network_mode="none",
-        labels={LABEL: f"cgroup-vanish-{uuid.uuid4().hex[:8]}"},
+        labels={TEST_LABEL: f"cgroup-vanish-{uuid.uuid4().hex[:8]}"},
     )
     try:
         fast = CgroupSource(docker_client)
         info = ContainerInfo(container.id, container.name, IMAGE)
         assert fast.read(info) is not None
         container.kill()
-        wait_until(lambda: fast.read(info) is None, 30, "the killed container to read None")
+        wait_for(lambda: fast.read(info) is None, 30, "the killed container to read None")
         assert fast.cached_containers == 0
     finally:
         container.remove(force=True)
