@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from support.ports import free_port
+from support.server_process import ServerProcess
 
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 
@@ -50,8 +49,11 @@ bind-address = "127.0.0.1:{rpc_port}"
 
 
 
-class InfluxServer:
+class InfluxServer(ServerProcess):
+    name = "influxd"
+
     def __init__(self, root: Path) -> None:
+        super().__init__(root / "influxd.log")
         self.root = root
         self.http_port = free_port()
         self.url = f"http://127.0.0.1:{self.http_port}"
@@ -59,35 +61,9 @@ class InfluxServer:
         self.config.write_text(
             _CONFIG.format(root=root, rpc_port=free_port(), http_port=self.http_port)
         )
-        self.log_path = root / "influxd.log"
-        self._process: subprocess.Popen | None = None
 
-    def start(self, deadline_s: float = 30.0) -> None:
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                [INFLUXD, "run", "-config", str(self.config)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(f"influxd exited: {self.log_path.read_text()[-2000:]}")
-            if self.ping():
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"influxd did not answer /ping within {deadline_s} s")
-
-    def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(15)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(5)
-        self._process = None
+    def command(self) -> list[str]:
+        return [INFLUXD, "run", "-config", str(self.config)]
 
     def ping(self) -> bool:
         try:
