@@ -42,7 +42,8 @@ def build_parser() -> cli.OptionParser:
                   default=bus.DEFAULT_ROUTER_INPUT, type=cli.endpoint)
     parser.option("--host", help="host name carried by every message",
                   default=socket.gethostname())
-    parser.option("--max-concurrency", help="containers sampled at the same time",
+    parser.option("--max-concurrency", help="containers read at the same time through the "
+                  "API (the cgroup source reads a cycle in turn)",
                   default=64, type=cli.positive_int)
     parser.option("--source", help="where figures come from: cgroup (the host's cgroup files and "
                   "/proc; Docker for discovery only), api (Docker's stats API), auto (cgroup "
