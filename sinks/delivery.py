@@ -32,7 +32,8 @@ from types import SimpleNamespace
 from typing import Generic, TypeVar
 
 from statspout import cli
-from statspout.sinks.base import Option
+from statspout.sinks.base import Option, Sink
+from statspout.wire import ContainerStats
 
 Item = TypeVar("Item")
 
@@ -300,3 +301,34 @@ class Delivery(Generic[Item]):
         except Exception as bug:  # a classifier bug must not kill the writer
             return Failure(False, f"{exc!r} (classifier failed: {bug!r})")
 
+
+
+class DeliveringSink(Sink):
+    """A database sink: every sample goes through a Delivery to ``write_batch``.
+
+    A subclass declares ``delivery_options()`` among its options, passes its classifier, opens
+    its client in ``open`` before calling ``super().open()``, and closes it in ``close`` after
+    ``super().close()`` has written out the buffer.
+    """
+
+    def __init__(self, settings: SimpleNamespace, classify: Classifier) -> None:
+        super().__init__(settings)
+        self._delivery: Delivery[ContainerStats] = Delivery(
+            self.write_batch, classify, DeliverySettings.from_settings(settings), name=self.name
+        )
+
+    def write_batch(self, batch: list[ContainerStats]) -> None:
+        """Write the batch; return only once the database confirmed all of it, else raise."""
+        raise NotImplementedError
+
+    def open(self) -> None:
+        self._delivery.start()
+
+    def write(self, sample: ContainerStats) -> None:
+        self._delivery.put(sample)
+
+    def close(self) -> None:
+        self._delivery.close()
+
+    def counters(self) -> Mapping[str, int]:
+        return self._delivery.counters()

@@ -26,7 +26,6 @@ API; API v1 (``/write`` of every InfluxDB 1.x) POSTs the library's line protocol
 from __future__ import annotations
 
 import gzip
-from collections.abc import Mapping
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
@@ -36,8 +35,8 @@ from influxdb_client.client.exceptions import InfluxDBError
 from influxdb_client.client.write_api import SYNCHRONOUS
 
 from statspout import cli
-from statspout.sinks.base import Option, Sink
-from statspout.sinks.delivery import Delivery, DeliverySettings, Failure, delivery_options
+from statspout.sinks.base import Option
+from statspout.sinks.delivery import DeliveringSink, Failure, delivery_options
 from statspout.wire import ContainerStats
 
 _INT64_MAX = 2**63 - 1
@@ -123,7 +122,7 @@ def _seconds(retry_after: str | None) -> float | None:
         return None
 
 
-class InfluxDBSink(Sink):
+class InfluxDBSink(DeliveringSink):
     name = "influxdb"
     options = (
         Option("api", "v2: /api/v2/write (InfluxDB 2.x, 3.x, 1.8+); v1: /write (InfluxDB 1.x)",
@@ -145,11 +144,8 @@ class InfluxDBSink(Sink):
     )
 
     def __init__(self, settings: SimpleNamespace) -> None:
-        super().__init__(settings)
+        super().__init__(settings, classify)
         self._label_tags = tuple(settings.label_tags or ())
-        self._delivery: Delivery[ContainerStats] = Delivery(
-            self._write_batch, classify, DeliverySettings.from_settings(settings), name=self.name
-        )
         self._client: InfluxDBClient | None = None
         self._v2 = None  # the library's write API, with api v2
         self._http: urllib3.PoolManager | None = None
@@ -166,26 +162,20 @@ class InfluxDBSink(Sink):
             self._http = urllib3.PoolManager(
                 timeout=urllib3.Timeout(total=s.timeout), retries=False
             )
-        self._delivery.start()
-
-    def write(self, sample: ContainerStats) -> None:
-        self._delivery.put(sample)
+        super().open()
 
     def close(self) -> None:
-        self._delivery.close()
+        super().close()
         if self._client is not None:
             self._client.close()
         if self._http is not None:
             self._http.clear()
 
-    def counters(self) -> Mapping[str, int]:
-        return self._delivery.counters()
-
     def line_protocol(self, batch: list[ContainerStats]) -> bytes:
         points = (p for sample in batch for p in to_points(sample, self._label_tags))
         return "\n".join(p.to_line_protocol() for p in points).encode()
 
-    def _write_batch(self, batch: list[ContainerStats]) -> None:
+    def write_batch(self, batch: list[ContainerStats]) -> None:
         s = self.settings
         body = self.line_protocol(batch)
         if self._client is not None:

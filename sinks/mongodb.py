@@ -21,7 +21,6 @@ history, and there is nothing to forget.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
@@ -31,8 +30,8 @@ from bson import Int64
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
 from statspout import cli
-from statspout.sinks.base import Option, Sink
-from statspout.sinks.delivery import Delivery, DeliverySettings, Failure, delivery_options
+from statspout.sinks.base import Option
+from statspout.sinks.delivery import DeliveringSink, Failure, delivery_options
 from statspout.wire import STATS_FIELDS, ContainerStats
 
 log = logging.getLogger("statspout.sink.mongodb")
@@ -95,7 +94,7 @@ def classify(exc: Exception) -> Failure:
     return Failure(False, repr(exc), key=type(exc).__name__)
 
 
-class MongoDBSink(Sink):
+class MongoDBSink(DeliveringSink):
     name = "mongodb"
     options = (
         Option("uri", "connection string", default="mongodb://127.0.0.1:27017", secret=True),
@@ -109,10 +108,7 @@ class MongoDBSink(Sink):
     )
 
     def __init__(self, settings: SimpleNamespace) -> None:
-        super().__init__(settings)
-        self._delivery: Delivery[ContainerStats] = Delivery(
-            self._write_batch, classify, DeliverySettings.from_settings(settings), name=self.name
-        )
+        super().__init__(settings, classify)
         self._client: pymongo.MongoClient | None = None
         self._indexes_ready = False
 
@@ -124,18 +120,12 @@ class MongoDBSink(Sink):
             connectTimeoutMS=timeout_ms, socketTimeoutMS=timeout_ms, tz_aware=True,
         )
         self._collection = self._client[self.settings.database][self.settings.collection]
-        self._delivery.start()
-
-    def write(self, sample: ContainerStats) -> None:
-        self._delivery.put(sample)
+        super().open()
 
     def close(self) -> None:
-        self._delivery.close()
+        super().close()
         if self._client is not None:
             self._client.close()
-
-    def counters(self) -> Mapping[str, int]:
-        return self._delivery.counters()
 
     def ensure_indexes(self) -> None:
         self._collection.create_index(
@@ -157,7 +147,7 @@ class MongoDBSink(Sink):
                     self.settings.database, self.settings.collection, self.settings.ttl, exc,
                 )
 
-    def _write_batch(self, batch: list[ContainerStats]) -> None:
+    def write_batch(self, batch: list[ContainerStats]) -> None:
         if not self._indexes_ready:
             self.ensure_indexes()
             self._indexes_ready = True
