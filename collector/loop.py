@@ -24,6 +24,7 @@ from statspout.bus import CollectorPublisher
 from statspout.collector import discovery
 from statspout.collector.discovery import ContainerInfo, DockerEvent, Resync
 from statspout.collector.figures import Reading, cpu_percent, mem_percent
+from statspout.logs import ThrottledErrors
 
 log = logging.getLogger("statspout.collector")
 
@@ -89,7 +90,7 @@ class Collector:
         self._in_flight: dict[Future, list[ContainerInfo]] = {}
         self._listed_once = False
         self._seq = 0
-        self._last_error_log = 0.0
+        self._errors = ThrottledErrors(log)
         self.counts = CollectorCounts()
 
     @property
@@ -142,7 +143,7 @@ class Collector:
         except docker.errors.DockerException as exc:
             # The daemon went away between the event and our request; the watcher reconnects
             # and a Resync follows.
-            self._log_error("Docker request failed during discovery: %s", exc)
+            self._errors.error("Docker request failed during discovery: %s", exc)
 
     def _docker(self) -> docker.DockerClient:
         if self._client is None:
@@ -228,7 +229,7 @@ class Collector:
     def _publish_reading(self, info: ContainerInfo, reading: Reading | None | Exception) -> None:
         if isinstance(reading, Exception):
             self.counts.failed_samples += 1
-            self._log_error("sampling %s (%s) failed: %s", info.name, info.id[:12], reading)
+            self._errors.error("sampling %s (%s) failed: %s", info.name, info.id[:12], reading)
             return
         current = self._containers.get(info.id)
         if reading is None or current is None:
@@ -269,12 +270,6 @@ class Collector:
         # A dropped message still uses its number, so that the router sees the loss as a gap.
         self._seq += 1
         return self._seq
-
-    def _log_error(self, fmt: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log >= 1.0:  # the counters carry the full number
-            self._last_error_log = now
-            log.error(fmt, *args)
 
     def report(self) -> None:
         figures = {**asdict(self.counts), **asdict(self._publisher.counts),

@@ -18,6 +18,7 @@ import msgpack
 import zmq
 
 from statspout import bus, wire
+from statspout.logs import ThrottledErrors
 from statspout.router.routing import RouteTable
 
 log = logging.getLogger("statspout.router")
@@ -58,7 +59,7 @@ class Router:
         self._is_authorized = is_authorized
         self.routes = routes
         self._report_interval = report_interval
-        self._last_error_log = 0.0
+        self._errors = ThrottledErrors(log)
         self._started = time.monotonic()
         self.collectors: dict[str, CollectorCounts] = {}
         self.malformed = 0
@@ -157,19 +158,14 @@ class Router:
     def _malformed(self, host: str, reason: str) -> None:
         self.malformed += 1
         self.collectors.setdefault(host, CollectorCounts()).malformed += 1
-        self._log_error("skipped a malformed message from %s (%d so far): %s",
-                        host, self.malformed, reason)
+        self._errors.error("skipped a malformed message from %s (%d so far): %s",
+                           host, self.malformed, reason)
 
     def _rejected(self) -> None:
         self.rejected += 1
-        self._log_error("dropped a message from a key no longer authorized (%d so far)",
-                        self.rejected)
+        self._errors.error("dropped a message from a key no longer authorized (%d so far)",
+                           self.rejected)
 
-    def _log_error(self, fmt: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last_error_log >= 1.0:  # the counters have the full number
-            self._last_error_log = now
-            log.error(fmt, *args)
 
     def _answer_control(self) -> None:
         try:

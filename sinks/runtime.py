@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 import zmq
 
 from statspout import bus, wire
+from statspout.logs import ThrottledErrors
 from statspout.sinks.base import Sink
 
 log = logging.getLogger("statspout.sink")
@@ -46,7 +47,7 @@ class SinkWorker:
         self._socket = socket
         self._report_interval = report_interval
         self._last_sequence: int | None = None
-        self._last_error_log = 0.0
+        self._errors = ThrottledErrors(log)
         self.counts = WorkerCounts()
 
     def run(self, stop: threading.Event) -> None:
@@ -84,7 +85,7 @@ class SinkWorker:
             message = wire.decode(payload)
         except (ValueError, wire.MalformedMessage) as exc:
             self.counts.malformed += 1
-            self._log_error(
+            self._errors.error(
                 "skipped a malformed message (%d so far): %s", self.counts.malformed, exc
             )
             return
@@ -110,18 +111,10 @@ class SinkWorker:
             call(*args)
         except Exception as exc:  # a sink's bug must not end the worker
             self.counts.sink_errors += 1
-            self._log_error(
+            self._errors.error(
                 "sink %s.%s failed (%d errors so far): %r",
                 self._sink.name, what, self.counts.sink_errors, exc,
             )
-
-    def _log_error(self, fmt: str, *args: object) -> None:
-        # At most one error line a second, so that a flood of bad input cannot flood the log;
-        # the counters carry the full number.
-        now = time.monotonic()
-        if now - self._last_error_log >= 1.0:
-            self._last_error_log = now
-            log.error(fmt, *args)
 
     def report(self) -> None:
         figures = {**asdict(self.counts), **self._sink.counters()}
