@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 from support.ports import free_port
-from support.server_process import ServerProcess
+from support.server_process import ServerProcess, running
 
 INFLUXD = shutil.which("influxd") or "/usr/bin/influxd"
 
@@ -97,12 +95,5 @@ class InfluxServer(ServerProcess):
         self.query(f'CREATE DATABASE "{name}"')
 
 
-@contextmanager
-def running_influxd() -> Iterator[InfluxServer]:
-    with tempfile.TemporaryDirectory(prefix="influxd-") as root:
-        server = InfluxServer(Path(root))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+def running_influxd() -> AbstractContextManager[InfluxServer]:
+    return running(InfluxServer, "influxd-")

@@ -8,15 +8,13 @@ pymongo talks to it unchanged.
 from __future__ import annotations
 
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pymongo
 
 from support.ports import free_port
-from support.server_process import ServerProcess
+from support.server_process import ServerProcess, running
 
 
 class MongoServer(ServerProcess):
@@ -56,12 +54,5 @@ class MongoServer(ServerProcess):
         )
 
 
-@contextmanager
-def running_mongo() -> Iterator[MongoServer]:
-    with tempfile.TemporaryDirectory(prefix="secantusd-") as root:
-        server = MongoServer(Path(root))
-        server.start()
-        try:
-            yield server
-        finally:
-            server.stop()
+def running_mongo() -> AbstractContextManager[MongoServer]:
+    return running(MongoServer, "secantusd-")

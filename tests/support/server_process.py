@@ -7,8 +7,14 @@ Subclasses say how to start it (``command``) and how to ask it whether it is up 
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+Server = TypeVar("Server", bound="ServerProcess")
 
 
 class ServerProcess:
@@ -54,3 +60,15 @@ class ServerProcess:
             self._process.kill()
             self._process.wait(5)
         self._process = None
+
+
+@contextmanager
+def running(make: Callable[[Path], Server], prefix: str) -> Iterator[Server]:
+    """A server made in a fresh temporary folder, started, and stopped and removed after."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as root:
+        server = make(Path(root))
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
