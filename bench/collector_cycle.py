@@ -28,7 +28,9 @@ import docker
 import docker.errors
 
 from statspout.collector.api_source import ApiSource
-from statspout.collector.cgroup_source import CgroupSource, cgroup_files_of, read_text
+from statspout.collector.cgroup_files import read_text
+from statspout.collector.cgroup_hierarchy import CgroupHierarchies, ContainerFiles, locate_files
+from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
 from statspout.collector.discovery import ContainerInfo
 
 IMAGE = "statspout-test/busybox:1"
@@ -103,6 +105,31 @@ def sleeping_containers(client: docker.DockerClient) -> Iterator[SleepingContain
         containers.remove_all()
 
 
+def cgroup_files_of(files: ContainerFiles) -> list[str]:
+    """Every file a reading of this container opens (the raw floor reads just these)."""
+    paths = [files.cpu, os.path.join(files.memory_dir, "memory.stat"), files.net_dev]
+    if files.memory_v2:
+        paths += [os.path.join(files.memory_dir, n) for n in ("memory.current", "memory.max")]
+    else:
+        paths += [os.path.join(files.memory_dir, n)
+                  for n in ("memory.usage_in_bytes", "memory.limit_in_bytes")]
+    paths += [p for p in (files.blkio, files.pids) if p is not None]
+    return paths
+
+
+def files_read_for(client: docker.DockerClient, infos: list[ContainerInfo]) -> list[str]:
+    """The files the cgroup source opens for these running containers, found as it finds them."""
+    hierarchies = CgroupHierarchies(DEFAULT_CGROUP_ROOT)
+    paths = []
+    for info in infos:
+        pid = client.api.inspect_container(info.id)["State"]["Pid"]
+        files = locate_files(hierarchies, DEFAULT_PROC_ROOT, info.id, pid)
+        if files is None:
+            raise RuntimeError(f"benchmark container {info.name} is not running")
+        paths += cgroup_files_of(files)
+    return paths
+
+
 def median_wall_time(cycle: Callable[[], object], repeat: int) -> tuple[float, list[float]]:
     times = []
     for _ in range(repeat):
@@ -138,7 +165,7 @@ def measure_cycles(client: docker.DockerClient, infos: list[ContainerInfo],
             median, runs = median_wall_time(fast_cycle, repeat)
             results["fast path (cgroup files)"] = {"median_s": median, "runs_s": runs}
 
-            paths = [path for info in infos for path in cgroup_files_of(fast.locate(info))]
+            paths = files_read_for(client, infos)
 
             def floor_cycle() -> None:
                 for path in paths:
