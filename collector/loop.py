@@ -20,7 +20,7 @@ from typing import Protocol
 import docker
 
 from statspout import wire
-from statspout.bus import CollectorPublisher
+from statspout.bus import PublishCounts
 from statspout.collector import discovery
 from statspout.collector.discovery import ContainerInfo, DockerEvent, Resync
 from statspout.collector.figures import Reading, stats_message
@@ -47,6 +47,14 @@ class ReadingSource(Protocol):
         """The container is gone: drop whatever is kept about it."""
 
 
+class Publisher(Protocol):
+    """Where messages go (bus.CollectorPublisher): never blocks, counts what it drops."""
+
+    counts: PublishCounts
+
+    def publish(self, payload: bytes) -> bool: ...
+
+
 @dataclass
 class CollectorCounts:
     cycles: int = 0
@@ -67,7 +75,7 @@ class Collector:
         *,
         client_factory: Callable[[], docker.DockerClient],
         source: ReadingSource,
-        publisher: CollectorPublisher,
+        publisher: Publisher,
         host: str,
         interval: float,
         max_concurrency: int,
