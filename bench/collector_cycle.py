@@ -26,12 +26,13 @@ from pathlib import Path
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 
 from statspout.collector.api_source import ApiSource
 from statspout.collector.cgroup_files import read_text
 from statspout.collector.cgroup_hierarchy import CgroupHierarchies, ContainerFiles, locate_files
 from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
-from statspout.collector.discovery import ContainerInfo
+from statspout.collector.discovery import ContainerInfo, container_info
 
 IMAGE = "statspout-test/busybox:1"
 LABEL = "statspout.test"
@@ -70,7 +71,9 @@ class SleepingContainers:
                 labels={LABEL: LABEL_VALUE, "statspout.bench.run": self.run_id},
                 name=f"statspout-bench-{self.run_id}-{number}",
             )
-            return ContainerInfo(container.id, container.name, IMAGE)
+            if container.id is None:  # the stubs allow it; a started container has an id
+                raise RuntimeError("docker run returned a container without an id")
+            return container_info(self._client.api.inspect_container(container.id))
 
         with ThreadPoolExecutor(8) as pool:
             self.infos.extend(pool.map(start, missing))
@@ -85,7 +88,7 @@ def remove_labelled(client: docker.DockerClient) -> None:
     """Every benchmark container, of this run or of an earlier one that was killed."""
     found = client.containers.list(all=True, filters={"label": f"{LABEL}={LABEL_VALUE}"})
 
-    def remove(container: docker.models.containers.Container) -> None:
+    def remove(container: Container) -> None:
         try:
             container.remove(force=True)
         except docker.errors.NotFound:

@@ -12,12 +12,16 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 import requests.exceptions
 
 from statspout.backoff import Backoff
+
+if TYPE_CHECKING:
+    from docker.types.daemon import CancellableStream
 
 log = logging.getLogger("statspout.collector")
 
@@ -124,7 +128,7 @@ class EventWatcher(threading.Thread):
         self._events = events
         self._stop_requested = stop
         self._since_ns: int | None = None
-        self._stream = None
+        self._stream: CancellableStream[dict[str, Any]] | None = None
         # Reset each time the stream opens: an outage after hours of streaming starts short.
         self._backoff = Backoff(RECONNECT_FIRST_S, RECONNECT_MAX_S)
 
@@ -148,16 +152,19 @@ class EventWatcher(threading.Thread):
                 seconds, nanos = divmod(self._since_ns, 1_000_000_000)
                 since = f"{seconds}.{nanos:09d}"
             # The request is sent here: from now on no event is missed, so list afterwards.
-            self._stream = client.api.events(
+            # ``since`` as "seconds.nanoseconds", which the daemon takes (the stubs know only
+            # whole seconds): resuming to the nanosecond replays no event twice.
+            stream = client.api.events(  # type: ignore[call-overload]
                 since=since,
                 decode=True,
                 filters={"type": "container", "event": list(WATCHED_ACTIONS)},
             )
+            self._stream = stream
             if since is not None:
                 log.info("Docker events stream resumed")
             self._backoff.reset()
             self._events.put(Resync())
-            for raw in self._stream:
+            for raw in stream:
                 event = parse_event(raw)
                 if event is None:
                     continue

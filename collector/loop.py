@@ -220,9 +220,9 @@ class Collector:
 
     def _read_in_turn(
         self, batch: list[ContainerInfo]
-    ) -> list[tuple[ContainerInfo, Reading | None | Exception]]:
+    ) -> list[tuple[ContainerInfo, Reading | Exception | None]]:
         """Run in a pool thread: each container's reading, or the exception reading it raised."""
-        outcomes: list[tuple[ContainerInfo, Reading | None | Exception]] = []
+        outcomes: list[tuple[ContainerInfo, Reading | Exception | None]] = []
         for info in batch:
             try:
                 outcomes.append((info, self._source.read(info)))
@@ -230,7 +230,7 @@ class Collector:
                 outcomes.append((info, exc))
         return outcomes
 
-    def _publish_reading(self, info: ContainerInfo, reading: Reading | None | Exception) -> None:
+    def _publish_reading(self, info: ContainerInfo, reading: Reading | Exception | None) -> None:
         if isinstance(reading, Exception):
             self.counts.failed_samples += 1
             self._errors.error("sampling %s (%s) failed: %s", info.name, info.id[:12], reading)

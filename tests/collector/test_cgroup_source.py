@@ -429,7 +429,7 @@ def test_unreadable_cgroup_is_read_through_the_fallback(tmp_path):
     api_reading = make_reading(1, 3, cpu_usage_ns=2, online_cpus=2, mem_usage=4, mem_limit=5)
     fallback = SimpleNamespace(name="api", read=lambda container: api_reading)
     assert source_for(tmp_path, pids, fallback=fallback).read(info) is api_reading
-    with pytest.raises(CgroupUnreadable, match="elsewhere.*777"):
+    with pytest.raises(CgroupUnreadable, match=r"elsewhere.*777"):
         source_for(tmp_path, pids).read(info)
 
 

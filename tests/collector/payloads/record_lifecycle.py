@@ -20,9 +20,9 @@ from pathlib import Path
 import docker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for support
-from support.docker_engine import IMAGE, TEST_LABEL  # noqa: E402
+from support.docker_engine import IMAGE, TEST_LABEL
 
-from statspout.collector.discovery import WATCHED_ACTIONS  # noqa: E402
+from statspout.collector.discovery import WATCHED_ACTIONS
 
 OUT = Path(__file__).with_name("lifecycle_api_1.41.json")
 
