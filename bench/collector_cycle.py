@@ -26,10 +26,13 @@ from pathlib import Path
 
 import docker
 import docker.errors
+from docker.models.containers import Container
 
 from statspout.collector.api_source import ApiSource
-from statspout.collector.cgroup_source import CgroupSource, cgroup_files_of, read_text
-from statspout.collector.discovery import ContainerInfo
+from statspout.collector.cgroup_files import read_text
+from statspout.collector.cgroup_hierarchy import CgroupHierarchies, ContainerFiles, locate_files
+from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
+from statspout.collector.discovery import ContainerInfo, container_info
 
 IMAGE = "statspout-test/busybox:1"
 LABEL = "statspout.test"
@@ -68,7 +71,9 @@ class SleepingContainers:
                 labels={LABEL: LABEL_VALUE, "statspout.bench.run": self.run_id},
                 name=f"statspout-bench-{self.run_id}-{number}",
             )
-            return ContainerInfo(container.id, container.name, IMAGE)
+            if container.id is None:  # the stubs allow it; a started container has an id
+                raise RuntimeError("docker run returned a container without an id")
+            return container_info(self._client.api.inspect_container(container.id))
 
         with ThreadPoolExecutor(8) as pool:
             self.infos.extend(pool.map(start, missing))
@@ -83,7 +88,7 @@ def remove_labelled(client: docker.DockerClient) -> None:
     """Every benchmark container, of this run or of an earlier one that was killed."""
     found = client.containers.list(all=True, filters={"label": f"{LABEL}={LABEL_VALUE}"})
 
-    def remove(container: docker.models.containers.Container) -> None:
+    def remove(container: Container) -> None:
         try:
             container.remove(force=True)
         except docker.errors.NotFound:
@@ -101,6 +106,31 @@ def sleeping_containers(client: docker.DockerClient) -> Iterator[SleepingContain
         yield containers
     finally:
         containers.remove_all()
+
+
+def cgroup_files_of(files: ContainerFiles) -> list[str]:
+    """Every file a reading of this container opens (the raw floor reads just these)."""
+    paths = [files.cpu, os.path.join(files.memory_dir, "memory.stat"), files.net_dev]
+    if files.memory_v2:
+        paths += [os.path.join(files.memory_dir, n) for n in ("memory.current", "memory.max")]
+    else:
+        paths += [os.path.join(files.memory_dir, n)
+                  for n in ("memory.usage_in_bytes", "memory.limit_in_bytes")]
+    paths += [p for p in (files.blkio, files.pids) if p is not None]
+    return paths
+
+
+def files_read_for(client: docker.DockerClient, infos: list[ContainerInfo]) -> list[str]:
+    """The files the cgroup source opens for these running containers, found as it finds them."""
+    hierarchies = CgroupHierarchies(DEFAULT_CGROUP_ROOT)
+    paths = []
+    for info in infos:
+        pid = client.api.inspect_container(info.id)["State"]["Pid"]
+        files = locate_files(hierarchies, DEFAULT_PROC_ROOT, info.id, pid)
+        if files is None:
+            raise RuntimeError(f"benchmark container {info.name} is not running")
+        paths += cgroup_files_of(files)
+    return paths
 
 
 def median_wall_time(cycle: Callable[[], object], repeat: int) -> tuple[float, list[float]]:
@@ -138,7 +168,7 @@ def measure_cycles(client: docker.DockerClient, infos: list[ContainerInfo],
             median, runs = median_wall_time(fast_cycle, repeat)
             results["fast path (cgroup files)"] = {"median_s": median, "runs_s": runs}
 
-            paths = [path for info in infos for path in cgroup_files_of(fast.locate(info))]
+            paths = files_read_for(client, infos)
 
             def floor_cycle() -> None:
                 for path in paths:

@@ -20,6 +20,7 @@ figures include that background, measured alone in the "idle" row.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -179,7 +180,7 @@ def run_collector(source: str, infos: list[ContainerInfo], subscriber: Subscribe
         )
         for cid in wanted:
             times = [start, *seen.get(cid, []), start + elapsed]
-            gap = max(b - a for a, b in zip(times, times[1:], strict=False))
+            gap = max(b - a for a, b in itertools.pairwise(times))
             window.worst_gap_s = max(window.worst_gap_s, gap)
             window.per_container[cid] = len(seen.get(cid, []))
         window.every_interval = window.worst_gap_s <= MAX_GAP_S

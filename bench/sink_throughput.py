@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pymongo
 import urllib3
@@ -37,8 +38,8 @@ from statspout.sinks.mongodb import MongoDBSink, to_document
 from statspout.wire import ContainerStats
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from support.influxd import running_influxd  # noqa: E402 - the tests' server helpers
-from support.mongo import running_mongo  # noqa: E402
+from support.influxd import running_influxd
+from support.mongo import running_mongo
 
 CONTAINERS = 50
 LABEL_TAGS = ("com.docker.compose.project",)
@@ -121,7 +122,8 @@ def create_database(url: str, database: str) -> None:
 
 def mongo_direct(uri: str, collection: str, samples: list[ContainerStats], size: int,
                  limit_s: float) -> float:
-    with pymongo.MongoClient(uri) as client:
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri)
+    with client:
         target = client.bench[collection]
         # The index the sink creates at start, so that both pay for the same index upkeep.
         target.create_index([("name", pymongo.ASCENDING), ("timestamp", pymongo.ASCENDING)])
@@ -132,7 +134,8 @@ def mongo_direct(uri: str, collection: str, samples: list[ContainerStats], size:
 
 
 def mongo_count(uri: str, collection: str) -> int:
-    with pymongo.MongoClient(uri) as client:
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(uri)
+    with client:
         return client.bench[collection].count_documents({})
 
 

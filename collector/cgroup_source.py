@@ -13,12 +13,8 @@ daemon and no wait for its one-second collection tick:
     network                /proc/<pid>/net/dev, summed over every interface but lo
     online_cpus            the cpuN lines of /proc/stat, as the daemon counts them
 
-The container's cgroup is found, not guessed: ``/proc/<pid>/cgroup`` names it in every
-hierarchy, whatever the layout (cgroupfs ``/docker/<id>``, systemd
-``/system.slice/docker-<id>.scope``, a ``--cgroup-parent``), and each hierarchy's mount is
-found by its controller's name under the cgroup root (``cpu,cpuacct``, ``cpuacct``, ``unified``
-or the root itself on a pure v2 host). A controller is read from v1 when the process is in a v1
-hierarchy for it, else from the unified hierarchy.
+The container's cgroup is found from its main process, whatever the layout
+(``cgroup_hierarchy.py``); the files are parsed by ``cgroup_files.py``.
 
 Like the daemon, an unlimited memory limit is reported as the host's memory. CPU percent is
 computed by ``figures.cpu_percent`` over wall-clock time (``system_cpu_ns`` is None): for a
@@ -27,21 +23,38 @@ host whose CPUs are all online this is the same quantity docker stats shows.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 import docker
 import docker.errors
 
+from statspout.collector.cgroup_files import (
+    VANISHED,
+    count_online_cpus,
+    parse_blkio_v1,
+    parse_flat_keyed,
+    parse_io_stat,
+    parse_limit,
+    parse_mem_total,
+    parse_net_dev,
+    read_text,
+)
+from statspout.collector.cgroup_hierarchy import (
+    CgroupHierarchies,
+    CgroupUnreadable,
+    ContainerFiles,
+    locate_files,
+)
 from statspout.collector.discovery import ContainerInfo
-from statspout.collector.figures import Reading
+from statspout.collector.figures import Reading, usage_minus_inactive
+from statspout.logs import ThrottledErrors
 
 log = logging.getLogger("statspout.collector")
 
@@ -52,275 +65,15 @@ DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
 DEFAULT_CACHE_SIZE = 4096
 # The number of online CPUs is read from /proc/stat at most this often.
 ONLINE_CPUS_TTL_S = 5.0
-
-# A file that went away under us: the container stopped (its cgroup was removed, ENODEV on a
-# cgroup file already open; ESRCH/ENOENT for the /proc entry of a process that ended).
-_VANISHED = frozenset({errno.ENOENT, errno.ESRCH, errno.ENODEV})
-# v1 reports "no limit" as a page-rounded 2^63 − 1; anything this large means unlimited.
-_V1_UNLIMITED = 1 << 62
-
-
-class CgroupUnreadable(Exception):
-    """The container runs, but its cgroup or /proc entry cannot be read from here (wrong root
-    paths, a private cgroup namespace, missing permissions)."""
+# A read through the fallback loses nothing (the same figures, from the API) but costs the
+# daemon work: said at most this often, with the container and the reason.
+FALLBACK_LOG_EVERY_S = 60.0
 
 
 class FallbackSource(Protocol):
     name: str
 
     def read(self, container: ContainerInfo) -> Reading | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerFiles:
-    """Where one container's figures are; ``v2`` tells how to read each file."""
-
-    pid: int
-    cpu: str
-    cpu_v2: bool
-    memory_dir: str
-    memory_v2: bool
-    blkio: str | None
-    blkio_v2: bool
-    pids: str | None
-    net_dev: str
-
-
-# Parsing: pure functions over the files' text, tested on recorded contents.
-
-
-def parse_proc_cgroup(text: str) -> list[tuple[tuple[str, ...], str]]:
-    """``/proc/<pid>/cgroup`` → [(controllers, path)]; the unified hierarchy has no controllers
-    (``0::/path``), a named v1 hierarchy is ``("name=systemd",)``."""
-    entries = []
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        controllers = tuple(c for c in parts[1].split(",") if c)
-        entries.append((controllers, parts[2]))
-    return entries
-
-
-def parse_flat_keyed(text: str) -> dict[str, int]:
-    """``key value`` lines (memory.stat, cpu.stat) → {key: value}."""
-    values = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().lstrip("-").isdigit():
-            values[key] = int(value)
-    return values
-
-
-def parse_net_dev(text: str) -> dict[str, int]:
-    """``/proc/<pid>/net/dev`` → network totals over every interface but ``lo``, under the
-    wire schema's names."""
-    totals = dict.fromkeys(
-        ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped",
-         "tx_bytes", "tx_packets", "tx_errors", "tx_dropped"), 0
-    )
-    for line in text.splitlines()[2:]:  # two header lines
-        interface, sep, counters = line.partition(":")
-        if not sep or interface.strip() == "lo":
-            continue
-        fields = counters.split()
-        if len(fields) < 12:
-            continue
-        # receive: bytes packets errs drop fifo frame compressed multicast; transmit: the same
-        # first four, from field 8 on
-        for offset, prefix in ((0, "rx"), (8, "tx")):
-            totals[f"{prefix}_bytes"] += int(fields[offset])
-            totals[f"{prefix}_packets"] += int(fields[offset + 1])
-            totals[f"{prefix}_errors"] += int(fields[offset + 2])
-            totals[f"{prefix}_dropped"] += int(fields[offset + 3])
-    return totals
-
-
-def parse_blkio_v1(text: str) -> tuple[int, int]:
-    """``blkio.throttle.io_service_bytes`` (``MAJ:MIN Read N`` lines) → (read, write) bytes
-    summed over devices."""
-    read = write = 0
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) != 3:
-            continue  # the "Total N" line
-        if fields[1] == "Read":
-            read += int(fields[2])
-        elif fields[1] == "Write":
-            write += int(fields[2])
-    return read, write
-
-
-def parse_io_stat(text: str) -> tuple[int, int]:
-    """v2 ``io.stat`` (``MAJ:MIN rbytes=N wbytes=N …`` lines) → (read, write) bytes."""
-    read = write = 0
-    for line in text.splitlines():
-        for field in line.split()[1:]:
-            key, _, value = field.partition("=")
-            if key == "rbytes":
-                read += int(value)
-            elif key == "wbytes":
-                write += int(value)
-    return read, write
-
-
-def parse_limit(text: str) -> int | None:
-    """A memory limit file's value; None for no limit (v2 ``max``, v1's near-2^63)."""
-    value = text.strip()
-    if value == "max":
-        return None
-    limit = int(value)
-    return None if limit >= _V1_UNLIMITED else limit
-
-
-def count_online_cpus(proc_stat: str) -> int:
-    """CPUs as the daemon counts them for ``online_cpus``: the ``cpuN`` lines of /proc/stat."""
-    return sum(1 for line in proc_stat.splitlines()
-               if line.startswith("cpu") and line[3:4].isdigit()) or 1
-
-
-def parse_mem_total(meminfo: str) -> int:
-    for line in meminfo.splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    raise ValueError("no MemTotal line in meminfo")
-
-
-def read_text(path: str) -> str:
-    """The whole file, opened, read and closed at once: no descriptor outlives a sample."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return b"".join(chunks).decode("ascii", errors="replace")
-
-
-# Finding the hierarchies and a container's files.
-
-
-class CgroupHierarchies:
-    """The cgroup mounts under one root: v1 hierarchies by controller, and the unified one."""
-
-    def __init__(self, cgroup_root: str) -> None:
-        self.root = cgroup_root
-        self.unified: str | None = None
-        self.v1: dict[str, str] = {}
-        if os.path.exists(os.path.join(cgroup_root, "cgroup.controllers")):
-            self.unified = cgroup_root  # a pure v2 host
-            return
-        if os.path.exists(os.path.join(cgroup_root, "unified", "cgroup.controllers")):
-            self.unified = os.path.join(cgroup_root, "unified")  # hybrid
-        try:
-            entries = sorted(os.listdir(cgroup_root))
-        except OSError:
-            return
-        for entry in entries:
-            mount = os.path.join(cgroup_root, entry)
-            if entry == "unified" or not os.path.isdir(mount):
-                continue
-            for controller in entry.split(","):
-                # "cpu,cpuacct" and its symlinks "cpu" and "cpuacct" are one mount; the
-                # named systemd hierarchy is mounted as "systemd" for "name=systemd"
-                self.v1.setdefault(controller, mount)
-                self.v1.setdefault(f"name={controller}", mount)
-
-    @property
-    def readable(self) -> bool:
-        return bool(self.unified) or ("cpuacct" in self.v1 and "memory" in self.v1)
-
-    def describe(self) -> str:
-        kinds = []
-        if self.v1:
-            kinds.append("v1")
-        if self.unified:
-            kinds.append(f"unified at {self.unified}")
-        return f"cgroup {' + '.join(kinds) or 'none'} under {self.root}"
-
-
-def locate_files(
-    hierarchies: CgroupHierarchies, proc_root: str, container_id: str, pid: int
-) -> ContainerFiles | None:
-    """The files of the container whose main process is ``pid``; None when that process is
-    gone or is not in the container's cgroup (its pid was reused). Raises CgroupUnreadable when
-    the process is the container's but its cgroup cannot be found under the cgroup root."""
-    try:
-        text = read_text(os.path.join(proc_root, str(pid), "cgroup"))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        if exc.errno in _VANISHED:
-            return None
-        raise
-    v1: dict[str, str] = {}
-    unified_path: str | None = None
-    for controllers, path in parse_proc_cgroup(text):
-        if not controllers:
-            unified_path = path
-        for controller in controllers:
-            v1[controller] = path
-    if not any(container_id in path for path in [*v1.values(), unified_path or ""]):
-        return None
-
-    def v1_dir(controller: str) -> str | None:
-        mount = hierarchies.v1.get(controller)
-        path = v1.get(controller)
-        if mount is None or path is None:
-            return None
-        directory = os.path.join(mount, path.lstrip("/"))
-        return directory if os.path.isdir(directory) else None
-
-    unified_dir = None
-    if hierarchies.unified and unified_path is not None:
-        candidate = os.path.join(hierarchies.unified, unified_path.lstrip("/"))
-        if os.path.isdir(candidate):
-            unified_dir = candidate
-
-    def unified_file(name: str) -> str | None:
-        if unified_dir is None:
-            return None
-        path = os.path.join(unified_dir, name)
-        return path if os.path.exists(path) else None
-
-    where = f"container {container_id[:12]} (pid {pid}) under {hierarchies.root}"
-    cpu_dir = v1_dir("cpuacct")
-    cpu = os.path.join(cpu_dir, "cpuacct.usage") if cpu_dir else unified_file("cpu.stat")
-    if cpu is None:
-        raise CgroupUnreadable(f"{where}: neither cpuacct.usage (v1) nor cpu.stat (v2) found; "
-                               f"paths in /proc/{pid}/cgroup: {text.strip()!r}")
-    memory_dir = v1_dir("memory")
-    memory_v2 = memory_dir is None
-    if memory_v2:
-        current = unified_file("memory.current")
-        if current is None:
-            raise CgroupUnreadable(f"{where}: no memory cgroup (v1 memory nor v2 memory.current)")
-        memory_dir = os.path.dirname(current)
-    blkio_dir = v1_dir("blkio")
-    blkio = None
-    if blkio_dir:
-        for name in (
-            "blkio.throttle.io_service_bytes_recursive", "blkio.throttle.io_service_bytes"
-        ):
-            if os.path.exists(os.path.join(blkio_dir, name)):
-                blkio = os.path.join(blkio_dir, name)
-                break
-    else:
-        blkio = unified_file("io.stat")
-    pids_dir = v1_dir("pids")
-    pids = os.path.join(pids_dir, "pids.current") if pids_dir else unified_file("pids.current")
-    return ContainerFiles(
-        pid=pid,
-        cpu=cpu,
-        cpu_v2=cpu_dir is None,
-        memory_dir=memory_dir,
-        memory_v2=memory_v2,
-        blkio=blkio,
-        blkio_v2=blkio_dir is None,
-        pids=pids,
-        net_dev=os.path.join(proc_root, str(pid), "net", "dev"),
-    )
 
 
 class CgroupSource:
@@ -352,8 +105,7 @@ class CgroupSource:
         self._lock = threading.Lock()
         self._host_memory: int | None = None
         self._online_cpus = (0, 0.0)  # (count, monotonic time it expires)
-        self.fallback_reads = 0
-        self._last_fallback_log = 0.0
+        self._fallback_log = ThrottledErrors(log, every_s=FALLBACK_LOG_EVERY_S)
 
     def unreadable_reason(self) -> str | None:
         """Why this host's cgroups and /proc cannot be read from here; None when they can."""
@@ -369,14 +121,6 @@ class CgroupSource:
     def describe(self) -> str:
         return f"{self._hierarchies.describe()}, processes under {self._proc_root}"
 
-    @property
-    def cached_containers(self) -> int:
-        return len(self._files)
-
-    def locate(self, container: ContainerInfo) -> ContainerFiles | None:
-        """The files a reading of this container opens; None when it is not running."""
-        return self._locate(container, fresh=False)
-
     def read(self, container: ContainerInfo) -> Reading | None:
         """One reading; None when the container vanished. A container whose files cannot be
         read from here is read through the fallback source when there is one."""
@@ -385,12 +129,8 @@ class CgroupSource:
         except (CgroupUnreadable, PermissionError) as exc:
             if self._fallback is None:
                 raise
-            self.fallback_reads += 1
-            now = time.monotonic()
-            if now - self._last_fallback_log >= 60.0:
-                self._last_fallback_log = now
-                log.warning("reading %s through the %s source instead (%s; %d such reads so far)",
-                            container.name, self._fallback.name, exc, self.fallback_reads)
+            self._fallback_log.warning("reading %s through the %s source instead (%s)",
+                                       container.name, self._fallback.name, exc)
             return self._fallback.read(container)
 
     def forget(self, container_id: str) -> None:
@@ -409,7 +149,7 @@ class CgroupSource:
             except PermissionError:
                 raise
             except OSError as exc:
-                if exc.errno not in _VANISHED:
+                if exc.errno not in VANISHED:
                     raise
                 self.forget(container.id)
         return None  # running a moment ago per Docker, and its files went: it has stopped
@@ -461,7 +201,7 @@ class CgroupSource:
         return int(state.get("Pid") or 0) if state.get("Running") else 0
 
     def _read_files(self, files: ContainerFiles) -> Reading:
-        timestamp_ns = self._clock_ns()
+        timestamp = self._clock_ns()
         if files.cpu_v2:
             cpu_usage_ns = parse_flat_keyed(read_text(files.cpu))["usage_usec"] * 1000
         else:
@@ -475,8 +215,6 @@ class CgroupSource:
             usage = int(read_text(os.path.join(files.memory_dir, "memory.usage_in_bytes")))
             inactive = memory_stat.get("total_inactive_file")
             limit = parse_limit(read_text(os.path.join(files.memory_dir, "memory.limit_in_bytes")))
-        if inactive is not None and inactive < usage:  # as docker stats computes it
-            usage -= inactive
         host_memory = self._host_memory_bytes()
         if limit is None or limit > host_memory:  # the daemon caps the limit the same way
             limit = host_memory
@@ -484,20 +222,16 @@ class CgroupSource:
         if files.blkio is not None:
             text = read_text(files.blkio)
             blk_read, blk_write = parse_io_stat(text) if files.blkio_v2 else parse_blkio_v1(text)
-        pids = int(read_text(files.pids)) if files.pids is not None else 0
-        network = parse_net_dev(read_text(files.net_dev))
-        return Reading(
-            timestamp_ns=timestamp_ns,
-            cpu_usage_ns=cpu_usage_ns,
-            system_cpu_ns=None,
-            online_cpus=self._online_cpu_count(),
-            mem_usage=usage,
-            mem_limit=limit,
-            blk_read_bytes=blk_read,
-            blk_write_bytes=blk_write,
-            pids=pids,
-            **network,
-        )
+        return Reading(timestamp=timestamp, system_cpu_ns=None, figures={
+            "cpu_usage_ns": cpu_usage_ns,
+            "online_cpus": self._online_cpu_count(),
+            "mem_usage": usage_minus_inactive(usage, inactive),
+            "mem_limit": limit,
+            "blk_read_bytes": blk_read,
+            "blk_write_bytes": blk_write,
+            "pids": int(read_text(files.pids)) if files.pids is not None else 0,
+            **parse_net_dev(read_text(files.net_dev)),
+        })
 
     def _host_memory_bytes(self) -> int:
         if self._host_memory is None:
@@ -511,15 +245,3 @@ class CgroupSource:
             count = count_online_cpus(read_text(os.path.join(self._proc_root, "stat")))
             self._online_cpus = (count, now + ONLINE_CPUS_TTL_S)
         return count
-
-
-def cgroup_files_of(files: ContainerFiles) -> list[str]:
-    """Every file a reading of this container opens (for the benchmark's raw floor)."""
-    paths = [files.cpu, os.path.join(files.memory_dir, "memory.stat"), files.net_dev]
-    if files.memory_v2:
-        paths += [os.path.join(files.memory_dir, n) for n in ("memory.current", "memory.max")]
-    else:
-        paths += [os.path.join(files.memory_dir, n)
-                  for n in ("memory.usage_in_bytes", "memory.limit_in_bytes")]
-    paths += [p for p in (files.blkio, files.pids) if p is not None]
-    return paths

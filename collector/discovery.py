@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 import requests.exceptions
+
+from statspout.backoff import Backoff
+
+if TYPE_CHECKING:
+    from docker.types.daemon import CancellableStream
 
 log = logging.getLogger("statspout.collector")
 
@@ -24,8 +29,9 @@ log = logging.getLogger("statspout.collector")
 # process ending), so it, not "stop", is what makes a container leave the running set.
 WATCHED_ACTIONS = ("start", "die", "rename", "destroy", "pause", "unpause")
 
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 30.0
+# Waits between attempts to reopen the events stream (statspout/backoff.py).
+RECONNECT_FIRST_S = 0.5
+RECONNECT_MAX_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -46,7 +52,7 @@ class DockerEvent:
     id: str
     name: str
     image: str
-    timestamp_ns: int
+    timestamp: int  # ns since the epoch, UTC, as the wire's ``timestamp``
     old_name: str | None = None
 
 
@@ -102,7 +108,7 @@ def parse_event(raw: dict) -> DockerEvent | None:
         id=actor.get("ID") or raw.get("id", ""),
         name=attributes.get("name", ""),
         image=attributes.get("image", ""),
-        timestamp_ns=int(raw.get("timeNano") or int(raw.get("time", 0)) * 1_000_000_000),
+        timestamp=int(raw.get("timeNano") or int(raw.get("time", 0)) * 1_000_000_000),
         old_name=old_name.lstrip("/") if old_name else None,
     )
 
@@ -122,21 +128,21 @@ class EventWatcher(threading.Thread):
         self._events = events
         self._stop_requested = stop
         self._since_ns: int | None = None
-        self._stream = None
+        self._stream: CancellableStream[dict[str, Any]] | None = None
+        # Reset each time the stream opens: an outage after hours of streaming starts short.
+        self._backoff = Backoff(RECONNECT_FIRST_S, RECONNECT_MAX_S)
 
     def run(self) -> None:
-        backoff = BACKOFF_FIRST_S
         while not self._stop_requested.is_set():
             try:
                 self._follow()
-                backoff = BACKOFF_FIRST_S
             except (docker.errors.DockerException, requests.exceptions.RequestException,
                     OSError) as exc:
                 if self._stop_requested.is_set():
                     return
-                log.warning("Docker events stream lost (%s); reconnecting in %.1f s", exc, backoff)
-                self._stop_requested.wait(backoff * random.uniform(0.8, 1.2))
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                delay = self._backoff.next_delay()
+                log.warning("Docker events stream lost (%s); reconnecting in %.1f s", exc, delay)
+                self._stop_requested.wait(delay)
 
     def _follow(self) -> None:
         client = self._client_factory()
@@ -146,19 +152,23 @@ class EventWatcher(threading.Thread):
                 seconds, nanos = divmod(self._since_ns, 1_000_000_000)
                 since = f"{seconds}.{nanos:09d}"
             # The request is sent here: from now on no event is missed, so list afterwards.
-            self._stream = client.api.events(
+            # ``since`` as "seconds.nanoseconds", which the daemon takes (the stubs know only
+            # whole seconds): resuming to the nanosecond replays no event twice.
+            stream = client.api.events(  # type: ignore[call-overload]
                 since=since,
                 decode=True,
                 filters={"type": "container", "event": list(WATCHED_ACTIONS)},
             )
+            self._stream = stream
             if since is not None:
                 log.info("Docker events stream resumed")
+            self._backoff.reset()
             self._events.put(Resync())
-            for raw in self._stream:
+            for raw in stream:
                 event = parse_event(raw)
                 if event is None:
                     continue
-                self._since_ns = event.timestamp_ns
+                self._since_ns = event.timestamp
                 self._events.put(event)
             if not self._stop_requested.is_set():
                 raise ConnectionError("the daemon closed the events stream")

@@ -1,8 +1,10 @@
-"""A container's figures at one moment, and the ``docker stats`` formulas over two of them.
+"""A container's figures at one moment, the ``docker stats`` formulas over two of them, and the
+stats message built from them.
 
-A source (the Docker API here, cgroup files in the fast path) produces ``Reading``s of
-cumulative counters; the percentages are computed here, from the previous reading of the same
-container, so that every source means the same thing.
+A source (the Docker API here, cgroup files in the fast path) produces ``Reading``s: every
+figure the wire carries as read (``wire.READ_FIGURES``, under the wire's names). The
+percentages are computed here, from the previous reading of the same container, so that every
+source means the same thing.
 """
 
 from __future__ import annotations
@@ -12,28 +14,41 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from statspout import wire
+from statspout.collector.discovery import ContainerInfo
+
+_READ_FIGURES = frozenset(wire.READ_FIGURES)
+# The per-interface network counters, summed over interfaces by every source.
+NETWORK_FIGURES = tuple(name for name in wire.READ_FIGURES if name.startswith(("rx_", "tx_")))
+
 
 @dataclass(frozen=True, slots=True)
 class Reading:
-    timestamp_ns: int
-    cpu_usage_ns: int
+    # When the figures were read: ns since the epoch, UTC, as the wire's ``timestamp``.
+    timestamp: int
     # The host's cumulative CPU time over all CPUs (the API's system_cpu_usage). None where the
     # source has no such figure: CPU percent is then taken over wall-clock time.
     system_cpu_ns: int | None
-    online_cpus: int
-    mem_usage: int
-    mem_limit: int
-    rx_bytes: int = 0
-    tx_bytes: int = 0
-    rx_packets: int = 0
-    tx_packets: int = 0
-    rx_errors: int = 0
-    tx_errors: int = 0
-    rx_dropped: int = 0
-    tx_dropped: int = 0
-    blk_read_bytes: int = 0
-    blk_write_bytes: int = 0
-    pids: int = 0
+    # Every name of wire.READ_FIGURES, no other: a source that misses one fails here, by name.
+    figures: dict[str, int]
+
+    def __post_init__(self) -> None:
+        if self.figures.keys() != _READ_FIGURES:
+            missing = sorted(_READ_FIGURES - self.figures.keys())
+            unknown = sorted(self.figures.keys() - _READ_FIGURES)
+            raise ValueError(f"reading figures: missing {missing}, unknown {unknown}")
+
+
+def stats_message(
+    seq: int, host: str, container: ContainerInfo, reading: Reading, previous: Reading | None
+) -> wire.ContainerStats:
+    """The stats message of one reading; ``previous`` is the container's reading before it."""
+    return wire.ContainerStats(
+        seq=seq, host=host, id=container.id, name=container.name, image=container.image,
+        labels=container.labels, timestamp=reading.timestamp,
+        cpu_percent=cpu_percent(previous, reading), mem_percent=mem_percent(reading),
+        **reading.figures,
+    )
 
 
 def cpu_percent(previous: Reading | None, current: Reading) -> float | None:
@@ -41,7 +56,7 @@ def cpu_percent(previous: Reading | None, current: Reading) -> float | None:
     previous reading, a counter that went backwards, no time between the two)."""
     if previous is None:
         return None
-    cpu_delta = current.cpu_usage_ns - previous.cpu_usage_ns
+    cpu_delta = current.figures["cpu_usage_ns"] - previous.figures["cpu_usage_ns"]
     if cpu_delta < 0:
         return None  # the container restarted: its counter began again
     if current.system_cpu_ns is not None and previous.system_cpu_ns is not None:
@@ -49,17 +64,26 @@ def cpu_percent(previous: Reading | None, current: Reading) -> float | None:
         system_delta = current.system_cpu_ns - previous.system_cpu_ns
         if system_delta <= 0:
             return None
-        return cpu_delta / system_delta * current.online_cpus * 100.0
-    wall_delta = current.timestamp_ns - previous.timestamp_ns
+        return cpu_delta / system_delta * current.figures["online_cpus"] * 100.0
+    wall_delta = current.timestamp - previous.timestamp
     if wall_delta <= 0:
         return None
     return cpu_delta / wall_delta * 100.0
 
 
 def mem_percent(reading: Reading) -> float | None:
-    if reading.mem_limit <= 0:
+    limit = reading.figures["mem_limit"]
+    if limit <= 0:
         return None
-    return reading.mem_usage / reading.mem_limit * 100.0
+    return reading.figures["mem_usage"] / limit * 100.0
+
+
+def usage_minus_inactive(usage: int, inactive_file: int | None) -> int:
+    """Memory usage as docker stats computes it: without the inactive file cache, which the
+    kernel reclaims first."""
+    if inactive_file is not None and inactive_file < usage:
+        return usage - inactive_file
+    return usage
 
 
 def memory_usage(memory_stats: dict[str, Any]) -> int:
@@ -69,9 +93,7 @@ def memory_usage(memory_stats: dict[str, Any]) -> int:
     inactive = stats.get("total_inactive_file")  # cgroup v1
     if inactive is None:
         inactive = stats.get("inactive_file")  # cgroup v2
-    if inactive is not None and inactive < usage:
-        return usage - int(inactive)
-    return usage
+    return usage_minus_inactive(usage, None if inactive is None else int(inactive))
 
 
 def reading_from_api(payload: dict[str, Any]) -> Reading | None:
@@ -90,23 +112,19 @@ def reading_from_api(payload: dict[str, Any]) -> Reading | None:
     networks = payload.get("networks") or {}
     blk_read, blk_write = _block_io(payload.get("blkio_stats") or {})
     return Reading(
-        timestamp_ns=parse_docker_time(read),
-        cpu_usage_ns=int(usage["total_usage"]),
+        timestamp=parse_docker_time(read),
         system_cpu_ns=int(system) if system is not None else None,
-        online_cpus=int(online),
-        mem_usage=memory_usage(memory),
-        mem_limit=int(memory.get("limit") or 0),
-        rx_bytes=_sum(networks, "rx_bytes"),
-        tx_bytes=_sum(networks, "tx_bytes"),
-        rx_packets=_sum(networks, "rx_packets"),
-        tx_packets=_sum(networks, "tx_packets"),
-        rx_errors=_sum(networks, "rx_errors"),
-        tx_errors=_sum(networks, "tx_errors"),
-        rx_dropped=_sum(networks, "rx_dropped"),
-        tx_dropped=_sum(networks, "tx_dropped"),
-        blk_read_bytes=blk_read,
-        blk_write_bytes=blk_write,
-        pids=int((payload.get("pids_stats") or {}).get("current") or 0),
+        figures={
+            "cpu_usage_ns": int(usage["total_usage"]),
+            "online_cpus": int(online),
+            "mem_usage": memory_usage(memory),
+            "mem_limit": int(memory.get("limit") or 0),
+            "blk_read_bytes": blk_read,
+            "blk_write_bytes": blk_write,
+            "pids": int((payload.get("pids_stats") or {}).get("current") or 0),
+            # the API's per-interface keys are the wire's names
+            **{name: _sum(networks, name) for name in NETWORK_FIGURES},
+        },
     )
 
 

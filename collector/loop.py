@@ -20,10 +20,10 @@ from typing import Protocol
 import docker
 
 from statspout import wire
-from statspout.bus import CollectorPublisher
+from statspout.bus import PublishCounts
 from statspout.collector import discovery
 from statspout.collector.discovery import ContainerInfo, DockerEvent, Resync
-from statspout.collector.figures import Reading, cpu_percent, mem_percent
+from statspout.collector.figures import Reading, stats_message
 from statspout.logs import ThrottledErrors
 
 log = logging.getLogger("statspout.collector")
@@ -47,6 +47,14 @@ class ReadingSource(Protocol):
         """The container is gone: drop whatever is kept about it."""
 
 
+class Publisher(Protocol):
+    """Where messages go (bus.CollectorPublisher): never blocks, counts what it drops."""
+
+    counts: PublishCounts
+
+    def publish(self, payload: bytes) -> bool: ...
+
+
 @dataclass
 class CollectorCounts:
     cycles: int = 0
@@ -67,7 +75,7 @@ class Collector:
         *,
         client_factory: Callable[[], docker.DockerClient],
         source: ReadingSource,
-        publisher: CollectorPublisher,
+        publisher: Publisher,
         host: str,
         interval: float,
         max_concurrency: int,
@@ -92,10 +100,6 @@ class Collector:
         self._seq = 0
         self._errors = ThrottledErrors(log)
         self.counts = CollectorCounts()
-
-    @property
-    def containers(self) -> dict[str, ContainerInfo]:
-        return dict(self._containers)
 
     def run(self, stop: threading.Event) -> None:
         watcher = discovery.EventWatcher(self._client_factory, self._inbox, stop)
@@ -173,32 +177,32 @@ class Collector:
                 self._stopped.pop(event.id, None)
                 self._containers[event.id] = info
                 self._previous.pop(event.id, None)
-                self._publish_event(info, "start", event.timestamp_ns)
+                self._publish_event(info, "start", event.timestamp)
         elif event.action == "die":
             if known is not None:
-                self._forget(event.id, "stop", event.timestamp_ns)
+                self._forget(event.id, "stop", event.timestamp)
         elif event.action == "rename":
             if known is not None:
                 renamed = ContainerInfo(known.id, event.name, known.image, known.labels, known.pid)
                 self._containers[event.id] = renamed
-                self._publish_event(renamed, "rename", event.timestamp_ns, event.old_name)
+                self._publish_event(renamed, "rename", event.timestamp, event.old_name)
         elif event.action == "destroy":
             gone = self._containers.pop(event.id, None) or self._stopped.pop(event.id, None)
             self._previous.pop(event.id, None)
             self._source.forget(event.id)
             info = gone or ContainerInfo(event.id, event.name, event.image)
-            self._publish_event(info, "destroy", event.timestamp_ns)
+            self._publish_event(info, "destroy", event.timestamp)
         elif known is not None:  # pause, unpause: still sampled, the daemon still answers
-            self._publish_event(known, event.action, event.timestamp_ns)
+            self._publish_event(known, event.action, event.timestamp)
 
-    def _forget(self, container_id: str, action: str, timestamp_ns: int) -> None:
+    def _forget(self, container_id: str, action: str, timestamp: int) -> None:
         info = self._containers.pop(container_id)
         self._previous.pop(container_id, None)
         self._source.forget(container_id)
         self._stopped[container_id] = info
         if len(self._stopped) > STOPPED_REMEMBERED:
             self._stopped.popitem(last=False)
-        self._publish_event(info, action, timestamp_ns)
+        self._publish_event(info, action, timestamp)
 
     # Sampling
 
@@ -216,9 +220,9 @@ class Collector:
 
     def _read_in_turn(
         self, batch: list[ContainerInfo]
-    ) -> list[tuple[ContainerInfo, Reading | None | Exception]]:
+    ) -> list[tuple[ContainerInfo, Reading | Exception | None]]:
         """Run in a pool thread: each container's reading, or the exception reading it raised."""
-        outcomes: list[tuple[ContainerInfo, Reading | None | Exception]] = []
+        outcomes: list[tuple[ContainerInfo, Reading | Exception | None]] = []
         for info in batch:
             try:
                 outcomes.append((info, self._source.read(info)))
@@ -226,7 +230,7 @@ class Collector:
                 outcomes.append((info, exc))
         return outcomes
 
-    def _publish_reading(self, info: ContainerInfo, reading: Reading | None | Exception) -> None:
+    def _publish_reading(self, info: ContainerInfo, reading: Reading | Exception | None) -> None:
         if isinstance(reading, Exception):
             self.counts.failed_samples += 1
             self._errors.error("sampling %s (%s) failed: %s", info.name, info.id[:12], reading)
@@ -238,29 +242,17 @@ class Collector:
         previous = self._previous.get(info.id)
         self._previous[info.id] = reading
         self.counts.samples += 1
-        self._publish(wire.ContainerStats(
-            seq=self._next_seq(), host=self._host, id=current.id, name=current.name,
-            image=current.image, labels=current.labels, timestamp=reading.timestamp_ns,
-            cpu_percent=cpu_percent(previous, reading), cpu_usage_ns=reading.cpu_usage_ns,
-            online_cpus=reading.online_cpus, mem_usage=reading.mem_usage,
-            mem_limit=reading.mem_limit, mem_percent=mem_percent(reading),
-            rx_bytes=reading.rx_bytes, tx_bytes=reading.tx_bytes,
-            rx_packets=reading.rx_packets, tx_packets=reading.tx_packets,
-            rx_errors=reading.rx_errors, tx_errors=reading.tx_errors,
-            rx_dropped=reading.rx_dropped, tx_dropped=reading.tx_dropped,
-            blk_read_bytes=reading.blk_read_bytes, blk_write_bytes=reading.blk_write_bytes,
-            pids=reading.pids,
-        ))
+        self._publish(stats_message(self._next_seq(), self._host, current, reading, previous))
 
     # Publishing
 
     def _publish_event(
-        self, info: ContainerInfo, action: str, timestamp_ns: int, old_name: str | None = None
+        self, info: ContainerInfo, action: str, timestamp: int, old_name: str | None = None
     ) -> None:
         self.counts.events += 1
         self._publish(wire.ContainerEvent(
             seq=self._next_seq(), host=self._host, id=info.id, name=info.name, image=info.image,
-            labels=info.labels, timestamp=timestamp_ns, action=action, old_name=old_name,
+            labels=info.labels, timestamp=timestamp, action=action, old_name=old_name,
         ))
 
     def _publish(self, message: wire.Message) -> None:

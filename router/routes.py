@@ -11,16 +11,17 @@ problem, so that a reload with a broken file can keep the routes in force.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 from statspout import bus
 from statspout.router.selectors import BadSelector, SelectorFilter
 
-try:  # Python 3.11+; on 3.10 the tomli package reads the same files
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - exercised only on Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # pragma: no cover - Python 3.10: the tomli package (a dependency there) reads the same
+    import tomli as tomllib
 
 # Route names become topic prefixes (bus.topic_for) and command-line values: keep them plain.
 _ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

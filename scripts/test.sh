@@ -21,6 +21,9 @@ apt_install "${missing[@]}"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# Lint, types and import contracts first: a failure there fails the run.
+scripts/check.sh
+
 # A Docker engine (dockerd is started when none answers) and the local test image.
 $sudo .venv/bin/python tests/support/docker_engine.py
 

@@ -1,5 +1,6 @@
-"""Error lines about bad input, at most one a second: a flood of malformed messages or failing
-samples must not flood the log. The counters beside each call carry the full number."""
+"""Log lines about bad input or a degraded path, at most one per interval: a flood of malformed
+messages or failing samples must not flood the log. The counters beside each call carry the full
+number."""
 
 from __future__ import annotations
 
@@ -8,13 +9,22 @@ import time
 
 
 class ThrottledErrors:
+    """One logger's lines through one throttle: a line is written when ``every_s`` has passed
+    since the last one written, and dropped otherwise."""
+
     def __init__(self, logger: logging.Logger, every_s: float = 1.0) -> None:
         self._logger = logger
         self._every_s = every_s
         self._last = float("-inf")
 
     def error(self, fmt: str, *args: object) -> None:
+        self._log(logging.ERROR, fmt, args)
+
+    def warning(self, fmt: str, *args: object) -> None:
+        self._log(logging.WARNING, fmt, args)
+
+    def _log(self, level: int, fmt: str, args: tuple[object, ...]) -> None:
         now = time.monotonic()
         if now - self._last >= self._every_s:
             self._last = now
-            self._logger.error(fmt, *args)
+            self._logger.log(level, fmt, *args)

@@ -219,3 +219,11 @@ def _has_type(value: Any, expected: type) -> bool:
     if expected is str:
         return actual is str
     return actual is dict and all(type(k) is str and type(v) is str for k, v in value.items())
+
+
+# The stats fields a collector computes from two readings; every other stats field beyond the
+# identity is a figure read as it is, which a collector's reading holds under the same name.
+COMPUTED_STATS = ("cpu_percent", "mem_percent")
+READ_FIGURES: tuple[str, ...] = tuple(
+    spec.name for spec in STATS_FIELDS[len(_IDENTITY):] if spec.name not in COMPUTED_STATS
+)

@@ -21,7 +21,7 @@ class IDBClient:
     """Stands in for the ``idbcli`` client library of the guide."""
 
     def __init__(self, address: str) -> None:
-        self._file = open(address, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._file = open(address, "a", encoding="utf-8")
 
     def send(self, name: str, timestamp: int, data: dict) -> None:
         self._file.write(json.dumps({"name": name, "timestamp": timestamp, **data}) + "\n")

@@ -17,19 +17,20 @@ import docker
 import docker.errors
 import pytest
 from support.docker_engine import IMAGE, TEST_LABEL
+from support.readings import make_reading
 from support.waiting import wait_for
 
 from statspout import wire
 from statspout.collector import main as collector_main
 from statspout.collector.api_source import ApiSource
-from statspout.collector.cgroup_source import (
-    CgroupSource,
-    CgroupUnreadable,
+from statspout.collector.cgroup_files import (
     parse_blkio_v1,
     parse_io_stat,
     parse_net_dev,
     parse_proc_cgroup,
 )
+from statspout.collector.cgroup_hierarchy import CgroupUnreadable
+from statspout.collector.cgroup_source import CgroupSource
 from statspout.collector.discovery import ContainerInfo
 from statspout.collector.figures import Reading, cpu_percent
 
@@ -269,10 +270,9 @@ def test_proc_cgroup_lines():
 def test_v1_cgroupfs_layout(tmp_path):
     make_v1(tmp_path / "cgroup", tmp_path / "proc")
     reading = source_for(tmp_path).read(ContainerInfo(ID, "rec", "busybox", pid=PID))
-    assert reading == Reading(
-        timestamp_ns=1_700_000_000_000_000_000,
+    assert reading == make_reading(
+        timestamp=1_700_000_000_000_000_000,
         cpu_usage_ns=44059375,  # cpuacct.usage, not the unified cpu.stat
-        system_cpu_ns=None,
         online_cpus=2,
         mem_usage=22171648 - 20971520,  # minus total_inactive_file
         mem_limit=HOST_MEMORY,  # unlimited: the host's memory, as the daemon reports it
@@ -287,20 +287,19 @@ def test_v1_systemd_layout_with_joined_controllers(tmp_path):
     make_v1(tmp_path / "cgroup", tmp_path / "proc", systemd=True, limit="268435456")
     reading = source_for(tmp_path).read(ContainerInfo(ID, "rec", "busybox", pid=PID))
     assert reading is not None
-    assert reading.cpu_usage_ns == 44059375
-    assert reading.mem_usage == 22171648 - 20971520
-    assert reading.mem_limit == 268435456
-    assert reading.pids == 1
+    assert reading.figures["cpu_usage_ns"] == 44059375
+    assert reading.figures["mem_usage"] == 22171648 - 20971520
+    assert reading.figures["mem_limit"] == 268435456
+    assert reading.figures["pids"] == 1
 
 
 @pytest.mark.parametrize("systemd", [True, False])
 def test_v2_unified_layouts(tmp_path, systemd):
     make_v2(tmp_path / "cgroup", tmp_path / "proc", systemd=systemd)
     reading = source_for(tmp_path).read(ContainerInfo(ID, "rec", "busybox", pid=PID))
-    assert reading == Reading(
-        timestamp_ns=1_700_000_000_000_000_000,
+    assert reading == make_reading(
+        timestamp=1_700_000_000_000_000_000,
         cpu_usage_ns=44059 * 1000,
-        system_cpu_ns=None,
         online_cpus=2,
         mem_usage=44326912 - 41811968,  # minus inactive_file
         mem_limit=HOST_MEMORY,  # "max"
@@ -314,11 +313,12 @@ def test_v2_unified_layouts(tmp_path, systemd):
 def test_v2_memory_limit_and_a_limit_above_the_host_memory(tmp_path):
     make_v2(tmp_path / "cgroup", tmp_path / "proc", limit="536870912")
     source = source_for(tmp_path)
-    assert source.read(ContainerInfo(ID, "rec", "busybox", pid=PID)).mem_limit == 536870912
+    info = ContainerInfo(ID, "rec", "busybox", pid=PID)
+    assert source.read(info).figures["mem_limit"] == 536870912
     (tmp_path / "cgroup" / f"system.slice/docker-{ID}.scope" / "memory.max").write_text(
         f"{HOST_MEMORY * 2}\n"
     )
-    assert source.read(ContainerInfo(ID, "rec", "busybox", pid=PID)).mem_limit == HOST_MEMORY
+    assert source.read(info).figures["mem_limit"] == HOST_MEMORY
 
 
 def test_cpu_percent_over_wall_clock_time(tmp_path):
@@ -342,8 +342,7 @@ def test_pid_from_inspect_once_when_the_listing_has_none(tmp_path):
     info = ContainerInfo(ID, "rec", "busybox")  # pid 0, as from the listing
     assert source.read(info) is not None
     assert source.read(info) is not None
-    assert source._api.inspects == 1
-    assert source.cached_containers == 1
+    assert source._api.inspects == 1  # the pid and the files were remembered
 
 
 def test_reused_pid_is_not_taken_for_the_container(tmp_path):
@@ -353,7 +352,7 @@ def test_reused_pid_is_not_taken_for_the_container(tmp_path):
     write(tmp_path / "proc" / "4242" / "cgroup", "0::/user.slice\n")
     source = source_for(tmp_path)
     reading = source.read(ContainerInfo(ID, "rec", "busybox", pid=4242))
-    assert reading is not None and reading.pids == 1
+    assert reading is not None and reading.figures["pids"] == 1
     assert source._api.inspects == 1
 
 
@@ -369,7 +368,9 @@ def test_vanished_container_is_none_and_forgotten(tmp_path):
         directory.rmdir()
     del pids[ID]  # Docker: no such container
     assert source.read(info) is None
-    assert source.cached_containers == 0
+    inspects = source._api.inspects
+    assert source.read(info) is None
+    assert source._api.inspects == inspects + 1  # forgotten: Docker is asked again
 
 
 def test_restarted_container_is_read_from_its_new_process(tmp_path):
@@ -377,14 +378,14 @@ def test_restarted_container_is_read_from_its_new_process(tmp_path):
     pids = {ID: PID}
     source = source_for(tmp_path, pids)
     info = ContainerInfo(ID, "rec", "busybox")
-    assert source.read(info).rx_bytes == 13345
+    assert source.read(info).figures["rx_bytes"] == 13345
     for file in (tmp_path / "proc" / str(PID)).rglob("*"):
         if file.is_file():
             file.unlink()
     new_pid = PID + 100
     make_proc(tmp_path / "proc", new_pid, V1_PROC_CGROUP, NET_DEV.replace("12345", "99"))
     pids[ID] = new_pid
-    assert source.read(info).rx_bytes == 99 + 1000
+    assert source.read(info).figures["rx_bytes"] == 99 + 1000
 
 
 def test_stopped_container_is_none(tmp_path):
@@ -400,7 +401,12 @@ def test_cache_is_bounded(tmp_path):
     source = source_for(tmp_path, {cid: 100 + n for n, cid in enumerate(ids)}, cache_size=2)
     for container_id in ids:
         assert source.read(ContainerInfo(container_id, "c", "busybox")) is not None
-    assert source.cached_containers == 2
+    assert source._api.inspects == 3
+    for container_id in ids[1:]:  # the two most recent are remembered
+        assert source.read(ContainerInfo(container_id, "c", "busybox")) is not None
+    assert source._api.inspects == 3
+    assert source.read(ContainerInfo(ids[0], "c", "busybox")) is not None  # the oldest is not
+    assert source._api.inspects == 4
 
 
 def test_no_file_descriptor_outlives_a_reading(tmp_path):
@@ -420,10 +426,10 @@ def test_unreadable_cgroup_is_read_through_the_fallback(tmp_path):
     make_v1(tmp_path / "cgroup", tmp_path / "proc")
     info = ContainerInfo(OTHER_ID, "elsewhere", "busybox")
     pids = {OTHER_ID: 777}
-    api_reading = Reading(1, 2, 3, 2, 4, 5)
+    api_reading = make_reading(1, 3, cpu_usage_ns=2, online_cpus=2, mem_usage=4, mem_limit=5)
     fallback = SimpleNamespace(name="api", read=lambda container: api_reading)
     assert source_for(tmp_path, pids, fallback=fallback).read(info) is api_reading
-    with pytest.raises(CgroupUnreadable, match="elsewhere.*777"):
+    with pytest.raises(CgroupUnreadable, match=r"elsewhere.*777"):
         source_for(tmp_path, pids).read(info)
 
 
@@ -494,7 +500,7 @@ def test_both_paths_agree_on_real_containers(docker_client, containers):
     api = ApiSource(docker_client)
     fast = CgroupSource(docker_client)
     assert fast.unreadable_reason() is None
-    wait_for(lambda: (api.read(containers["memory"]) or Reading(0, 0, 0, 1, 0, 0)).mem_usage
+    wait_for(lambda: (api.read(containers["memory"]) or make_reading()).figures["mem_usage"]
                >= 64 * MIB, 30, "the memory holder to hold 64 MiB")
 
     def bracket(info: ContainerInfo) -> tuple[Reading, Reading, Reading]:
@@ -516,17 +522,16 @@ def test_both_paths_agree_on_real_containers(docker_client, containers):
     for role in containers:
         for before, through_api, after in (first[role], second[role]):
             # Counters: the daemon's reading falls between our two, and the fixed ones agree.
-            assert before.cpu_usage_ns <= through_api.cpu_usage_ns <= after.cpu_usage_ns, role
-            for counter in ("blk_read_bytes", "blk_write_bytes", "rx_bytes", "tx_bytes",
-                            "rx_packets", "tx_packets"):
-                assert (getattr(before, counter) <= getattr(through_api, counter)
-                        <= getattr(after, counter)), (role, counter)
-            assert after.pids == through_api.pids, role
-            assert after.mem_limit == through_api.mem_limit, role
-            assert after.online_cpus == through_api.online_cpus, role
-            assert abs(after.mem_usage - through_api.mem_usage) <= max(
-                0.01 * through_api.mem_usage, 64 * 1024), (role, after, through_api)
-    memory_fast, memory_api = second["memory"][2].mem_usage, second["memory"][1].mem_usage
+            low, api_figures, high = before.figures, through_api.figures, after.figures
+            for counter in ("cpu_usage_ns", "blk_read_bytes", "blk_write_bytes", "rx_bytes",
+                            "tx_bytes", "rx_packets", "tx_packets"):
+                assert low[counter] <= api_figures[counter] <= high[counter], (role, counter)
+            for fixed in ("pids", "mem_limit", "online_cpus"):
+                assert high[fixed] == api_figures[fixed], (role, fixed)
+            assert abs(high["mem_usage"] - api_figures["mem_usage"]) <= max(
+                0.01 * api_figures["mem_usage"], 64 * 1024), (role, after, through_api)
+    memory_fast = second["memory"][2].figures["mem_usage"]
+    memory_api = second["memory"][1].figures["mem_usage"]
     assert memory_api >= 64 * MIB
     assert abs(memory_fast - memory_api) <= 0.01 * memory_api
 
@@ -553,7 +558,6 @@ def test_vanished_real_container_reads_none(docker_client):
         assert fast.read(info) is not None
         container.kill()
         wait_for(lambda: fast.read(info) is None, 30, "the killed container to read None")
-        assert fast.cached_containers == 0
     finally:
         container.remove(force=True)
 

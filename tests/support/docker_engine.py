@@ -32,7 +32,7 @@ def ensure_engine() -> None:
         return
     if shutil.which("dockerd") is None:
         raise RuntimeError("no Docker engine answers and dockerd is not installed (docker.io)")
-    log = open("/tmp/statspout-dockerd.log", "ab")  # noqa: SIM115 - stays open for dockerd
+    log = open("/tmp/statspout-dockerd.log", "ab")
     subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
     wait_for_engine(None, "/tmp/statspout-dockerd.log")
 
@@ -83,7 +83,7 @@ class PrivateEngine:
         (folder / "daemon.json").write_text("{}")
 
     def start(self) -> None:
-        log = open(self.folder / "dockerd.log", "ab")  # noqa: SIM115 - stays open for dockerd
+        log = open(self.folder / "dockerd.log", "ab")
         self._process = subprocess.Popen(
             ["dockerd", "--host", f"unix://{self.socket}", "--data-root", str(self.folder / "data"),
              "--exec-root", str(self.folder / "exec"), "--pidfile", str(self.folder / "pid"),

@@ -38,7 +38,7 @@ class Process:
             reader.start()
 
     @staticmethod
-    def _read(stream, lines: list[str]) -> None:  # noqa: ANN001
+    def _read(stream, lines: list[str]) -> None:
         for line in stream:
             lines.append(line.rstrip("\n"))
 

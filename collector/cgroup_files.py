@@ -1,0 +1,125 @@
+"""The kernel's files as text: reading one whole, and parsing the formats the cgroup source reads.
+
+Pure functions over a file's text (tested on recorded contents), plus ``read_text``, which opens,
+reads and closes a file at once so that no descriptor outlives a sample.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from statspout.collector.figures import NETWORK_FIGURES
+
+# A file that went away under us: the container stopped (its cgroup was removed, ENODEV on a
+# cgroup file already open; ESRCH/ENOENT for the /proc entry of a process that ended).
+VANISHED = frozenset({errno.ENOENT, errno.ESRCH, errno.ENODEV})
+# v1 reports "no limit" as a page-rounded 2^63 − 1; anything this large means unlimited.
+_V1_UNLIMITED = 1 << 62
+
+
+def read_text(path: str) -> str:
+    """The whole file, opened, read and closed at once: no descriptor outlives a sample."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii", errors="replace")
+
+
+def parse_proc_cgroup(text: str) -> list[tuple[tuple[str, ...], str]]:
+    """``/proc/<pid>/cgroup`` → [(controllers, path)]; the unified hierarchy has no controllers
+    (``0::/path``), a named v1 hierarchy is ``("name=systemd",)``."""
+    entries = []
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        controllers = tuple(c for c in parts[1].split(",") if c)
+        entries.append((controllers, parts[2]))
+    return entries
+
+
+def parse_flat_keyed(text: str) -> dict[str, int]:
+    """``key value`` lines (memory.stat, cpu.stat) → {key: value}."""
+    values = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().lstrip("-").isdigit():
+            values[key] = int(value)
+    return values
+
+
+def parse_net_dev(text: str) -> dict[str, int]:
+    """``/proc/<pid>/net/dev`` → network totals over every interface but ``lo``, under the
+    wire schema's names."""
+    totals = dict.fromkeys(NETWORK_FIGURES, 0)
+    for line in text.splitlines()[2:]:  # two header lines
+        interface, sep, counters = line.partition(":")
+        if not sep or interface.strip() == "lo":
+            continue
+        fields = counters.split()
+        if len(fields) < 12:
+            continue
+        # receive: bytes packets errs drop fifo frame compressed multicast; transmit: the same
+        # first four, from field 8 on
+        for offset, prefix in ((0, "rx"), (8, "tx")):
+            totals[f"{prefix}_bytes"] += int(fields[offset])
+            totals[f"{prefix}_packets"] += int(fields[offset + 1])
+            totals[f"{prefix}_errors"] += int(fields[offset + 2])
+            totals[f"{prefix}_dropped"] += int(fields[offset + 3])
+    return totals
+
+
+def parse_blkio_v1(text: str) -> tuple[int, int]:
+    """``blkio.throttle.io_service_bytes`` (``MAJ:MIN Read N`` lines) → (read, write) bytes
+    summed over devices."""
+    read = write = 0
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) != 3:
+            continue  # the "Total N" line
+        if fields[1] == "Read":
+            read += int(fields[2])
+        elif fields[1] == "Write":
+            write += int(fields[2])
+    return read, write
+
+
+def parse_io_stat(text: str) -> tuple[int, int]:
+    """v2 ``io.stat`` (``MAJ:MIN rbytes=N wbytes=N …`` lines) → (read, write) bytes."""
+    read = write = 0
+    for line in text.splitlines():
+        for field in line.split()[1:]:
+            key, _, value = field.partition("=")
+            if key == "rbytes":
+                read += int(value)
+            elif key == "wbytes":
+                write += int(value)
+    return read, write
+
+
+def parse_limit(text: str) -> int | None:
+    """A memory limit file's value; None for no limit (v2 ``max``, v1's near-2^63)."""
+    value = text.strip()
+    if value == "max":
+        return None
+    limit = int(value)
+    return None if limit >= _V1_UNLIMITED else limit
+
+
+def count_online_cpus(proc_stat: str) -> int:
+    """CPUs as the daemon counts them for ``online_cpus``: the ``cpuN`` lines of /proc/stat."""
+    return sum(1 for line in proc_stat.splitlines()
+               if line.startswith("cpu") and line[3:4].isdigit()) or 1
+
+
+def parse_mem_total(meminfo: str) -> int:
+    """``/proc/meminfo`` → the host's memory in bytes."""
+    for line in meminfo.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    raise ValueError("no MemTotal line in meminfo")
