@@ -269,6 +269,7 @@ class InfluxDBSink(DeliveringSink):
             auth = f"{s.username}:{s.password}" if s.username or s.password else self._url_auth
             headers.update(urllib3.make_headers(basic_auth=auth))
         url = self._base_url + path + (f"?{urlencode(query)}" if query else "")
+        assert self._http is not None, "write before open"
         return self._http.request(method, url, body=body, headers=headers)
 
     def _detect_api(self) -> str:
