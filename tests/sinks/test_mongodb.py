@@ -241,3 +241,27 @@ def test_outage_every_sample_received_is_stored_exactly_once_after_the_server_re
         with server.client() as check:
             stored = [d["seq"] for d in check.statspout.outage.find({}, {"seq": 1})]
         assert sorted(stored) == list(range(1, sent + 1))  # every seq, exactly once
+
+
+def test_a_password_in_the_uri_is_never_printed_by_the_worker_process(
+    mongo: MongoServer, collection: str,
+) -> None:
+    uri = mongo.uri.replace("mongodb://", "mongodb://statspout:s3cr3t-pw@")
+    publisher = RouterFeed()
+    sink = Process(
+        [program("statspout-sink"), "mongodb", "--connect", publisher.endpoint,
+         "--mongodb.uri", uri, "--mongodb.collection", collection,
+         "--mongodb.flush-interval", "0.1", "--mongodb.timeout", "1", "--log-level", "debug"],
+    )
+    try:
+        publisher.wait_for_subscriber()
+        publisher.send(make_sample(1))
+        # Stored, or refused for the credentials: either way the sink has logged about it.
+        wait_for(lambda: "written" in sink.log() or "rejected" in sink.log()
+                 or "failed" in sink.log(), 20, "the write's outcome in the log")
+    finally:
+        sink.stop()
+        publisher.close()
+    log = sink.log()
+    assert "sink mongodb: uri=***" in log
+    assert "s3cr3t-pw" not in log, log
