@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import http.server
 import logging
+import shlex
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from functools import partial
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -29,6 +31,7 @@ TRICKY_NAME = 'web 1, "shop"=eu \\ back ñ€ 名前'
 TEAM = "com.example.team"
 PROJECT = "com.docker.compose.project"
 TRICKY_LABELS = {TEAM: 'ops, "blue"=1 \\ é', PROJECT: "shop", "unlisted": "not a tag"}
+REPOSITORY = Path(__file__).resolve().parents[2]
 MEASUREMENTS = ["docker_container_blkio", "docker_container_cpu", "docker_container_mem",
                 "docker_container_net"]
 
@@ -604,3 +607,29 @@ def test_sigterm_with_the_server_down_does_not_wait_out_the_close_timeout() -> N
         publisher.close()
     assert took < 30  # one more attempt, not the 60 s close timeout
     assert "closed with 3 samples not written (counted in unflushed" in sink.log()
+
+
+def test_the_example_supervisord_program_writes_to_debians_influxd_as_written(
+    influxd: InfluxServer,
+) -> None:
+    example = (REPOSITORY / "conf.d" / "influxdb.conf.example").read_text()
+    command = next(line.split("=", 1)[1] for line in example.splitlines()
+                   if line.startswith("command="))
+    argv = shlex.split(command)
+    assert argv[0].endswith("/statspout-sink")
+    argv[0] = program("statspout-sink")
+    argv[argv.index("--influxdb.url") + 1] = influxd.url  # the example's port, made free
+    database = argv[argv.index("--influxdb.database") + 1]
+    influxd.create_database(database)  # as the example's comment says
+    publisher = RouterFeed()
+    sink = Process([*argv, "--connect", publisher.endpoint, "--influxdb.flush-interval", "0.1"])
+    try:
+        publisher.wait_for_subscriber()
+        publisher.send(make_sample(1, timestamp=1_600_000_000_000_000_000))
+        wait_for(lambda: influxd.rows("SELECT * FROM docker_container_cpu WHERE time = "
+                                      "1600000000000000000", database) != [],
+                 20, "the sample stored by the example's command")
+    finally:
+        assert sink.stop() == 0, sink.log()
+        publisher.close()
+    assert "writing with API v1" in sink.log()
