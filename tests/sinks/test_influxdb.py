@@ -606,6 +606,9 @@ def test_sigterm_with_the_server_down_does_not_wait_out_the_close_timeout() -> N
     finally:
         publisher.close()
     assert took < 30  # one more attempt, not the 60 s close timeout
+    started_line = next(line for line in sink.stderr if "sink influxdb: api=" in line)
+    assert "database='statspout'" in started_line  # explicit v1: its options only
+    assert "token" not in started_line and "org=" not in started_line
     assert "closed with 3 samples not written (counted in unflushed" in sink.log()
 
 
