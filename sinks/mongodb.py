@@ -77,7 +77,8 @@ def to_document(sample: ContainerStats) -> dict[str, Any]:
 
 
 class WriteRejected(Exception):
-    """The server could not confirm a batch with the write concern asked for."""
+    """The server refused a batch as a whole, not for one document: the write concern could
+    not be met, or the indexes could not be created."""
 
     def __init__(self, message: str, code: int | None) -> None:
         super().__init__(message)
@@ -159,7 +160,10 @@ class MongoDBSink(DeliveringSink):
 
     def write_batch(self, batch: list[ContainerStats]) -> None:
         if not self._indexes_ready:
-            self.ensure_indexes()
+            try:
+                self.ensure_indexes()
+            except OperationFailure as exc:  # every part of a split would meet it again
+                raise WriteRejected(f"creating the indexes: {exc}", exc.code) from exc
             self._indexes_ready = True
         try:
             self._collection.insert_many([to_document(s) for s in batch], ordered=False)
