@@ -319,3 +319,21 @@ def test_reasons_differing_only_in_numbers_or_quoted_text_are_one_reason() -> No
     assert reason_key("unable to parse 'cpu,a=1 x=2i 17': time outside range 17") == (
         reason_key("unable to parse 'mem,b=2 y=3i 99': time outside range 99"))
     assert reason_key("field type conflict") != reason_key("database not found")
+
+
+def test_a_url_password_in_a_failure_reason_is_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def refuse(batch: list[int]) -> None:
+        raise Refused("POST http://admin:s3cr3t@db.example:8086/write?db=x failed")
+
+    delivery = Delivery(refuse, classify, DeliverySettings(batch_size=1, flush_interval=0.01,
+                                                           close_timeout=5.0),
+                        name="fake", rng=random.Random(1))
+    with caplog.at_level(logging.DEBUG, logger="statspout.sink.fake"):
+        delivery.start()
+        delivery.put(1)
+        wait_until(lambda: delivery.counters()["rejected"] == 1)
+        delivery.close()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "s3cr3t" not in logged and "http://admin:***@db.example:8086" in logged
