@@ -206,9 +206,11 @@ class RecordingEndpoint:
                 status, headers = recording.statuses.pop(0) if recording.statuses else (204, {})
                 self.send_response(status)
                 for key, value in headers.items():
-                    self.send_header(key, value)
-                payload = b'{"code":"unauthorized","message":"unauthorized access"}' if (
-                    status == 401) else b""
+                    if key != "body":
+                        self.send_header(key, value)
+                payload = headers.get("body", "").encode() or (
+                    b'{"code":"unauthorized","message":"unauthorized access"}' if status == 401
+                    else b"")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -636,3 +638,25 @@ def test_the_example_supervisord_program_writes_to_debians_influxd_as_written(
         assert sink.stop() == 0, sink.log()
         publisher.close()
     assert "writing with API v1" in sink.log()
+
+
+def test_v2_partial_write_of_influxdb_2_is_counted_as_rejected_points_against_recording_fake(
+) -> None:
+    # InfluxDB 2.x's answer when one point of a batch conflicts: 422, the rest stored.
+    body = ('{"code":"unprocessable entity","message":"failure writing points to database: '
+            'partial write: field type conflict: input field \\"usage\\" on measurement '
+            '\\"docker_container_mem\\" is type integer, already exists as type string '
+            'dropped=1"}')
+    recording = RecordingEndpoint([(422, {"body": body})])
+    try:
+        sink = InfluxDBSink(v2_settings(recording.url, batch_size=10))
+        for seq in range(10):
+            sink.write(make_sample(seq))
+        sink.open()
+        wait_for(lambda: sink.counters()["buffered"] == 0, 10, "the batch answered")
+        sink.close()
+        counts = sink.counters()
+        assert (counts["written"], counts["rejected"], counts["rejected_points"]) == (10, 0, 1)
+        assert len(recording.requests) == 1  # not retried, not split
+    finally:
+        recording.close()
