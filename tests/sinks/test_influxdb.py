@@ -559,12 +559,6 @@ def test_auto_waits_for_a_server_that_is_down_at_start_then_detects_it(
         assert len(server.rows("SELECT * FROM docker_container_cpu", database)) == 1
 
 
-def free_port_url() -> str:
-    with socket.socket() as probe:  # a port with nothing listening
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}"
-
-
 def test_worker_process_logs_only_its_api_options_and_never_a_url_password(
     influxd: InfluxServer, database: str,
 ) -> None:
@@ -591,27 +585,34 @@ def test_worker_process_logs_only_its_api_options_and_never_a_url_password(
     assert f"database='{database}'" in detected and "password=***" in detected
 
 
-def test_sigterm_with_the_server_down_does_not_wait_out_the_close_timeout() -> None:
+def test_sigterm_with_influxd_down_does_not_wait_out_the_close_timeout() -> None:
     publisher = RouterFeed()
-    sink = Process([program("statspout-sink"), "influxdb", "--connect", publisher.endpoint,
-                    "--influxdb.api", "v1", "--influxdb.url", free_port_url(),
-                    "--influxdb.flush-interval", "0.1", "--influxdb.close-timeout", "60",
-                    "--influxdb.max-backoff", "60"])
-    try:
-        publisher.wait_for_subscriber()
-        for seq in range(1, 4):
-            publisher.send(make_sample(seq))
-        wait_for(lambda: "write failed" in sink.log(), 20, "a failed write")
-        started = time.monotonic()
-        assert sink.stop(timeout=90) == 0, sink.log()
-        took = time.monotonic() - started
-    finally:
-        publisher.close()
+    with running_influxd() as server:
+        server.create_database("statspout")
+        sink = Process([program("statspout-sink"), "influxdb", "--connect", publisher.endpoint,
+                        "--influxdb.api", "v1", "--influxdb.url", server.url,
+                        "--influxdb.flush-interval", "0.1", "--influxdb.close-timeout", "60",
+                        "--influxdb.max-backoff", "60"])
+        try:
+            publisher.wait_for_subscriber()
+            publisher.send(make_sample(1))
+            wait_for(lambda: server.rows("SELECT * FROM docker_container_cpu", "statspout"),
+                     20, "a sample stored while influxd is up")
+            server.stop()
+            for seq in range(2, 5):
+                publisher.send(make_sample(seq))
+            wait_for(lambda: "write failed" in sink.log(), 20, "a failed write")
+            started = time.monotonic()
+            assert sink.stop(timeout=90) == 0, sink.log()
+            took = time.monotonic() - started
+        finally:
+            sink.stop()
+            publisher.close()
     assert took < 30  # one more attempt, not the 60 s close timeout
+    assert "closed with 3 samples not written (counted in unflushed" in sink.log()
     started_line = next(line for line in sink.stderr if "sink influxdb: api=" in line)
     assert "database='statspout'" in started_line  # explicit v1: its options only
     assert "token" not in started_line and "org=" not in started_line
-    assert "closed with 3 samples not written (counted in unflushed" in sink.log()
 
 
 def test_the_example_supervisord_program_writes_to_debians_influxd_as_written(
