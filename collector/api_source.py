@@ -36,7 +36,20 @@ class ApiSource:
             if exc.status_code == 409:  # "container is not running"
                 return None
             raise
+        except ValueError:
+            # A container removed while the daemon reads it: the daemon ends the answer with
+            # an empty body (200, no JSON). Vanished, if the daemon agrees it is gone.
+            if not self._still_running(container.id):
+                return None
+            raise
         return reading_from_api(payload)
+
+    def _still_running(self, container_id: str) -> bool:
+        try:
+            state = self._api.inspect_container(container_id).get("State") or {}
+        except docker.errors.NotFound:
+            return False
+        return bool(state.get("Running"))
 
     def forget(self, container_id: str) -> None:
         """Nothing is kept per container."""

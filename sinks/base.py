@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
+from statspout.logs import mask_secrets
 from statspout.wire import ContainerEvent, ContainerStats
 
 
@@ -49,6 +50,11 @@ class Sink:
     def __init__(self, settings: SimpleNamespace) -> None:
         self.settings = settings
 
+    @classmethod
+    def logged_options(cls, settings: SimpleNamespace) -> Sequence[Option]:
+        """The options the start-up log shows: all, unless some do not apply to ``settings``."""
+        return cls.options
+
     def open(self) -> None:
         """Connect, start servers. Called once before the first message."""
 
@@ -68,3 +74,13 @@ class Sink:
     def counters(self) -> Mapping[str, int]:
         """Sink-specific counters for the periodic report (written, dropped, retries, …)."""
         return {}
+
+
+def describe_options(options: Sequence[Option], settings: SimpleNamespace) -> str:
+    """``name=value, …`` for a log line: secret options as ``***``, URL passwords masked."""
+    shown = []
+    for option in options:
+        value = getattr(settings, option.attribute)
+        text = "***" if option.secret and value else mask_secrets(repr(value))
+        shown.append(f"{option.name}={text}")
+    return ", ".join(shown) or "no options"

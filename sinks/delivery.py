@@ -13,16 +13,31 @@ returns once the database confirmed the whole batch, or raises) and ``classify(e
   a retryable failure (refused, timeout, 5xx, 429) the batch goes back to the front of the
   buffer and is tried again after an exponential backoff with jitter, or after the server's
   ``Retry-After``. Writes must be idempotent, because a timed-out write may have landed.
-- A permanent failure (a 4xx retrying cannot fix) gives the batch up: counted in
-  ``failed_batches`` and ``rejected``, logged once per kind of error rather than per batch.
-- ``close`` keeps writing until the buffer is empty or ``close-timeout`` passed; what is left
-  is counted in ``unflushed`` and logged.
+- A bad sample costs only itself. A permanent failure (a 4xx retrying cannot fix) that the
+  classifier blames on the data (``split``) is not taken as the batch's verdict: the batch is
+  split in halves, recursively, and the parts written, until only the bad samples are left;
+  those are given up, counted in ``rejected`` (and the writes in ``failed_batches``). A
+  permanent failure not about the data (bad credentials, no such database) gives the whole
+  batch up without splitting: every part would fail alike. ``split_batches`` counts splits.
+- A partial write: ``write_batch`` may raise :class:`PartialWrite` when the database stored
+  the batch except for some rejected entries (InfluxDB's ``partial write … dropped=N``; MongoDB
+  write errors of an unordered insert). The batch counts as written; what was rejected is
+  counted in ``rejected`` (whole samples) or ``rejected_points`` (InfluxDB points, four to a
+  sample), and nothing is retried or split.
+- Every distinct reason for giving samples up is logged once (digits and quoted text set aside,
+  so one reason with different values is one reason; at most ``MAX_REASONS_LOGGED``), with URL
+  passwords masked; the counters carry the numbers.
+- ``close`` keeps writing until the buffer is empty, ``close-timeout`` passed, or a write fails
+  for a reason that needs a retry (the database is down or overloaded: at shutdown one more
+  attempt is made at once, without backoff, and its failure ends the writing rather than wait
+  out the timeout). What is left is counted in ``unflushed`` and logged.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -32,6 +47,7 @@ from types import SimpleNamespace
 from typing import Generic, TypeVar
 
 from statspout import cli
+from statspout.logs import mask_secrets
 from statspout.sinks.base import Option, Sink
 from statspout.wire import ContainerStats
 
@@ -39,6 +55,8 @@ Item = TypeVar("Item")
 
 # The first retry waits about this long; every further failure doubles it up to max-backoff.
 INITIAL_BACKOFF_S = 0.5
+# Distinct reasons for giving samples up that are logged (each once); beyond, only counted.
+MAX_REASONS_LOGGED = 64
 
 
 @dataclass(frozen=True)
@@ -48,12 +66,33 @@ class Failure:
     retryable: bool
     reason: str
     retry_after: float | None = None  # seconds, from the server (HTTP 429/503 Retry-After)
-    # Permanent failures are logged once per key: e.g. "HTTP 401" rather than the full reason,
-    # whose details (sizes, field names) may differ from batch to batch.
-    key: str | None = None
+    # A permanent failure the data may cause (one bad sample): split the batch to find it.
+    # False for failures every part would meet alike (credentials, a missing database).
+    split: bool = False
 
 
 Classifier = Callable[[Exception], Failure]
+
+
+class PartialWrite(Exception):
+    """Raised by ``write_batch`` when the database stored the batch except for some entries.
+
+    ``rejected_samples`` counts whole samples refused (a MongoDB document); ``rejected_points``
+    counts parts of samples refused (InfluxDB points), the samples themselves being written.
+    """
+
+    def __init__(self, reason: str, *, rejected_samples: int = 0, rejected_points: int = 0
+                 ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.rejected_samples = rejected_samples
+        self.rejected_points = rejected_points
+
+
+def reason_key(reason: str) -> str:
+    """What makes two reasons the same for the log-once rule: the text without its numbers
+    and single-quoted excerpts (the offending line, sizes, ids differ from sample to sample)."""
+    return re.sub(r"\d+", "#", re.sub(r"'[^']*'", "'…'", reason))[:300]
 
 
 @dataclass(frozen=True)
@@ -96,11 +135,13 @@ def delivery_options(batch_size: int = DeliverySettings.batch_size) -> tuple[Opt
 @dataclass
 class DeliveryCounts:
     received: int = 0
-    written: int = 0
+    written: int = 0  # samples in writes the database confirmed (some points may be rejected)
     dropped: int = 0  # oldest samples pushed out of a full buffer
     retries: int = 0  # failed write attempts that were retried
-    failed_batches: int = 0  # batches given up on a permanent error
-    rejected: int = 0  # samples in those batches
+    failed_batches: int = 0  # writes given up on a permanent error (after splitting)
+    rejected: int = 0  # samples given up: in those writes, or refused in a partial write
+    rejected_points: int = 0  # points refused in a partial write whose samples were written
+    split_batches: int = 0  # batches split in halves to isolate rejected samples
     buffered: int = 0  # waiting or being written, at the time of asking
     unflushed: int = 0  # left in the buffer when close gave up
 
@@ -141,6 +182,9 @@ class Delivery(Generic[Item]):
         self._rng = rng or random.Random()
         self._waiting: deque[Item] = deque()
         self._in_flight = 0
+        # Parts of a split batch still to write, the next one last; only the writer changes it.
+        self._suspects: list[list[Item]] = []
+        self._suspect_count = 0
         self._first_waiting_at = 0.0  # monotonic time the oldest waiting sample arrived
         self._changed = threading.Condition()
         self._closing = False
@@ -169,7 +213,7 @@ class Delivery(Generic[Item]):
 
     def counters(self) -> Mapping[str, int]:
         with self._changed:
-            self._counts.buffered = len(self._waiting) + self._in_flight
+            self._counts.buffered = self._held()
             return asdict(self._counts)
 
     def close(self, timeout: float | None = None) -> int:
@@ -185,11 +229,12 @@ class Delivery(Generic[Item]):
             # it a little past the deadline rather than abandon a batch the server may confirm.
             self._thread.join(timeout + 5.0)
         with self._changed:
-            left = len(self._waiting) + self._in_flight
+            left = self._held()
             self._counts.unflushed = left
         if left:
             self._log.error(
-                "%s: closed with %d samples not written (close timeout %.1f s)",
+                "%s: closed with %d samples not written (counted in unflushed; close timeout "
+                "%.1f s)",
                 self._name, left, timeout,
             )
         return left
@@ -202,15 +247,33 @@ class Delivery(Generic[Item]):
             batch = self._next_batch()
             if batch is None:
                 return
+            rejected_samples = 0
             try:
                 self._write_batch(batch)
+            except PartialWrite as partial:
+                rejected_samples = min(len(batch), max(0, partial.rejected_samples))
+                refused = (f"{partial.rejected_points} points" if partial.rejected_points
+                           else f"{rejected_samples} samples")
+                self._log_reason(partial.reason, "the database refused %s of a batch of %d "
+                                 "samples and stored the rest", refused, len(batch))
+                with self._changed:
+                    self._counts.rejected += rejected_samples
+                    self._counts.rejected_points += max(0, partial.rejected_points)
             except Exception as exc:  # the classifier decides what any exception means
                 failure = self._safe_classify(exc)
                 if failure.retryable:
                     attempt += 1
                     self._requeue(batch, failure, attempt)
+                    with self._changed:
+                        closing = self._closing
+                    if closing and attempt > 1:
+                        self._log.warning("%s: database still failing at shutdown; not "
+                                          "waiting for it", self._name)
+                        return
                     self._pause(backoff_delay(attempt, failure, self._settings.max_backoff,
                                               self._rng))
+                elif failure.split and len(batch) > 1:
+                    self._split(batch)
                 else:
                     self._give_up(batch, failure)
                 continue
@@ -219,13 +282,20 @@ class Delivery(Generic[Item]):
                                   self._name, attempt)
                 attempt = 0
             with self._changed:
-                self._counts.written += len(batch)
+                self._counts.written += len(batch) - rejected_samples
                 self._in_flight = 0
 
     def _next_batch(self) -> list[Item] | None:
         """Wait until a batch is due, take it out of the waiting line; None when closed."""
         settings = self._settings
         with self._changed:
+            if self._suspects:  # finish a split batch before anything newer
+                if self._closing and self._past_deadline():
+                    return None
+                batch = self._suspects.pop()
+                self._suspect_count -= len(batch)
+                self._in_flight = len(batch)
+                return batch
             while True:
                 if self._closing and (not self._waiting or self._past_deadline()):
                     return None
@@ -257,40 +327,60 @@ class Delivery(Generic[Item]):
             # Once per outage; the counters and the recovery line tell the rest.
             self._log.warning(
                 "%s: write failed, buffering (%d waiting) and retrying with backoff: %s",
-                self._name, waiting, failure.reason,
+                self._name, waiting, mask_secrets(failure.reason),
             )
         else:
-            self._log.debug("%s: retry %d failed: %s", self._name, attempt, failure.reason)
+            self._log.debug("%s: retry %d failed: %s", self._name, attempt,
+                            mask_secrets(failure.reason))
+
+    def _split(self, batch: list[Item]) -> None:
+        """Write the halves next (the first half first), each split again if it fails."""
+        middle = len(batch) // 2
+        with self._changed:
+            self._in_flight = 0
+            self._counts.split_batches += 1
+            self._suspects.extend((batch[middle:], batch[:middle]))
+            self._suspect_count += len(batch)
 
     def _give_up(self, batch: list[Item], failure: Failure) -> None:
         with self._changed:
             self._in_flight = 0
             self._counts.failed_batches += 1
             self._counts.rejected += len(batch)
-            failed = self._counts.failed_batches
-        key = failure.key or failure.reason
-        if key not in self._reasons_logged:
-            self._reasons_logged.add(key)
-            self._log.error(
-                "%s: the database rejected a batch of %d samples and retrying cannot help "
-                "(logged once; see failed_batches in the report): %s",
-                self._name, len(batch), failure.reason,
-            )
-        else:
-            self._log.debug("%s: rejected batch %d: %s", self._name, failed, failure.reason)
+        self._log_reason(failure.reason, "the database rejected %d samples and retrying "
+                         "cannot help", len(batch))
+
+    def _log_reason(self, reason: str, what: str, *args: object) -> None:
+        """Log each distinct reason once (see :func:`reason_key`); the rest at debug level."""
+        reason = mask_secrets(reason)
+        key = reason_key(reason)
+        if key in self._reasons_logged or len(self._reasons_logged) > MAX_REASONS_LOGGED:
+            self._log.debug("%s: " + what + ": %s", self._name, *args, reason)
+            return
+        self._reasons_logged.add(key)
+        if len(self._reasons_logged) > MAX_REASONS_LOGGED:
+            self._log.error("%s: more than %d distinct reasons for rejected samples; further "
+                            "ones are only counted (rejected, rejected_points)",
+                            self._name, MAX_REASONS_LOGGED)
+            return
+        self._log.error("%s: " + what + " (each reason logged once; see rejected in the "
+                        "report): %s", self._name, *args, reason)
 
     def _pause(self, seconds: float) -> None:
-        """Sleep between retries; cut short by close, never past its deadline."""
+        """Sleep between retries; ended by close, which makes one more attempt at once."""
         with self._changed:
             end = time.monotonic() + seconds
             while True:
-                limit = end
                 if self._closing:
-                    limit = min(end, self._close_deadline)
-                remaining = limit - time.monotonic()
+                    return
+                remaining = end - time.monotonic()
                 if remaining <= 0:
                     return
                 self._changed.wait(remaining)
+
+    def _held(self) -> int:
+        """Samples not yet written nor given up: waiting, in flight, in a split's parts."""
+        return len(self._waiting) + self._in_flight + self._suspect_count
 
     def _past_deadline(self) -> bool:
         return time.monotonic() >= self._close_deadline

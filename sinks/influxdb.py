@@ -15,102 +15,154 @@ all at the sample's timestamp in nanoseconds:
 Every point has the tags ``container_name``, ``container_image``, ``engine_host`` (the
 collector's host) and the allow-listed container labels (``--influxdb.label-tags``), and the
 string field ``container_id`` (a field, not a tag: ids would make a series per container run).
+A label never rewrites identity: ``--influxdb.label-tags`` refuses (exit 2) a key that is one of
+our tags or fields, ``time``, or starts with ``_`` (InfluxDB 2's own columns). In tag values,
+tab, newline and CR are written as the two characters ``\t`` ``\n`` ``\r`` (line protocol
+cannot carry a newline; Telegraf writes them the same way); all else arrives intact.
 Integers are always written as signed 64-bit integers. A point is keyed by its series and
 timestamp, so a retried write overwrites and never duplicates. Events change nothing: a stopped
 container's series simply get no new points, and there is nothing to forget.
 
-Line protocol comes from influxdb-client's ``Point``. API v2 writes with the library's write
-API; API v1 (``/write`` of every InfluxDB 1.x) POSTs the library's line protocol itself.
+Line protocol comes from influxdb-client's ``Point``; the sink POSTs it, gzip-compressed, to
+``/api/v2/write`` (API v2) or ``/write`` (API v1, every InfluxDB 1.x). With ``--influxdb.api
+auto`` (the default) the server's ``/ping`` answer (``X-Influxdb-Version``) decides, before the
+first write: 1.x → v1, anything else → v2.
 """
 
 from __future__ import annotations
 
+import argparse
 import gzip
+import json
+import logging
+import re
+from collections.abc import Sequence
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import urllib3
-from influxdb_client import InfluxDBClient, Point, WritePrecision
-from influxdb_client.client.exceptions import InfluxDBError
-from influxdb_client.client.write_api import SYNCHRONOUS
+from influxdb_client import Point, WritePrecision
 
 from statspout import cli
-from statspout.sinks.base import Option
-from statspout.sinks.delivery import DeliveringSink, Failure, delivery_options
+from statspout.logs import mask_secrets
+from statspout.sinks.base import Option, describe_options
+from statspout.sinks.delivery import DeliveringSink, Failure, PartialWrite, delivery_options
 from statspout.wire import ContainerStats
 
+log = logging.getLogger("statspout.sink.influxdb")
+
 _INT64_MAX = 2**63 - 1
+IDENTITY_TAGS = ("container_name", "container_image", "engine_host")
+# (measurement, its own tag, {field: wire name}); the order of the points of a sample.
+MEASUREMENTS: tuple[tuple[str, tuple[str, str] | None, dict[str, str]], ...] = (
+    ("docker_container_cpu", ("cpu", "cpu-total"), {
+        "usage_total": "cpu_usage_ns",
+        "usage_percent": "cpu_percent",  # None: the library leaves the field out
+        "online_cpus": "online_cpus",
+        "pids": "pids",
+    }),
+    ("docker_container_mem", None, {
+        "usage": "mem_usage", "limit": "mem_limit", "usage_percent": "mem_percent",
+    }),
+    ("docker_container_net", ("network", "total"), {
+        name: name for name in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets",
+                                "rx_errors", "tx_errors", "rx_dropped", "tx_dropped")
+    }),
+    ("docker_container_blkio", ("device", "total"), {
+        "io_service_bytes_recursive_read": "blk_read_bytes",
+        "io_service_bytes_recursive_write": "blk_write_bytes",
+    }),
+)
+# Keys a label may not take as a tag: ours (identity wins), and InfluxDB's own.
+RESERVED_KEYS = frozenset({
+    *IDENTITY_TAGS, "container_id", "time",
+    *(tag[0] for _, tag, _ in MEASUREMENTS if tag),
+    *(field for _, _, fields in MEASUREMENTS for field in fields),
+})
+API_OPTIONS = {
+    "v2": ("token", "org", "bucket"),
+    "v1": ("database", "retention-policy", "username", "password"),
+}
+
+
+def label_tag_key(text: str) -> str:
+    """A value of --influxdb.label-tags: a label key that cannot shadow a tag or field."""
+    if text in RESERVED_KEYS or text.startswith("_"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} cannot be a label tag: it is a tag or field of ours, InfluxDB's "
+            "'time', or starts with '_' (reserved by InfluxDB 2)")
+    if not text:
+        raise argparse.ArgumentTypeError("an empty label key")
+    return text
 
 
 class WriteRefused(Exception):
-    """The v1 ``/write`` endpoint answered with an error status."""
+    """The server answered a request with an error status."""
 
-    def __init__(self, status: int, body: str, retry_after: str | None) -> None:
-        super().__init__(f"HTTP {status}: {body.strip()[:300]}")
+    def __init__(self, status: int, text: str, retry_after: str | None) -> None:
+        super().__init__(f"HTTP {status}: {text}")
         self.status = status
         self.retry_after = retry_after
 
 
 def signed(value: int) -> int:
     """Influx integers are signed 64-bit; the wire allows unsigned ones. Cap rather than let
-    one absurd counter get its whole batch rejected."""
+    one absurd counter get its point rejected."""
     return min(value, _INT64_MAX)
 
 
 def to_points(sample: ContainerStats, label_tags: tuple[str, ...] = ()) -> list[Point]:
     """The four Telegraf-style points of one sample."""
     tags = {
+        **{key: sample.labels[key] for key in label_tags if key in sample.labels},
+        # Identity last: whatever the allow-list, a label never replaces it.
         "container_name": sample.name,
         "container_image": sample.image,
         "engine_host": sample.host,
-        **{key: sample.labels[key] for key in label_tags if key in sample.labels},
     }
+    points = []
+    for measurement, own_tag, fields in MEASUREMENTS:
+        point = Point(measurement).time(sample.timestamp, WritePrecision.NS)
+        for key, value in tags.items():
+            point.tag(key, value)
+        if own_tag:
+            point.tag(*own_tag)
+        for field, wire_name in fields.items():
+            value = getattr(sample, wire_name)
+            point.field(field, signed(value) if type(value) is int else value)
+        points.append(point.field("container_id", sample.id))
+    return points
 
-    def point(measurement: str, extra_tags: dict[str, str], fields: dict[str, object]) -> Point:
-        result = Point(measurement).time(sample.timestamp, WritePrecision.NS)
-        for key, value in {**tags, **extra_tags}.items():
-            result.tag(key, value)
-        for key, value in fields.items():
-            result.field(key, signed(value) if type(value) is int else value)
-        return result.field("container_id", sample.id)
 
-    return [
-        point("docker_container_cpu", {"cpu": "cpu-total"}, {
-            "usage_total": sample.cpu_usage_ns,
-            "usage_percent": sample.cpu_percent,  # None: the library leaves the field out
-            "online_cpus": sample.online_cpus,
-            "pids": sample.pids,
-        }),
-        point("docker_container_mem", {}, {
-            "usage": sample.mem_usage,
-            "limit": sample.mem_limit,
-            "usage_percent": sample.mem_percent,
-        }),
-        point("docker_container_net", {"network": "total"}, {
-            name: getattr(sample, name) for name in (
-                "rx_bytes", "tx_bytes", "rx_packets", "tx_packets",
-                "rx_errors", "tx_errors", "rx_dropped", "tx_dropped",
-            )
-        }),
-        point("docker_container_blkio", {"device": "total"}, {
-            "io_service_bytes_recursive_read": sample.blk_read_bytes,
-            "io_service_bytes_recursive_write": sample.blk_write_bytes,
-        }),
-    ]
+def error_text(body: bytes) -> str:
+    """The server's own words: ``{"error": …}`` (1.x), ``{"message": …}`` (2.x), or the body."""
+    text = body.decode(errors="replace").strip()
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        return text
+    if isinstance(decoded, dict):
+        text = str(decoded.get("error") or decoded.get("message") or text)
+    return text
+
+
+def rejected_points(text: str) -> int:
+    """Points a partial write refused: ``dropped=N``, or one per line InfluxDB 1.x could not
+    parse (it says ``dropped=0`` for those)."""
+    dropped = re.search(r" dropped=(\d+)$", text)  # at the end: a quoted line has rx_dropped=
+    return (int(dropped.group(1)) if dropped else 0) or text.count("unable to parse '")
 
 
 def classify(exc: Exception) -> Failure:
-    """Retry what the server or the network may get over; give up on other 4xx."""
-    status = getattr(exc, "status", None)
-    if isinstance(exc, (WriteRefused, InfluxDBError)) and isinstance(status, int):
-        retry_after = _seconds(getattr(exc, "retry_after", None))
-        if status == 429 or status >= 500:
-            return Failure(True, str(exc).splitlines()[0], retry_after)
-        reason = f"HTTP {status}: {getattr(exc, 'message', exc)}"
-        return Failure(False, reason, key=f"HTTP {status}")
+    """Retry what the server or the network may get over; give up on other 4xx. Only a body
+    too large (413) is worth splitting: InfluxDB refuses single bad points by a partial write."""
+    if isinstance(exc, WriteRefused):
+        if exc.status == 429 or exc.status >= 500:
+            return Failure(True, str(exc), _seconds(exc.retry_after))
+        return Failure(False, str(exc), split=exc.status == 413)
     if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         return Failure(True, repr(exc))  # refused, reset, timed out
-    return Failure(False, repr(exc), key=type(exc).__name__)
+    return Failure(False, repr(exc))
 
 
 def _seconds(retry_after: str | None) -> float | None:
@@ -122,11 +174,17 @@ def _seconds(retry_after: str | None) -> float | None:
         return None
 
 
+def api_of_version(version: str | None) -> str:
+    """The write API for a server's ``X-Influxdb-Version``: 1.x → v1, any other → v2."""
+    return "v1" if version and re.match(r"v?1\.", version) else "v2"
+
+
 class InfluxDBSink(DeliveringSink):
     name = "influxdb"
     options = (
-        Option("api", "v2: /api/v2/write (InfluxDB 2.x, 3.x, 1.8+); v1: /write (InfluxDB 1.x)",
-               default="v2", choices=("v2", "v1")),
+        Option("api", "auto: ask the server (/ping) and use v1 for InfluxDB 1.x, else v2; "
+               "v2: /api/v2/write (InfluxDB 2.x, 3.x, 1.8+); v1: /write (InfluxDB 1.x)",
+               default="auto", choices=("auto", "v2", "v1")),
         Option("url", "the server's base URL", default="http://127.0.0.1:8086"),
         Option("token", "API token (v2)", default="", secret=True),
         Option("org", "organisation (v2)", default=""),
@@ -137,37 +195,36 @@ class InfluxDBSink(DeliveringSink):
         Option("username", "user (v1)", default=""),
         Option("password", "password (v1)", default="", secret=True),
         Option("label-tags", "container label written as a tag (repeat for more)",
-               repeatable=True),
+               repeatable=True, type=label_tag_key),
         Option("timeout", "seconds one write request may take", default=10.0,
                type=cli.seconds(0.1)),
         *delivery_options(batch_size=1000),
     )
 
+    @classmethod
+    def logged_options(cls, settings: SimpleNamespace) -> Sequence[Option]:
+        """Only the options of the API in use (with auto: logged once the server answered)."""
+        unused = {name for api, names in API_OPTIONS.items() if api != settings.api
+                  for name in names}
+        return [option for option in cls.options if option.name not in unused]
+
     def __init__(self, settings: SimpleNamespace) -> None:
         super().__init__(settings, classify)
         self._label_tags = tuple(settings.label_tags or ())
-        self._client: InfluxDBClient | None = None
-        self._v2 = None  # the library's write API, with api v2
+        self._api: str | None = None if settings.api == "auto" else settings.api
+        url = urllib3.util.parse_url(settings.url)
+        self._base_url = url._replace(auth=None).url.rstrip("/")
+        self._url_auth = url.auth  # user:password in the URL: basic authentication
         self._http: urllib3.PoolManager | None = None
 
     def open(self) -> None:
-        s = self.settings
-        if s.api == "v2":
-            self._client = InfluxDBClient(
-                url=s.url, token=s.token, org=s.org, timeout=int(s.timeout * 1000),
-                enable_gzip=True,
-            )
-            self._v2 = self._client.write_api(write_options=SYNCHRONOUS)
-        else:
-            self._http = urllib3.PoolManager(
-                timeout=urllib3.Timeout(total=s.timeout), retries=False
-            )
+        self._http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(total=self.settings.timeout), retries=False
+        )
         super().open()
 
     def close(self) -> None:
         super().close()
-        if self._client is not None:
-            self._client.close()
         if self._http is not None:
             self._http.clear()
 
@@ -176,22 +233,74 @@ class InfluxDBSink(DeliveringSink):
         return "\n".join(p.to_line_protocol() for p in points).encode()
 
     def write_batch(self, batch: list[ContainerStats]) -> None:
-        s = self.settings
-        body = self.line_protocol(batch)
-        if self._client is not None:
-            self._v2.write(s.bucket, s.org, record=body, write_precision=WritePrecision.NS)
+        api = self._api or self._detect_api()
+        response = self._request("POST", *self._write_target(api), api=api,
+                                 body=gzip.compress(self.line_protocol(batch), 1))
+        if response.status in (200, 204):
             return
+        text = error_text(response.data)
+        points = rejected_points(text) if "partial write" in text else 0
+        if response.status in (400, 422) and points:
+            raise PartialWrite(f"HTTP {response.status}: {text[:500]}", rejected_points=points)
+        raise WriteRefused(response.status,
+                           text[:500] + self._hint(api, response.status, text),
+                           response.headers.get("Retry-After"))
+
+    def _write_target(self, api: str) -> tuple[str, dict[str, str]]:
+        """The write path and its query parameters for ``api``."""
+        s = self.settings
+        if api == "v2":
+            return "/api/v2/write", {"org": s.org, "bucket": s.bucket, "precision": "ns"}
         fields = {"db": s.database, "precision": "ns"}
         if s.retention_policy:
             fields["rp"] = s.retention_policy
-        headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
-        if s.username or s.password:
-            headers.update(urllib3.make_headers(basic_auth=f"{s.username}:{s.password}"))
-        url = f"{s.url.rstrip('/')}/write?{urlencode(fields)}"
-        response = self._http.request("POST", url, body=gzip.compress(body, 1), headers=headers)
-        if response.status != 204:
-            raise WriteRefused(
-                response.status, response.data.decode(errors="replace"),
-                response.headers.get("Retry-After"),
-            )
+        return "/write", fields
 
+    def _request(self, method: str, path: str, query: dict[str, str] | None = None, *,
+                 api: str | None = None, body: bytes | None = None
+                 ) -> urllib3.BaseHTTPResponse:
+        s = self.settings
+        headers = {}
+        if body is not None:
+            headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
+        if api == "v2" and s.token:
+            headers["Authorization"] = f"Token {s.token}"
+        elif api == "v1" and (s.username or s.password or self._url_auth):
+            auth = f"{s.username}:{s.password}" if s.username or s.password else self._url_auth
+            headers.update(urllib3.make_headers(basic_auth=auth))
+        url = self._base_url + path + (f"?{urlencode(query)}" if query else "")
+        assert self._http is not None, "write before open"
+        return self._http.request(method, url, body=body, headers=headers)
+
+    def _detect_api(self) -> str:
+        """Ask ``/ping`` which server this is; raises (and is retried) while it is down."""
+        response = self._request("GET", "/ping")
+        version = response.headers.get("X-Influxdb-Version")
+        api = api_of_version(version)
+        if version is None:
+            log.warning("influxdb: %s/ping (HTTP %d) did not say its version; writing with API "
+                        "v2. Set --influxdb.api v1 for InfluxDB 1.x",
+                        mask_secrets(self._base_url), response.status)
+        own = describe_options(
+            [option for option in self.options if option.name in API_OPTIONS[api]],
+            self.settings)
+        log.info("influxdb: %s is InfluxDB %s: writing with API %s (%s)",
+                 mask_secrets(self._base_url), version or "(version unknown)", api, own)
+        self._api = api
+        return api
+
+    def _hint(self, api: str, status: int, text: str) -> str:
+        """What to do about a refusal that an operator can fix."""
+        s = self.settings
+        if status == 404 and "database not found" in text:
+            return (f" (create it: influx -execute 'CREATE DATABASE \"{s.database}\"', or set "
+                    "--influxdb.database)")
+        if status == 404 and api == "v2" and "page not found" in text:
+            return (" (this server has no API v2: InfluxDB 1.x before 1.8? Use --influxdb.api "
+                    "v1 or auto)")
+        if status == 404 and "bucket" in text:
+            return " (create the bucket, or check --influxdb.bucket and --influxdb.org)"
+        if status in (401, 403):
+            return (" (check --influxdb.token for API v2, --influxdb.username and "
+                    "--influxdb.password for v1)")
+        return ""

@@ -13,8 +13,9 @@ from types import SimpleNamespace
 import zmq
 
 from statspout import bus, cli, security
+from statspout.logs import mask_secrets
 from statspout.sinks import registry
-from statspout.sinks.base import Sink
+from statspout.sinks.base import Sink, describe_options
 from statspout.sinks.runtime import SinkWorker
 
 log = logging.getLogger("statspout.sink")
@@ -83,11 +84,7 @@ def sink_settings(sink_class: type[Sink], parsed: argparse.Namespace) -> SimpleN
 
 def describe_settings(sink_class: type[Sink], settings: SimpleNamespace) -> str:
     """The sink's options as the operator set them, for the start-up log; secrets masked."""
-    shown = []
-    for option in sink_class.options:
-        value = getattr(settings, option.attribute)
-        shown.append(f"{option.name}={'***' if option.secret and value else repr(value)}")
-    return ", ".join(shown) or "no options"
+    return describe_options(sink_class.logged_options(settings), settings)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sink = sink_class(settings)
         sink.open()
     except Exception as exc:
-        log.error("sink %s could not start: %s", sink_class.name, exc)
+        log.error("sink %s could not start: %s", sink_class.name, mask_secrets(str(exc)))
         return 1
 
     stop = threading.Event()
@@ -122,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             sink.close()
         except Exception as exc:
-            log.error("sink %s failed to close cleanly: %r", sink_class.name, exc)
+            log.error("sink %s failed to close cleanly: %s", sink_class.name,
+                      mask_secrets(repr(exc)))
         socket.close()
         context.term()
     log.info("sink %s stopped", sink_class.name)

@@ -27,11 +27,12 @@ from typing import Any
 
 import pymongo
 from bson import Int64
+from bson.errors import InvalidDocument
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
 from statspout import cli
 from statspout.sinks.base import Option
-from statspout.sinks.delivery import DeliveringSink, Failure, delivery_options
+from statspout.sinks.delivery import DeliveringSink, Failure, PartialWrite, delivery_options
 from statspout.wire import STATS_FIELDS, ContainerStats
 
 log = logging.getLogger("statspout.sink.mongodb")
@@ -39,6 +40,8 @@ log = logging.getLogger("statspout.sink.mongodb")
 _INT64_MAX = 2**63 - 1
 _DUPLICATE_KEY = 11000
 _INDEX_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
+# Refusals of the client, not of a document: every part of a split batch would meet them.
+_NOT_ABOUT_THE_DATA = (13, 18, 8000)  # Unauthorized, AuthenticationFailed, AtlasError
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 # Identity fields written under their own names; every other wire field is a figure.
 _FIGURES = tuple(
@@ -74,7 +77,8 @@ def to_document(sample: ContainerStats) -> dict[str, Any]:
 
 
 class WriteRejected(Exception):
-    """Some documents of a batch failed for a reason other than already being stored."""
+    """The server refused a batch as a whole, not for one document: the write concern could
+    not be met, or the indexes could not be created."""
 
     def __init__(self, message: str, code: int | None) -> None:
         super().__init__(message)
@@ -83,15 +87,22 @@ class WriteRejected(Exception):
 
 def classify(exc: Exception) -> Failure:
     """Network trouble, a server that is not ready, or a retryable write error: retry.
-    Anything else (bad credentials, an invalid document): give up the batch."""
+    A document that cannot be encoded or stored (an integer beyond 64 bits, over the size
+    limit) is the data's fault: split the batch to find it. Bad credentials and write-concern
+    trouble concern every document alike: give the batch up."""
     if isinstance(exc, ConnectionFailure):  # also AutoReconnect, timeouts, selection timeout
         return Failure(True, f"{type(exc).__name__}: {exc}")
     if isinstance(exc, PyMongoError) and exc.has_error_label("RetryableWriteError"):
         return Failure(True, f"{type(exc).__name__}: {exc}")
-    if isinstance(exc, (OperationFailure, WriteRejected)):
+    if isinstance(exc, WriteRejected):
+        return Failure(False, f"{type(exc).__name__} (code {exc.code}): {exc}")
+    if isinstance(exc, OperationFailure):
         return Failure(False, f"{type(exc).__name__} (code {exc.code}): {exc}",
-                       key=f"{type(exc).__name__} {exc.code}")
-    return Failure(False, repr(exc), key=type(exc).__name__)
+                       split=exc.code not in _NOT_ABOUT_THE_DATA)
+    if isinstance(exc, (InvalidDocument, OverflowError, ValueError)):
+        # DocumentTooLarge is an InvalidDocument; OverflowError: an integer beyond 64 bits.
+        return Failure(False, f"{type(exc).__name__}: {exc}", split=True)
+    return Failure(False, repr(exc))
 
 
 class MongoDBSink(DeliveringSink):
@@ -149,17 +160,24 @@ class MongoDBSink(DeliveringSink):
 
     def write_batch(self, batch: list[ContainerStats]) -> None:
         if not self._indexes_ready:
-            self.ensure_indexes()
+            try:
+                self.ensure_indexes()
+            except OperationFailure as exc:  # every part of a split would meet it again
+                raise WriteRejected(f"creating the indexes: {exc}", exc.code) from exc
             self._indexes_ready = True
         try:
             self._collection.insert_many([to_document(s) for s in batch], ordered=False)
         except BulkWriteError as exc:
             # A duplicate _id is a sample an earlier, timed-out attempt already stored.
             details = exc.details
+            if details.get("writeConcernErrors"):
+                first = details["writeConcernErrors"][0]
+                raise WriteRejected(first.get("errmsg", ""), first.get("code")) from exc
             errors = [e for e in details.get("writeErrors", []) if e["code"] != _DUPLICATE_KEY]
-            if errors or details.get("writeConcernErrors"):
-                first = errors[0] if errors else details["writeConcernErrors"][0]
-                raise WriteRejected(
-                    f"{len(errors)} of {len(batch)} documents rejected, first: "
-                    f"{first.get('errmsg')}", first.get("code"),
+            if errors:
+                # Unordered: every other document of the batch was stored.
+                first = errors[0]
+                raise PartialWrite(
+                    f"document rejected (code {first.get('code')}): {first.get('errmsg')}",
+                    rejected_samples=len(errors),
                 ) from exc

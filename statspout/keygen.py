@@ -41,12 +41,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         if existing and not args.force:
             parser.error(f"{existing[0]} exists (pass --force to overwrite)")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        make_private_folder(folder)
         for name in args.names:
             print(*write_key_pair(folder, name), sep="\n")
     except OSError as exc:
         parser.error(f"cannot write keys into {folder}: {exc.strerror or exc}")
     return 0
+
+
+def make_private_folder(folder: Path) -> None:
+    """Create the key folder readable by its owner only (0700), whatever the umask; a folder
+    that exists already is left as its owner set it."""
+    if folder.is_dir():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    previous = os.umask(0o077)
+    try:
+        folder.mkdir(mode=0o700)
+    finally:
+        os.umask(previous)
+    os.chmod(folder, 0o700)  # mkdir's mode is masked by the umask; this is not
 
 
 def write_key_pair(folder: Path, name: str) -> tuple[Path, Path]:

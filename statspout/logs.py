@@ -5,6 +5,7 @@ number."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 
@@ -28,3 +29,13 @@ class ThrottledErrors:
         if now - self._last >= self._every_s:
             self._last = now
             self._logger.log(level, fmt, *args)
+
+
+# ``scheme://user:password@host``: the password part of a URL's userinfo.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*):(?P<password>[^\s/]*)@")
+
+
+def mask_secrets(text: str) -> str:
+    """The text with every URL password replaced by ``***`` (``http://user:***@host``), for
+    anything that is logged or shown and may contain a URL the operator gave."""
+    return _URL_PASSWORD.sub(r"\g<head>:***@", text)

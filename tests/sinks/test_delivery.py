@@ -14,7 +14,9 @@ from statspout.sinks.delivery import (
     Delivery,
     DeliverySettings,
     Failure,
+    PartialWrite,
     backoff_delay,
+    reason_key,
 )
 
 
@@ -26,9 +28,15 @@ class Refused(Exception):
     pass
 
 
+class BadSample(Exception):
+    pass
+
+
 def classify(exc: Exception) -> Failure:
     if isinstance(exc, Unreachable):
         return Failure(True, "unreachable")
+    if isinstance(exc, BadSample):
+        return Failure(False, f"bad sample: {exc}", split=True)
     return Failure(False, f"refused: {exc}")
 
 
@@ -41,6 +49,8 @@ class FakeDatabase:
         self.attempts = 0
         self.down = threading.Event()
         self.refuse = False
+        self.bad: dict[int, str] = {}  # item → why the database refuses any batch holding it
+        self.partly: dict[int, int] = {}  # item → points of it the database drops, storing it
         self.lock = threading.Lock()
 
     def write_batch(self, batch: list[int]) -> None:
@@ -48,10 +58,16 @@ class FakeDatabase:
             self.attempts += 1
         if self.refuse:
             raise Refused("bad token")
+        bad = [item for item in batch if item in self.bad]
+        if bad:
+            raise BadSample(f"{self.bad[bad[0]]} (item {bad[0]})")
         if self.down.is_set():
             raise Unreachable()
         with self.lock:
             self.batches.append(list(batch))
+        dropped = sum(self.partly.get(item, 0) for item in batch)
+        if dropped:
+            raise PartialWrite(f"partial write: dropped={dropped}", rejected_points=dropped)
 
     @property
     def items(self) -> list[int]:
@@ -207,3 +223,117 @@ def test_retry_after_from_the_server_wins_over_backoff() -> None:
     rng = random.Random(7)
     assert backoff_delay(1, Failure(True, "429", retry_after=7.0), 2.0, rng) == 7.0
     assert backoff_delay(5, Failure(True, "503", retry_after=0.0), 30.0, rng) == 0.0
+
+
+def test_a_bad_sample_costs_only_itself_the_batch_is_split_to_find_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = FakeDatabase()
+    db.bad = {3: "value out of range", 77: "value out of range", 500: "document too large"}
+    delivery = make(db, batch_size=1000, flush_interval=0.01)
+    with caplog.at_level(logging.DEBUG, logger="statspout.sink.fake"):
+        for item in range(1000):
+            delivery.put(item)
+        delivery.start()
+        wait_until(lambda: delivery.counters()["buffered"] == 0)
+        delivery.close()
+    counts = delivery.counters()
+    assert sorted(db.items) == sorted(set(range(1000)) - {3, 77, 500})  # each once
+    assert (counts["written"], counts["rejected"], counts["failed_batches"]) == (997, 3, 3)
+    assert counts["retries"] == 0
+    # About two writes per level of halving for each bad sample, not one per sample.
+    assert db.attempts <= 3 * 2 * 10 + 1
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 2  # two distinct reasons, each once; item numbers set aside
+    assert any("value out of range" in e for e in errors)
+    assert any("document too large" in e for e in errors)
+
+
+def test_a_failure_not_about_the_data_gives_the_batch_up_without_splitting() -> None:
+    db = FakeDatabase()
+    db.refuse = True
+    delivery = make(db, batch_size=100, flush_interval=0.01)
+    for item in range(100):
+        delivery.put(item)
+    delivery.start()
+    wait_until(lambda: delivery.counters()["failed_batches"] == 1)
+    delivery.close()
+    assert db.attempts == 1 and delivery.counters()["split_batches"] == 0
+
+
+def test_a_partial_write_counts_the_rejected_points_and_the_samples_as_written() -> None:
+    db = FakeDatabase()
+    db.partly = {4: 1}
+    delivery = make(db, batch_size=10, flush_interval=0.01)
+    for item in range(10):
+        delivery.put(item)
+    delivery.start()
+    wait_until(lambda: delivery.counters()["buffered"] == 0)
+    delivery.close()
+    counts = delivery.counters()
+    assert (counts["written"], counts["rejected"], counts["rejected_points"]) == (10, 0, 1)
+    assert db.attempts == 1 and counts["failed_batches"] == 0
+
+
+def test_a_split_part_that_meets_an_outage_is_retried_and_nothing_is_lost() -> None:
+    db = FakeDatabase()
+    db.bad = {0: "bad"}
+    delivery = make(db, batch_size=8, flush_interval=0.01)
+    for item in range(8):
+        delivery.put(item)
+    original = db.write_batch
+    calls = []
+
+    def flaky(batch: list[int]) -> None:
+        calls.append(len(batch))
+        if len(calls) == 3:  # the second half of the first split
+            raise Unreachable()
+        original(batch)
+
+    delivery._write_batch = flaky  # noqa: SLF001 - inject one outage mid-split
+    delivery.start()
+    wait_until(lambda: delivery.counters()["buffered"] == 0)
+    delivery.close()
+    counts = delivery.counters()
+    assert sorted(db.items) == list(range(1, 8))
+    assert (counts["written"], counts["rejected"], counts["retries"]) == (7, 1, 1)
+
+
+def test_at_shutdown_an_unreachable_database_gets_one_attempt_not_the_whole_timeout() -> None:
+    db = FakeDatabase()
+    db.down.set()
+    delivery = make(db, batch_size=3, flush_interval=0.01, max_backoff=60.0)
+    delivery.start()
+    for item in range(7):
+        delivery.put(item)
+    wait_until(lambda: db.attempts >= 1)
+    before = db.attempts
+    started = time.monotonic()
+    assert delivery.close(timeout=30.0) == 7
+    assert time.monotonic() - started < 15.0  # not the 30 s close timeout, nor the backoff
+    assert db.attempts == before + 1
+    assert delivery.counters()["unflushed"] == 7
+
+
+def test_reasons_differing_only_in_numbers_or_quoted_text_are_one_reason() -> None:
+    assert reason_key("unable to parse 'cpu,a=1 x=2i 17': time outside range 17") == (
+        reason_key("unable to parse 'mem,b=2 y=3i 99': time outside range 99"))
+    assert reason_key("field type conflict") != reason_key("database not found")
+
+
+def test_a_url_password_in_a_failure_reason_is_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def refuse(batch: list[int]) -> None:
+        raise Refused("POST http://admin:s3cr3t@db.example:8086/write?db=x failed")
+
+    delivery = Delivery(refuse, classify, DeliverySettings(batch_size=1, flush_interval=0.01,
+                                                           close_timeout=5.0),
+                        name="fake", rng=random.Random(1))
+    with caplog.at_level(logging.DEBUG, logger="statspout.sink.fake"):
+        delivery.start()
+        delivery.put(1)
+        wait_until(lambda: delivery.counters()["rejected"] == 1)
+        delivery.close()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "s3cr3t" not in logged and "http://admin:***@db.example:8086" in logged

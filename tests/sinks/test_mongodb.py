@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from functools import partial
 from types import SimpleNamespace
@@ -167,10 +168,36 @@ def test_a_document_too_large_is_given_up_logged_once_and_the_rest_goes_on(
         wait_for(lambda: sink.counters()["written"] == 1, 20, "the good sample after the bad")
         sink.close()
     counts = sink.counters()
-    assert (counts["failed_batches"], counts["rejected"], counts["retries"]) == (3, 3, 0)
+    # The server refuses it (a write error of the insert): rejected, without a failed write.
+    assert (counts["rejected"], counts["written"], counts["retries"]) == (3, 1, 0)
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "too large" in errors[0]
     assert client.statspout[collection].distinct("seq") == [4]
+
+
+@pytest.mark.parametrize("bad", [
+    pytest.param({"seq": 2**64 - 1}, id="seq-2^64-1-overflows-bson"),
+    pytest.param({"seq": 10_000, "labels": {"blob": "x" * (50 * 2**20)}},
+                 id="50MB-document-too-large"),
+])
+def test_one_bad_sample_in_a_batch_costs_only_itself(
+    mongo: MongoServer, client: pymongo.MongoClient, collection: str, bad: dict,
+) -> None:
+    sink = MongoDBSink(settings(mongo.uri, collection, batch_size=1000, flush_interval=0.05))
+    normal = [make_sample(seq) for seq in range(1, 41)]
+    for sample in normal[:20]:
+        sink.write(sample)
+    sink.write(replace(make_sample(1), timestamp=1, **bad))  # another _id
+    for sample in normal[20:]:
+        sink.write(sample)
+    sink.open()  # the 41 samples go out as one batch
+    wait_for(lambda: sink.counters()["buffered"] == 0, 60, "the batch and its parts written")
+    sink.close()
+    counts = sink.counters()
+    assert (counts["written"], counts["rejected"], counts["failed_batches"]) == (40, 1, 1)
+    assert counts["split_batches"] >= 1 and counts["retries"] == 0
+    stored = client.statspout[collection].distinct("seq")
+    assert sorted(stored) == list(range(1, 41))
 
 
 def test_outage_every_sample_received_is_stored_exactly_once_after_the_server_returns() -> None:
@@ -214,3 +241,27 @@ def test_outage_every_sample_received_is_stored_exactly_once_after_the_server_re
         with server.client() as check:
             stored = [d["seq"] for d in check.statspout.outage.find({}, {"seq": 1})]
         assert sorted(stored) == list(range(1, sent + 1))  # every seq, exactly once
+
+
+def test_a_password_in_the_uri_is_never_printed_by_the_worker_process(
+    mongo: MongoServer, collection: str,
+) -> None:
+    uri = mongo.uri.replace("mongodb://", "mongodb://statspout:s3cr3t-pw@")
+    publisher = RouterFeed()
+    sink = Process(
+        [program("statspout-sink"), "mongodb", "--connect", publisher.endpoint,
+         "--mongodb.uri", uri, "--mongodb.collection", collection,
+         "--mongodb.flush-interval", "0.1", "--mongodb.timeout", "1", "--log-level", "debug"],
+    )
+    try:
+        publisher.wait_for_subscriber()
+        publisher.send(make_sample(1))
+        # Stored, or refused for the credentials: either way the sink has logged about it.
+        wait_for(lambda: "written" in sink.log() or "rejected" in sink.log()
+                 or "failed" in sink.log(), 20, "the write's outcome in the log")
+    finally:
+        sink.stop()
+        publisher.close()
+    log = sink.log()
+    assert "sink mongodb: uri=***" in log
+    assert "s3cr3t-pw" not in log, log

@@ -104,6 +104,28 @@ def test_cadvisor_names_labels_and_values_reach_prometheus(setup):
     assert series["container_cpu_usage_seconds_total"]["metric"]["cpu"] == "total"
 
 
+def test_control_characters_and_identity_like_label_keys_arrive_intact(setup):
+    # Control characters in values survive the exposition format's escaping unchanged.
+    value = "a\tb\nc\rd\x01e é"
+    setup.feed.deliver(make_sample("c-control", name="web\nnext\tline",
+                                   labels={LABEL_KEY: value}))
+    series = wait_present(setup.prom, "c-control")
+    labels = series["container_last_seen"]["metric"]
+    assert labels["name"] == "web\nnext\tline"
+    assert labels["container_label_com_docker_compose_project"] == value
+
+
+def test_a_label_named_like_an_identity_label_never_replaces_it() -> None:
+    sink = prometheus_sink(free_port(), label_names=["name,id,host"])
+    sink.write(make_sample("c-real", name="real", labels={"name": "spoofed", "id": "x"}))
+    metric = next(m for m in sink.registry.collect() if m.name == "container_last_seen")
+    assert metric.samples[0].labels == {
+        "id": "c-real", "name": "real", "image": "nginx:1.27", "host": "node-1",
+        "container_label_name": "spoofed", "container_label_id": "x",
+        "container_label_host": "",
+    }
+
+
 def test_counters_are_counters_and_gauges_are_gauges(setup):
     setup.feed.deliver(make_sample("c-types"))
     wait_present(setup.prom, "c-types")
