@@ -16,6 +16,7 @@ from pathlib import Path
 
 import zmq
 
+from statspout.backoff import Backoff
 from statspout.router.forwarder import Router
 from statspout.router.routes import BadRoutes, load_routes
 from statspout.security import Authenticator, BadKey
@@ -67,6 +68,7 @@ class Reloader:
         router.output.setsockopt(zmq.LINGER, 0)
         router.output.close()
         deadline = time.monotonic() + REBIND_DEADLINE_S
+        waits = Backoff(first_s=0.05, max_s=0.5)
         while True:
             try:
                 router.replace_output(self._bind_output())
@@ -75,4 +77,4 @@ class Reloader:
                 # The old listener is closed by ZeroMQ's I/O thread shortly after close().
                 if exc.errno != zmq.EADDRINUSE or time.monotonic() > deadline:
                     raise RuntimeError(f"cannot bind the output again: {exc}") from exc
-                time.sleep(0.05)
+                time.sleep(waits.next_delay())

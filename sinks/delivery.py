@@ -46,7 +46,7 @@ from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from typing import Generic, TypeVar
 
-from statspout import cli
+from statspout import backoff, cli
 from statspout.logs import mask_secrets
 from statspout.sinks.base import Option, Sink
 from statspout.wire import ContainerStats
@@ -149,16 +149,11 @@ class DeliveryCounts:
 def backoff_delay(
     attempt: int, failure: Failure, max_backoff: float, rng: random.Random
 ) -> float:
-    """Seconds to wait before retry number ``attempt`` (1 for the first retry).
-
-    The server's Retry-After wins. Otherwise exponential with "equal jitter" (half fixed, half
-    random): many sinks restarted together by one outage do not retry in lockstep, and the
-    wait still grows steadily.
-    """
+    """Seconds to wait before retry number ``attempt`` (1 for the first retry): the server's
+    Retry-After when it gave one, else the shared backoff (statspout/backoff.py)."""
     if failure.retry_after is not None:
         return max(0.0, failure.retry_after)
-    ceiling = min(max_backoff, INITIAL_BACKOFF_S * 2 ** (attempt - 1))
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+    return backoff.backoff_delay(attempt, first_s=INITIAL_BACKOFF_S, max_s=max_backoff, rng=rng)
 
 
 class Delivery(Generic[Item]):
