@@ -14,7 +14,10 @@ class ThrottledErrors:
         self._last = float("-inf")
 
     def error(self, fmt: str, *args: object) -> None:
+        self.log(logging.ERROR, fmt, *args)
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
         now = time.monotonic()
         if now - self._last >= self._every_s:
             self._last = now
-            self._logger.error(fmt, *args)
+            self._logger.log(level, fmt, *args)
