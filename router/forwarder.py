@@ -66,8 +66,13 @@ class Router:
         is_authorized: Callable[[str | None], bool] | None = None,
         max_hosts: int = DEFAULT_MAX_HOSTS,
         host_expiry_s: float = DEFAULT_HOST_EXPIRY_S,
+        input_monitor: zmq.Socket | None = None,
     ) -> None:
         self._input = input_socket
+        # Events of input links that ended: a collector that left, or one whose message was
+        # over --max-message-bytes (ZeroMQ drops the link and tells us nothing else).
+        self._input_monitor = input_monitor
+        self.input_links_dropped = 0
         self._output = output_socket
         self._control = control_socket
         # With CURVE: asked for the sender of every message, so that a key removed from the
@@ -105,6 +110,8 @@ class Router:
         poller.register(self._input, zmq.POLLIN)
         if self._control is not None:
             poller.register(self._control, zmq.POLLIN)
+        if self._input_monitor is not None:
+            poller.register(self._input_monitor, zmq.POLLIN)
         next_report = time.monotonic() + self._report_interval
         next_expiry = time.monotonic() + min(self._host_expiry_s, 60.0)
         while not stop.is_set():
@@ -113,6 +120,8 @@ class Router:
                 self._drain_input(stop)
             if self._control is not None and self._control in ready:
                 self._answer_control()
+            if self._input_monitor is not None and self._input_monitor in ready:
+                self.input_links_dropped += bus.count_link_events(self._input_monitor)
             if reload_requested is not None and reload_requested.is_set():
                 reload_requested.clear()
                 if reload is not None:
@@ -282,6 +291,7 @@ class Router:
             "malformed": self.malformed,
             "rejected": self.rejected,
             "internal_errors": self.internal_errors,
+            "input_links_dropped": self.input_links_dropped,
             "reloads": self.reloads,
         }
 
@@ -294,9 +304,10 @@ class Router:
         routes = ", ".join(f"{r}: out={n}" for r, n in sorted(self.route_sequences.items()))
         log.info(
             "collectors [%s] routes [%s] filtered=%d malformed=%d rejected=%d "
-            "hosts_over_limit=%d hosts_expired=%d internal_errors=%d",
+            "hosts_over_limit=%d hosts_expired=%d internal_errors=%d input_links_dropped=%d",
             hosts or "none", routes or "none", self.filtered, self.malformed, self.rejected,
             self.hosts_over_limit, self.hosts_expired, self.internal_errors,
+            self.input_links_dropped,
         )
 
 

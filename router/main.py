@@ -119,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         input_socket = bus.router_input(context, args.listen, args.hwm, server_security,
                                         args.max_message_bytes)
         sockets.append(input_socket)
+        input_monitor = bus.link_monitor(input_socket)
+        sockets.append(input_monitor)
         output_socket = bus.router_output(context, args.publish, args.hwm, server_security)
         sockets.append(output_socket)
         control_socket = bus.control_server(context, args.control)
@@ -142,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         is_authorized=authenticator.is_authorized if authenticator else None,
         max_hosts=args.max_hosts,
         host_expiry_s=args.host_expiry,
+        input_monitor=input_monitor,
     )
     reloader = Reloader(
         args.routes, authenticator,
@@ -153,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         router.run(stop, reload_requested, reloader)
     finally:
-        _close(context, [input_socket, router.output, control_socket], server_security)
+        _close(context, [input_monitor, input_socket, router.output, control_socket],
+               server_security)
     return 0
 
 

@@ -43,7 +43,8 @@ def format_table(status: dict[str, Any]) -> str:
         f"filtered={status['filtered']} malformed={status['malformed']} "
         f"rejected={status['rejected']} internal_errors={status['internal_errors']} "
         f"hosts_over_limit={status['hosts_over_limit']} "
-        f"hosts_expired={status['hosts_expired']} reloads={status['reloads']} "
+        f"hosts_expired={status['hosts_expired']} "
+        f"input_links_dropped={status['input_links_dropped']} reloads={status['reloads']} "
         f"uptime={status['uptime_seconds']:.0f}s"
     )
     return "\n".join(lines)
