@@ -32,6 +32,7 @@ from support.waiting import wait_for
 from statspout import bus, wire
 from statspout.router.routing import RouteTable
 
+SEND_TIMEOUT_MS = 10_000
 EXAMPLES = 2000  # batches of 5 to 40 inputs; every input goes to the router and to the sink
 
 
@@ -58,6 +59,8 @@ class Rig:
         self.behind = Process([program("statspout-sink"), "stdout", "--stdout.format", "json",
                                "--connect", self.publish, "--report-interval", "1"])
         self.feed = RouterFeed()
+        # A sink that died must fail the test, not block the feed's sends for good.
+        self.feed.socket.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
         self.fuzzed = Process([program("statspout-sink"), "stdout", "--stdout.format", "json",
                                "--connect", self.feed.endpoint, "--report-interval", "1"])
         self.feed.wait_for_subscriber()
@@ -65,6 +68,7 @@ class Rig:
         self.context = zmq.Context()
         self.input = self.context.socket(zmq.XPUB)
         self.input.setsockopt(zmq.XPUB_NODROP, 1)
+        self.input.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
         self.input.connect(self.listen)
         assert self.input.poll(20_000), "the router never subscribed"
         self.input.recv()
