@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 import threading
 from types import SimpleNamespace
 
@@ -10,6 +11,7 @@ import msgpack
 import pytest
 import zmq
 from support.feed import SinkWorkerThread
+from support.processes import program
 from support.samples import make_event, make_stats
 from support.waiting import wait_for
 
@@ -162,3 +164,10 @@ def test_a_forged_huge_number_does_not_poison_the_gap_count(worker_and_publisher
         send(topic, bus.pack_sequence(number), wire.encode(make_stats(name=f"n{number}")))
     wait_for(lambda: len(sink.samples) == 4, 5, "every sample")
     assert (worker.counts.gaps, worker.counts.restarts) == (0, 2)
+
+
+def test_max_message_bytes_below_its_minimum_exits_2_in_one_line():
+    result = subprocess.run([program("statspout-sink"), "stdout", "--max-message-bytes", "10"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "--max-message-bytes" in result.stderr
