@@ -243,7 +243,8 @@ class Router:
 
     def _answer_control(self) -> None:
         try:
-            request = self._control.recv(zmq.NOBLOCK)
+            # Every frame, so that the REP socket may answer whatever shape the request had.
+            request = b"".join(self._control.recv_multipart(zmq.NOBLOCK))
         except zmq.Again:
             return
         if request.strip() == b"status":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -149,3 +150,26 @@ def test_route_cache_is_bounded_by_bytes_not_entries() -> None:
     assert table.cache_bytes <= DECISION_CACHE_BYTES
     assert grown < DECISION_CACHE_BYTES + 4 * 2**20
     print(f"route cache after 64 MB of labels: {grown / 2**20:.1f} MiB held")
+
+
+def test_a_multipart_control_request_gets_an_answer(request) -> None:
+    context = zmq.Context()
+    tag = request.node.name
+    router = Router(bus.router_input(context, f"inproc://{tag}-in"),
+                    bus.router_output(context, f"inproc://{tag}-out"), RouteTable(),
+                    control_socket=bus.control_server(context, f"inproc://{tag}-ctl"))
+    stop = threading.Event()
+    loop = threading.Thread(target=router.run, args=(stop,))
+    loop.start()
+    client = context.socket(zmq.REQ)
+    client.connect(f"inproc://{tag}-ctl")
+    try:
+        client.send_multipart([b"sta", b"tus"])  # before: the REP socket's state broke the loop
+        assert client.poll(5000)
+        assert "hosts" in client.recv_json()
+        assert loop.is_alive()
+    finally:
+        stop.set()
+        loop.join(10)
+        client.close(0)
+        context.destroy(linger=0)
