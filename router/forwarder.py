@@ -2,29 +2,44 @@
 
 Everything the loop touches (its sockets, the route table, the counters) belongs to the one
 thread that runs it; signal handlers only set events that the loop looks at between polls.
+No input ends the loop: what cannot be read is counted as malformed, and an error of our own
+in handling one message is counted and logged, and the loop goes on.
 """
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
 import zmq
 
 from statspout import bus, wire
 from statspout.logs import ThrottledErrors
 from statspout.router.routing import RouteTable
+from statspout.sequence import SequenceTracker
 
 log = logging.getLogger("statspout.router")
 
 POLL_MS = 500
-UNKNOWN_HOST = "(unreadable)"  # where malformed messages without a readable host are counted
+# Messages read in one go before the loop looks at its control socket and clock again, so
+# that a flood of input cannot starve --status.
+DRAIN_AT_MOST = 1000
+# Pseudo-hosts of the counts table. Host names in the table are valid wire host names, which
+# are never parenthesised by a collector that follows docs/collector.md.
+UNKNOWN_HOST = "(unreadable)"  # malformed messages without a readable, valid host
+OTHER_HOSTS = "(over --max-hosts)"  # hosts that arrived while the table was full
+DEFAULT_MAX_HOSTS = 1000
+DEFAULT_HOST_EXPIRY_S = 3600.0
+# How many hosts --status and the report line list (the most messages first); the rest are
+# summed up in one line.
+STATUS_HOSTS = 50
+REPORT_HOSTS = 10
 
 
 @dataclass
@@ -32,12 +47,11 @@ class CollectorCounts:
     """What one collector (by host name) sent us."""
 
     messages: int = 0
-    # Messages the collector numbered that never reached us: dropped at its queue or lost
-    # while the router was away.
-    gaps: int = 0
     malformed: int = 0
-    last_seq: int | None = None
     last_seen: float | None = None  # time.monotonic() of the last message
+    # Its seq: a hole is a message the collector numbered that never reached us (dropped at
+    # its queue or lost while the router was away).
+    sequence: SequenceTracker = field(default_factory=SequenceTracker)
 
 
 class Router:
@@ -50,8 +64,15 @@ class Router:
         report_interval: float = 60.0,
         control_socket: zmq.Socket | None = None,
         is_authorized: Callable[[str | None], bool] | None = None,
+        max_hosts: int = DEFAULT_MAX_HOSTS,
+        host_expiry_s: float = DEFAULT_HOST_EXPIRY_S,
+        input_monitor: zmq.Socket | None = None,
     ) -> None:
         self._input = input_socket
+        # Events of input links that ended: a collector that left, or one whose message was
+        # over --max-message-bytes (ZeroMQ drops the link and tells us nothing else).
+        self._input_monitor = input_monitor
+        self.input_links_dropped = 0
         self._output = output_socket
         self._control = control_socket
         # With CURVE: asked for the sender of every message, so that a key removed from the
@@ -60,11 +81,19 @@ class Router:
         self.routes = routes
         self._report_interval = report_interval
         self._errors = ThrottledErrors(log)
+        self._restart_lines = ThrottledErrors(log)
         self._started = time.monotonic()
+        # Per host, at most max_hosts (plus the two pseudo-hosts); a host silent for
+        # host_expiry_s is forgotten, so that the table holds the collectors of now.
         self.collectors: dict[str, CollectorCounts] = {}
+        self._max_hosts = max_hosts
+        self._host_expiry_s = host_expiry_s
+        self.hosts_over_limit = 0  # messages counted under OTHER_HOSTS
+        self.hosts_expired = 0
         self.malformed = 0
         self.filtered = 0
         self.rejected = 0  # messages from peers whose key is no longer authorized
+        self.internal_errors = 0  # messages whose handling failed by a bug of ours
         # The router numbers what it sends on each route itself, so that a sink's gap means loss.
         self.route_sequences: Counter[str] = Counter()
         self.reloads = 0
@@ -81,25 +110,35 @@ class Router:
         poller.register(self._input, zmq.POLLIN)
         if self._control is not None:
             poller.register(self._control, zmq.POLLIN)
+        if self._input_monitor is not None:
+            poller.register(self._input_monitor, zmq.POLLIN)
         next_report = time.monotonic() + self._report_interval
+        next_expiry = time.monotonic() + min(self._host_expiry_s, 60.0)
         while not stop.is_set():
             ready = dict(poller.poll(POLL_MS))
             if self._input in ready:
                 self._drain_input(stop)
             if self._control is not None and self._control in ready:
                 self._answer_control()
+            if self._input_monitor is not None and self._input_monitor in ready:
+                self.input_links_dropped += bus.count_link_events(self._input_monitor)
             if reload_requested is not None and reload_requested.is_set():
                 reload_requested.clear()
                 if reload is not None:
                     reload(self)
                     self.reloads += 1
+            if time.monotonic() >= next_expiry:
+                self.expire_hosts()
+                next_expiry = time.monotonic() + min(self._host_expiry_s, 60.0)
             if time.monotonic() >= next_report:
                 self.report()
                 next_report = time.monotonic() + self._report_interval
         self.report()
 
     def _drain_input(self, stop: threading.Event) -> None:
-        while not stop.is_set():
+        for _ in range(DRAIN_AT_MOST):
+            if stop.is_set():
+                return
             try:
                 if self._is_authorized is None:
                     frames = self._input.recv_multipart(zmq.NOBLOCK)
@@ -114,14 +153,23 @@ class Router:
             self.handle(frames)
 
     def handle(self, frames: list[bytes]) -> None:
+        """Route one input message; never raises (a failure is counted and logged)."""
+        try:
+            self._route(frames)
+        except Exception as exc:  # the last resort: one message must not end the router
+            self.internal_errors += 1
+            self._errors.error("failed to handle a message (%d so far): %r",
+                               self.internal_errors, exc)
+
+    def _route(self, frames: list[bytes]) -> None:
         if len(frames) != 1:
-            self._malformed(UNKNOWN_HOST, f"{len(frames)} frames, expected 1")
+            self._malformed(None, f"{len(frames)} frames, expected 1")
             return
         payload = frames[0]
         try:
             message = wire.decode(payload)
         except wire.MalformedMessage as exc:
-            self._malformed(_readable_host(payload), str(exc))
+            self._malformed(exc.host, str(exc))
             return
         self._count_input(message)
         routes = self.routes.routes_for(message)
@@ -143,23 +191,49 @@ class Router:
     def output(self) -> zmq.Socket:
         return self._output
 
+    def _counts_of(self, host: str) -> CollectorCounts:
+        """The host's counts; a new host while the table is full is counted under OTHER_HOSTS."""
+        counts = self.collectors.get(host)
+        if counts is None:
+            if len(self.collectors) - _pseudo_hosts(self.collectors) >= self._max_hosts:
+                self.hosts_over_limit += 1
+                host = OTHER_HOSTS
+                counts = self.collectors.get(host)
+            if counts is None:
+                counts = self.collectors[host] = CollectorCounts()
+        return counts
+
     def _count_input(self, message: wire.Message) -> None:
-        counts = self.collectors.setdefault(message.host, CollectorCounts())
+        counts = self._counts_of(message.host)
         counts.messages += 1
         counts.last_seen = time.monotonic()
-        last = counts.last_seq
-        if last is not None:
-            if message.seq > last + 1:
-                counts.gaps += message.seq - last - 1
-            elif message.seq <= last:
-                log.info("collector %s restarted its sequence at %d", message.host, message.seq)
-        counts.last_seq = message.seq
+        if counts is self.collectors.get(OTHER_HOSTS):
+            return  # many hosts' numbers in one bucket: no sequence to follow
+        sequence = counts.sequence
+        before = sequence.restarts
+        sequence.observe(message.seq)
+        if sequence.restarts != before:
+            self._restart_lines.log(
+                logging.INFO, "collector %s restarted its sequence at %d (%d restarts so far)",
+                message.host, message.seq, sequence.restarts)
 
-    def _malformed(self, host: str, reason: str) -> None:
+    def _malformed(self, host: str | None, reason: str) -> None:
         self.malformed += 1
-        self.collectors.setdefault(host, CollectorCounts()).malformed += 1
+        counts = self._counts_of(host) if host is not None else \
+            self.collectors.setdefault(UNKNOWN_HOST, CollectorCounts())
+        counts.malformed += 1
+        counts.last_seen = time.monotonic()
         self._errors.error("skipped a malformed message from %s (%d so far): %s",
-                           host, self.malformed, reason)
+                           host or UNKNOWN_HOST, self.malformed, reason)
+
+    def expire_hosts(self) -> None:
+        """Forget hosts silent for longer than the expiry (the pseudo-hosts too)."""
+        cutoff = time.monotonic() - self._host_expiry_s
+        silent = [host for host, c in self.collectors.items()
+                  if c.last_seen is not None and c.last_seen < cutoff]
+        for host in silent:
+            del self.collectors[host]
+        self.hosts_expired += sum(1 for host in silent if host not in _PSEUDO_HOSTS)
 
     def _rejected(self) -> None:
         self.rejected += 1
@@ -169,7 +243,8 @@ class Router:
 
     def _answer_control(self) -> None:
         try:
-            request = self._control.recv(zmq.NOBLOCK)
+            # Every frame, so that the REP socket may answer whatever shape the request had.
+            request = b"".join(self._control.recv_multipart(zmq.NOBLOCK))
         except zmq.Again:
             return
         if request.strip() == b"status":
@@ -178,18 +253,28 @@ class Router:
             reply = {"error": f"unknown request {request[:40]!r}; known: status"}
         self._control.send_json(reply)
 
+    def busiest_hosts(self, count: int) -> tuple[list[tuple[str, CollectorCounts]], int]:
+        """The ``count`` hosts with the most messages (malformed ones included), and how many
+        more there are."""
+        ranked = heapq.nlargest(count, self.collectors.items(),
+                                key=lambda item: (item[1].messages + item[1].malformed))
+        return ranked, len(self.collectors) - len(ranked)
+
     def status(self) -> dict[str, Any]:
-        """The counters, as the control socket reports them (``statspout-router --status``)."""
+        """The counters, as the control socket reports them (``statspout-router --status``):
+        the STATUS_HOSTS busiest hosts by name, and how many more."""
         now = time.monotonic()
+        shown, more = self.busiest_hosts(STATUS_HOSTS)
         hosts = {
             host: {
                 "messages": c.messages,
-                "gaps": c.gaps,
+                "gaps": c.sequence.gaps,
                 "malformed": c.malformed,
-                "last_seq": c.last_seq,
+                "restarts": c.sequence.restarts,
+                "last_seq": c.sequence.last,
                 "seconds_since_last": None if c.last_seen is None else round(now - c.last_seen, 1),
             }
-            for host, c in sorted(self.collectors.items())
+            for host, c in shown
         }
         names = list(self.routes.names) + sorted(set(self.route_sequences) - set(self.routes.names))
         routes = {
@@ -199,31 +284,36 @@ class Router:
         return {
             "uptime_seconds": round(now - self._started, 1),
             "hosts": hosts,
+            "hosts_not_shown": more,
+            "hosts_over_limit": self.hosts_over_limit,
+            "hosts_expired": self.hosts_expired,
             "routes": routes,
             "filtered": self.filtered,
             "malformed": self.malformed,
             "rejected": self.rejected,
+            "internal_errors": self.internal_errors,
+            "input_links_dropped": self.input_links_dropped,
             "reloads": self.reloads,
         }
 
     def report(self) -> None:
+        shown, more = self.busiest_hosts(REPORT_HOSTS)
         hosts = ", ".join(
-            f"{host}: in={c.messages} gaps={c.gaps} malformed={c.malformed}"
-            for host, c in sorted(self.collectors.items())
-        )
+            f"{host}: in={c.messages} gaps={c.sequence.gaps} malformed={c.malformed}"
+            for host, c in shown
+        ) + (f", ({more} more)" if more else "")
         routes = ", ".join(f"{r}: out={n}" for r, n in sorted(self.route_sequences.items()))
         log.info(
-            "collectors [%s] routes [%s] filtered=%d malformed=%d rejected=%d",
+            "collectors [%s] routes [%s] filtered=%d malformed=%d rejected=%d "
+            "hosts_over_limit=%d hosts_expired=%d internal_errors=%d input_links_dropped=%d",
             hosts or "none", routes or "none", self.filtered, self.malformed, self.rejected,
+            self.hosts_over_limit, self.hosts_expired, self.internal_errors,
+            self.input_links_dropped,
         )
 
 
-def _readable_host(payload: bytes) -> str:
-    """The host of a message that failed validation, when it can still be read: a collector
-    that sends broken messages should be named in the counts."""
-    try:
-        raw = msgpack.unpackb(payload, raw=False)
-    except Exception:  # msgpack raises several unrelated types for bad input
-        return UNKNOWN_HOST
-    host = raw.get("host") if isinstance(raw, dict) else None
-    return host if isinstance(host, str) and host else UNKNOWN_HOST
+_PSEUDO_HOSTS = (UNKNOWN_HOST, OTHER_HOSTS)
+
+
+def _pseudo_hosts(collectors: dict[str, CollectorCounts]) -> int:
+    return sum(1 for host in _PSEUDO_HOSTS if host in collectors)

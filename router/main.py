@@ -14,7 +14,12 @@ import zmq
 
 from statspout import bus, cli, security
 from statspout.router import status
-from statspout.router.forwarder import Router
+from statspout.router.forwarder import (
+    DEFAULT_HOST_EXPIRY_S,
+    DEFAULT_MAX_HOSTS,
+    OTHER_HOSTS,
+    Router,
+)
 from statspout.router.reload import Reloader
 from statspout.router.routes import BadRoutes, load_routes
 from statspout.router.routing import RouteTable
@@ -51,6 +56,15 @@ def build_parser() -> cli.OptionParser:
                   metavar="FILE")
     parser.option("--hwm", help="messages queued per peer before the router drops for it",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
+    bounds = parser.add_argument_group("bounds (docs/reliability.md)")
+    parser.option("--max-message-bytes", help="largest input message taken; a larger one "
+                  "drops the collector's link", default=bus.DEFAULT_MAX_MESSAGE_BYTES,
+                  type=cli.whole_number(bus.MIN_MAX_MESSAGE_BYTES), group=bounds)
+    parser.option("--max-hosts", help="collector hosts counted one by one; more are counted "
+                  f"together as {OTHER_HOSTS}", default=DEFAULT_MAX_HOSTS,
+                  type=cli.positive_int, group=bounds)
+    parser.option("--host-expiry", help="seconds of silence after which a host's counts are "
+                  "forgotten", default=DEFAULT_HOST_EXPIRY_S, type=cli.seconds(1), group=bounds)
     group = parser.add_argument_group("CURVE security (docs/security.md)")
     parser.option("--curve-secret-key", help="the router's key pair (a .key_secret file); "
                   "turns CURVE on for input and output", metavar="FILE", group=group)
@@ -102,8 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     context, args.curve_secret_key, args.authorized_keys)
             except security.BadKey as exc:
                 parser.error(str(exc))
-        input_socket = bus.router_input(context, args.listen, args.hwm, server_security)
+        input_socket = bus.router_input(context, args.listen, args.hwm, server_security,
+                                        args.max_message_bytes)
         sockets.append(input_socket)
+        input_monitor = bus.link_monitor(input_socket)
+        sockets.append(input_monitor)
         output_socket = bus.router_output(context, args.publish, args.hwm, server_security)
         sockets.append(output_socket)
         control_socket = bus.control_server(context, args.control)
@@ -125,6 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         report_interval=args.report_interval,
         control_socket=control_socket,
         is_authorized=authenticator.is_authorized if authenticator else None,
+        max_hosts=args.max_hosts,
+        host_expiry_s=args.host_expiry,
+        input_monitor=input_monitor,
     )
     reloader = Reloader(
         args.routes, authenticator,
@@ -136,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         router.run(stop, reload_requested, reloader)
     finally:
-        _close(context, [input_socket, router.output, control_socket], server_security)
+        _close(context, [input_monitor, input_socket, router.output, control_socket],
+               server_security)
     return 0
 
 

@@ -21,7 +21,11 @@ from statspout.router.selectors import SelectorFilter
 from statspout.wire import Message
 
 IGNORE_LABEL = "statspout.ignore"
-DECISIONS_KEPT = 100_000
+# The route-decision cache holds at most this many bytes of keys (host, name, image and
+# labels, in UTF-8 plus an overhead per string), so that large labels cannot grow it without
+# bound; when full it starts afresh.
+DECISION_CACHE_BYTES = 32 * 2**20
+_OVERHEAD_PER_STRING = 64  # a small Python str object and its place in the key's tuple or set
 ROUTES_LABEL = "statspout.routes"
 
 log = logging.getLogger("statspout.router")
@@ -41,6 +45,7 @@ class RouteTable:
         # rarely (a rename), so each answer is kept: matching is most of the router's work
         # per message otherwise. A reload builds a new table, and with it a new cache.
         self._decided: dict[tuple, list[str]] = {}
+        self._decided_bytes = 0
 
     @property
     def names(self) -> list[str]:
@@ -55,10 +60,20 @@ class RouteTable:
         key = (message.host, message.name, message.image, frozenset(message.labels.items()))
         routes = self._decided.get(key)
         if routes is None:
-            if len(self._decided) >= DECISIONS_KEPT:
+            routes = self._decide(message)
+            size = _key_bytes(message)
+            if self._decided_bytes + size > DECISION_CACHE_BYTES:
                 self._decided.clear()
-            routes = self._decided[key] = self._decide(message)
+                self._decided_bytes = 0
+            if size <= DECISION_CACHE_BYTES:
+                self._decided[key] = routes
+                self._decided_bytes += size
         return routes
+
+    @property
+    def cache_bytes(self) -> int:
+        """The size of the decision cache's keys, as counted against DECISION_CACHE_BYTES."""
+        return self._decided_bytes
 
     def _decide(self, message: Message) -> list[str]:
         labels = message.labels
@@ -80,6 +95,15 @@ class RouteTable:
                             message.name, message.host, name, ROUTES_LABEL)
             return False
         return not any(selector.matches(message) for selector in route.exclude)
+
+
+def _key_bytes(message: Message) -> int:
+    """About what a cache key of ``message`` holds: its strings (counted as UTF-8 upper bound:
+    4 bytes a character) and an overhead for each."""
+    strings = 3 + 2 * len(message.labels)
+    characters = len(message.host) + len(message.name) + len(message.image) + sum(
+        len(key) + len(value) for key, value in message.labels.items())
+    return 4 * characters + _OVERHEAD_PER_STRING * strings
 
 
 def _named_routes(value: str) -> list[str]:

@@ -20,13 +20,17 @@ def query(endpoint: str, timeout_ms: int = 3000) -> dict[str, Any]:
 
 
 def format_table(status: dict[str, Any]) -> str:
-    """Two small tables: which hosts feed the router, and what each route sent."""
-    lines = [f"{'HOST':<24} {'IN':>10} {'GAPS':>8} {'MALFORMED':>9} {'LAST SEQ':>10} {'AGE S':>7}"]
+    """Two small tables: which hosts feed the router (the busiest, as many as the router
+    lists, and a line for the rest), and what each route sent."""
+    lines = [f"{'HOST':<24} {'IN':>10} {'GAPS':>8} {'MALFORMED':>9} {'RESTARTS':>8} "
+             f"{'LAST SEQ':>10} {'AGE S':>7}"]
     for host, c in status["hosts"].items():
         age = "-" if c["seconds_since_last"] is None else f"{c['seconds_since_last']:.1f}"
         last = "-" if c["last_seq"] is None else str(c["last_seq"])
         lines.append(f"{host:<24} {c['messages']:>10} {c['gaps']:>8} {c['malformed']:>9} "
-                     f"{last:>10} {age:>7}")
+                     f"{c['restarts']:>8} {last:>10} {age:>7}")
+    if status["hosts_not_shown"]:
+        lines.append(f"({status['hosts_not_shown']} more hosts, with fewer messages)")
     if not status["hosts"]:
         lines.append("(no collector has sent anything yet)")
     lines.append("")
@@ -37,7 +41,10 @@ def format_table(status: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"filtered={status['filtered']} malformed={status['malformed']} "
-        f"rejected={status['rejected']} reloads={status['reloads']} "
+        f"rejected={status['rejected']} internal_errors={status['internal_errors']} "
+        f"hosts_over_limit={status['hosts_over_limit']} "
+        f"hosts_expired={status['hosts_expired']} "
+        f"input_links_dropped={status['input_links_dropped']} reloads={status['reloads']} "
         f"uptime={status['uptime_seconds']:.0f}s"
     )
     return "\n".join(lines)

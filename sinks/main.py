@@ -41,6 +41,10 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
     parser.option("--route", help="the route to subscribe to", default=bus.DEFAULT_ROUTE)
     parser.option("--hwm", help="messages queued from the router before the router drops",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
+    parser.option("--max-message-bytes", help="largest message frame taken from the router; "
+                  "a larger one drops the link (docs/reliability.md)",
+                  default=bus.DEFAULT_MAX_MESSAGE_BYTES,
+                  type=cli.whole_number(bus.MIN_MAX_MESSAGE_BYTES))
     security.add_client_options(parser)
     cli.add_common_options(parser)
     if sink_class is not None:
@@ -111,7 +115,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     context = zmq.Context()
-    socket = bus.sink_subscriber(context, parsed.connect, parsed.route, parsed.hwm, keys)
+    socket = bus.sink_subscriber(context, parsed.connect, parsed.route, parsed.hwm, keys,
+                                 parsed.max_message_bytes)
     log.info("sink %s subscribed to route %r at %s", sink_class.name, parsed.route, parsed.connect)
     try:
         SinkWorker(sink, socket, report_interval=parsed.report_interval).run(stop)

@@ -1,4 +1,9 @@
-"""The sink worker loop shared by every sink: subscribe, decode, dispatch, count, shut down."""
+"""The sink worker loop shared by every sink: subscribe, decode, dispatch, count, shut down.
+
+No input ends the loop: a message that cannot be read is counted as ``malformed`` (and its
+number, when readable, still advances the sequence, so it is not also a gap); the same message
+again is dropped and counted as a ``duplicate``.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import zmq
 
 from statspout import bus, wire
 from statspout.logs import ThrottledErrors
+from statspout.sequence import Seen, SequenceTracker
 from statspout.sinks.base import Sink
 
 log = logging.getLogger("statspout.sink")
@@ -31,6 +37,11 @@ class WorkerCounts:
     # Messages the router numbered for our route that never arrived: lost between router and
     # sink (a full queue at the router, a reconnect), never filtered.
     gaps: int = 0
+    # Messages that arrived again under a number already taken (dropped, not handed on).
+    duplicates: int = 0
+    # Times the router's numbering started again (a router restart, or a jump too far ahead
+    # to be loss: statspout/sequence.py).
+    restarts: int = 0
 
 
 class SinkWorker:
@@ -46,8 +57,9 @@ class SinkWorker:
         self._sink = sink
         self._socket = socket
         self._report_interval = report_interval
-        self._last_sequence: int | None = None
+        self.sequence = SequenceTracker()
         self._errors = ThrottledErrors(log)
+        self._notices = ThrottledErrors(log)
         self.counts = WorkerCounts()
 
     def run(self, stop: threading.Event) -> None:
@@ -77,19 +89,30 @@ class SinkWorker:
             self.report()
 
     def handle_frames(self, frames: list[bytes]) -> None:
-        """One router message: [topic, sequence, payload]."""
+        """One router message: [topic, sequence, payload]. Never raises."""
         self.counts.received += 1
         try:
-            topic, sequence_frame, payload = frames
+            if len(frames) != 3:
+                raise wire.MalformedMessage(f"{len(frames)} frames, expected 3")
+            _topic, sequence_frame, payload = frames
             sequence = bus.unpack_sequence(sequence_frame)
-            message = wire.decode(payload)
-        except (ValueError, wire.MalformedMessage) as exc:
-            self.counts.malformed += 1
-            self._errors.error(
-                "skipped a malformed message (%d so far): %s", self.counts.malformed, exc
-            )
+        except Exception as exc:  # any frames at all: nothing here may end the worker
+            self._malformed(exc)
             return
-        self._count_gap(sequence)
+        seen = self.sequence.observe(sequence, hash(payload))
+        self._update_sequence_counts()
+        if seen is Seen.DUPLICATE:
+            self._notices.log(logging.WARNING, "dropped a duplicate of router message %d "
+                              "(%d duplicates so far)", sequence, self.counts.duplicates)
+            return
+        if seen is Seen.RESTART:
+            self._notices.log(logging.INFO, "router sequence restarted at %d (%d restarts so "
+                              "far)", sequence, self.counts.restarts)
+        try:
+            message = wire.decode(payload)
+        except Exception as exc:  # decode raises only MalformedMessage; this is the last resort
+            self._malformed(exc)
+            return
         if isinstance(message, wire.ContainerStats):
             self.counts.samples += 1
             self._guarded("write", self._sink.write, message)
@@ -97,14 +120,16 @@ class SinkWorker:
             self.counts.events += 1
             self._guarded("handle_event", self._sink.handle_event, message)
 
-    def _count_gap(self, sequence: int) -> None:
-        last = self._last_sequence
-        if last is not None:
-            if sequence > last + 1:
-                self.counts.gaps += sequence - last - 1
-            elif sequence <= last:
-                log.info("router sequence restarted at %d (router restart)", sequence)
-        self._last_sequence = sequence
+    def _malformed(self, reason: Exception) -> None:
+        self.counts.malformed += 1
+        self._errors.error(
+            "skipped a malformed message (%d so far): %s", self.counts.malformed, reason
+        )
+
+    def _update_sequence_counts(self) -> None:
+        self.counts.gaps = self.sequence.gaps
+        self.counts.duplicates = self.sequence.duplicates
+        self.counts.restarts = self.sequence.restarts
 
     def _guarded(self, what: str, call, *args) -> None:  # noqa: ANN001 - any sink method
         try:

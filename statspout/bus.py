@@ -33,6 +33,14 @@ DEFAULT_ROUTER_INPUT = "tcp://127.0.0.1:5556"
 DEFAULT_ROUTER_OUTPUT = "tcp://127.0.0.1:5557"
 DEFAULT_HWM = 10_000
 DEFAULT_ROUTE = "all"
+# The largest message (each frame of it) a receiving socket takes; ZeroMQ drops the link a
+# larger one arrives on (the peer reconnects). A sample is under 2 KiB with ordinary labels;
+# 1 MiB bounds memory per message while leaving room for hundreds of large labels.
+# --max-message-bytes changes it on the router and the sinks.
+DEFAULT_MAX_MESSAGE_BYTES = 2**20
+MIN_MAX_MESSAGE_BYTES = 4096
+# The control socket carries "status" and its bounded answer.
+CONTROL_MAX_MESSAGE_BYTES = 2**20
 
 # Closing a socket never waits for unsent messages longer than this: a dead peer must not
 # hang a shutdown.
@@ -108,12 +116,15 @@ def _configure(
     sock: zmq.Socket,
     hwm: int,
     *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     server: ServerSecurity | None = None,
     client: ClientKeys | None = None,
 ) -> zmq.Socket:
     sock.setsockopt(zmq.LINGER, LINGER_MS)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.RCVHWM, hwm)
+    # On every socket, the sending ones too: they receive subscriptions (PUB, XPUB) or replies.
+    sock.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     # CURVE options must be set before bind/connect; they apply to every later link.
     if server is not None:
         sock.setsockopt(zmq.CURVE_SERVER, 1)
@@ -188,9 +199,11 @@ def router_input(
     endpoint: str,
     hwm: int = DEFAULT_HWM,
     security: ServerSecurity | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> zmq.Socket:
     """SUB bound on the input endpoint, subscribed to everything the collectors send."""
-    sock = _configure(context.socket(zmq.SUB), hwm, server=security)
+    sock = _configure(context.socket(zmq.SUB), hwm, max_message_bytes=max_message_bytes,
+                      server=security)
     sock.setsockopt(zmq.SUBSCRIBE, b"")
     sock.bind(endpoint)
     return sock
@@ -209,6 +222,24 @@ def router_output(
     return sock
 
 
+def link_monitor(sock: zmq.Socket) -> zmq.Socket:
+    """A socket that receives an event each time a peer's link to ``sock`` ends. ZeroMQ drops
+    a link that brings a message over MAXMSGSIZE and tells the application nothing else, so
+    these events are the only count of such messages (a peer leaving is one too)."""
+    return sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+
+
+def count_link_events(monitor: zmq.Socket) -> int:
+    """Read the events waiting on a link_monitor socket; how many there were."""
+    count = 0
+    while True:
+        try:
+            monitor.recv_multipart(zmq.NOBLOCK)  # [event id and value, endpoint]
+        except zmq.Again:
+            return count
+        count += 1
+
+
 def sender_key(frame: zmq.Frame) -> str | None:
     """The Z85 public key a CURVE peer authenticated with (ZAP's User-Id), None without CURVE."""
     try:
@@ -223,9 +254,11 @@ def sink_subscriber(
     route: str = DEFAULT_ROUTE,
     hwm: int = DEFAULT_HWM,
     security: ClientKeys | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
 ) -> zmq.Socket:
     """SUB connected to the router's output, subscribed to one route."""
-    sock = _configure(context.socket(zmq.SUB), hwm, client=security)
+    sock = _configure(context.socket(zmq.SUB), hwm, max_message_bytes=max_message_bytes,
+                      client=security)
     sock.setsockopt(zmq.SUBSCRIBE, topic_for(route))
     sock.connect(endpoint)
     return sock
@@ -235,7 +268,8 @@ def control_server(context: zmq.Context, endpoint: str) -> zmq.Socket:
     """REP bound on the router's local control endpoint; the ipc folder is made private."""
     if endpoint.startswith("ipc://"):
         Path(endpoint[len("ipc://"):]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    sock = _configure(context.socket(zmq.REP), 16)
+    sock = _configure(context.socket(zmq.REP), 16,
+                      max_message_bytes=CONTROL_MAX_MESSAGE_BYTES)
     sock.bind(endpoint)
     return sock
 
@@ -244,7 +278,8 @@ def control_request(
     context: zmq.Context, endpoint: str, request: bytes, timeout_ms: int = 3000
 ) -> bytes:
     """Ask the router's control socket once; TimeoutError when nobody answers in time."""
-    sock = _configure(context.socket(zmq.REQ), 16)
+    sock = _configure(context.socket(zmq.REQ), 16,
+                      max_message_bytes=CONTROL_MAX_MESSAGE_BYTES)
     sock.setsockopt(zmq.LINGER, 0)  # an unanswered request must not hold up the exit
     try:
         sock.connect(endpoint)

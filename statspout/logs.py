@@ -19,12 +19,12 @@ class ThrottledErrors:
         self._last = float("-inf")
 
     def error(self, fmt: str, *args: object) -> None:
-        self._log(logging.ERROR, fmt, args)
+        self.log(logging.ERROR, fmt, *args)
 
     def warning(self, fmt: str, *args: object) -> None:
-        self._log(logging.WARNING, fmt, args)
+        self.log(logging.WARNING, fmt, *args)
 
-    def _log(self, level: int, fmt: str, args: tuple[object, ...]) -> None:
+    def log(self, level: int, fmt: str, *args: object) -> None:
         now = time.monotonic()
         if now - self._last >= self._every_s:
             self._last = now

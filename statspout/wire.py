@@ -3,10 +3,17 @@
 A message is a msgpack map with string keys. ``v`` is the schema version "MAJOR.MINOR": a
 reader accepts every minor version of its major (newer minors only add fields, which readers
 ignore) and rejects a newer major. ``docs/wire-schema.md`` is this module written out as tables.
+
+Decoding is total: any bytes either decode to a message or raise MalformedMessage, never
+another exception, because the router and every sink run it on whatever a socket delivers.
+The limits (integer ranges, string lengths, label count) are part of the field table.
 """
 
 from __future__ import annotations
 
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -20,8 +27,28 @@ SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 EVENT_ACTIONS = ("start", "stop", "rename", "destroy", "pause", "unpause")
 
 
+# The bounds of every integer field: 64-bit signed stores (InfluxDB, MongoDB) hold them all.
+INT_MIN, INT_MAX = 0, 2**63 - 1
+# String bounds, in UTF-8 bytes. A host name is a DNS name; ids, names and images are far below
+# their bound in practice; labels are bounded in count and per key and value.
+MAX_HOST_BYTES = 255
+MAX_TEXT_BYTES = 1024
+MAX_LABEL_KEY_BYTES = 1024
+MAX_LABEL_VALUE_BYTES = 4096
+MAX_LABELS = 256
+_MAX_VERSION_CHARS = 16
+
+
 class MalformedMessage(ValueError):
-    """A payload that is not a message of this schema; the reason is the exception text."""
+    """A payload that is not a message of this schema; the reason is the exception text.
+
+    ``host`` is the message's host when it could still be read and is a valid host name, so
+    that a collector that sends broken messages can be named in the counts; None otherwise.
+    """
+
+    def __init__(self, reason: str, host: str | None = None) -> None:
+        super().__init__(reason)
+        self.host = host
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +60,32 @@ class FieldSpec:
     unit: str
     description: str
     nullable: bool = False
+    # "int": the inclusive range; "str": the longest value in UTF-8 bytes; "labels": the most
+    # labels (each key and value bounded by MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES);
+    # "float": always finite.
+    minimum: int = INT_MIN
+    maximum: int = INT_MAX
+    max_bytes: int = MAX_TEXT_BYTES
+
+    @property
+    def limit(self) -> str:
+        """The bound, as the docs table shows it."""
+        if self.type == "int":
+            return f"{self.minimum} … 2^63−1" if self.maximum == INT_MAX else \
+                f"{self.minimum} … {self.maximum}"
+        if self.type == "float":
+            return "finite"
+        if self.type == "labels":
+            return (f"≤ {MAX_LABELS} labels; key ≤ {MAX_LABEL_KEY_BYTES} B, "
+                    f"value ≤ {MAX_LABEL_VALUE_BYTES} B")
+        return f"≤ {self.max_bytes} B"
 
 
 _IDENTITY = (
-    FieldSpec("v", "str", "", 'schema version "MAJOR.MINOR"'),
-    FieldSpec("kind", "str", "", '"stats" or "event"'),
+    FieldSpec("v", "str", "", 'schema version "MAJOR.MINOR"', max_bytes=_MAX_VERSION_CHARS),
+    FieldSpec("kind", "str", "", '"stats" or "event"', max_bytes=16),
     FieldSpec("seq", "int", "count", "per collector, +1 for every message it publishes"),
-    FieldSpec("host", "str", "", "the collector's host name (--host)"),
+    FieldSpec("host", "str", "", "the collector's host name (--host)", max_bytes=MAX_HOST_BYTES),
     FieldSpec("id", "str", "", "full container id"),
     FieldSpec("name", "str", "", "container name, without the leading slash"),
     FieldSpec("image", "str", "", "image the container was created from"),
@@ -79,7 +125,7 @@ STATS_FIELDS: tuple[FieldSpec, ...] = _IDENTITY + (
 )
 
 EVENT_FIELDS: tuple[FieldSpec, ...] = _IDENTITY + (
-    FieldSpec("action", "str", "", "one of: " + ", ".join(EVENT_ACTIONS)),
+    FieldSpec("action", "str", "", "one of: " + ", ".join(EVENT_ACTIONS), max_bytes=16),
     FieldSpec("old_name", "str", "", "the name before a rename; null otherwise", nullable=True),
 )
 
@@ -156,12 +202,17 @@ def encode(message: Message) -> bytes:
 
 
 def decode(payload: bytes) -> Message:
-    """Parse and validate a payload; raises MalformedMessage saying what is wrong."""
+    """Parse and validate a payload; raises MalformedMessage saying what is wrong, and nothing
+    else, whatever the bytes."""
     try:
         raw = msgpack.unpackb(payload, raw=False)
     except Exception as exc:  # msgpack raises several unrelated types for bad input
         raise MalformedMessage(f"not msgpack: {exc}") from None
-    return from_dict(raw)
+    try:
+        return from_dict(raw)
+    except MalformedMessage as exc:
+        exc.host = valid_host(raw.get("host")) if isinstance(raw, dict) else None
+        raise
 
 
 def from_dict(raw: Any) -> Message:
@@ -170,55 +221,122 @@ def from_dict(raw: Any) -> Message:
         raise MalformedMessage(f"expected a map, got {type(raw).__name__}")
     check_version(raw.get("v"))
     kind = raw.get("kind")
-    specs = _SPECS.get(kind)  # type: ignore[arg-type]
-    if specs is None:
-        raise MalformedMessage(f"unknown kind {kind!r}")
-    for name, expected, nullable in _CHECKS[kind]:
+    if type(kind) is not str or kind not in _CHECKS:
+        raise MalformedMessage(f"unknown kind {kind!r:.60}")
+    for name, nullable, low, high, check in _CHECKS[kind]:
         value = raw.get(name)
         if value is None:
             if nullable:
                 continue
             raise MalformedMessage(
                 f"field {name!r} is null" if name in raw else f"missing field {name!r}")
-        if not _has_type(value, expected):
-            raise MalformedMessage(f"field {name!r} has the wrong type: {value!r:.60}")
+        # Integers are most fields: checked inline, the rest by the field's check function.
+        if low is not None and type(value) is int and low <= value <= high:
+            continue
+        problem = check(value)
+        if problem is not None:
+            raise MalformedMessage(f"field {name!r} {problem}: {value!r:.60}")
     if kind == "event" and raw["action"] not in EVENT_ACTIONS:
         raise MalformedMessage(f"unknown event action {raw['action']!r}")
     return _CLASSES[kind](**{name: raw.get(name) for name in _INIT_NAMES[kind]})
 
 
+_VERSION = re.compile(r"(\d{1,6})\.\d{1,6}", re.ASCII)
+
+
 def check_version(version: Any) -> None:
     """Accept any minor of our major; a newer (or unparseable) major is rejected."""
     if not isinstance(version, str):
-        raise MalformedMessage(f"missing or non-string schema version {version!r}")
-    major, _, _minor = version.partition(".")
-    if not major.isdigit():
-        raise MalformedMessage(f"unparseable schema version {version!r}")
-    if int(major) != SCHEMA_MAJOR:
+        raise MalformedMessage(f"missing or non-string schema version {version!r:.60}")
+    parsed = _VERSION.fullmatch(version)
+    if parsed is None:
+        raise MalformedMessage(f"unparseable schema version {version!r:.60}")
+    if int(parsed.group(1)) != SCHEMA_MAJOR:
         raise MalformedMessage(
             f"schema version {version} is not readable by this version ({SCHEMA_VERSION})"
         )
 
 
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
-_PYTHON_TYPES = {"int": int, "float": float, "str": str, "labels": dict}
+def valid_host(value: Any) -> str | None:
+    """``value`` when it is a host name the schema accepts, else None."""
+    if type(value) is str and value and _text_problem(value, MAX_HOST_BYTES) is None:
+        return value
+    return None
+
+
+def _utf8_bytes_over(text: str, limit: int) -> bool:
+    # A character is at most 4 bytes in UTF-8: short strings need no encoding to be measured.
+    if len(text) * 4 <= limit:
+        return False
+    return len(text) > limit or len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+def _text_problem(value: Any, limit: int) -> str | None:
+    if type(value) is not str:
+        return "has the wrong type"
+    if _utf8_bytes_over(value, limit):
+        return f"is longer than {limit} bytes"
+    return None
+
+
+def _int_check(spec: FieldSpec) -> Callable[[Any], str | None]:
+    low, high = spec.minimum, spec.maximum
+
+    def check(value: Any) -> str | None:
+        if type(value) is not int:  # exact types: a bool is not an int here
+            return "has the wrong type"
+        if not low <= value <= high:
+            return f"is out of range ({spec.limit})"
+        return None
+
+    return check
+
+
+def _float_check(value: Any) -> str | None:
+    actual = type(value)
+    if actual is int:  # msgpack integers are 64-bit: every one is a finite float
+        return None
+    if actual is not float:
+        return "has the wrong type"
+    return None if math.isfinite(value) else "is not finite"
+
+
+def _labels_check(value: Any) -> str | None:
+    if type(value) is not dict:
+        return "has the wrong type"
+    if len(value) > MAX_LABELS:
+        return f"has more than {MAX_LABELS} labels"
+    for key, text in value.items():
+        if type(key) is not str or type(text) is not str:
+            return "has the wrong type"
+        if _utf8_bytes_over(key, MAX_LABEL_KEY_BYTES):
+            return f"has a key longer than {MAX_LABEL_KEY_BYTES} bytes"
+        if _utf8_bytes_over(text, MAX_LABEL_VALUE_BYTES):
+            return f"has a value longer than {MAX_LABEL_VALUE_BYTES} bytes"
+    return None
+
+
+def _check_for(spec: FieldSpec) -> Callable[[Any], str | None]:
+    if spec.type == "int":
+        return _int_check(spec)
+    if spec.type == "float":
+        return _float_check
+    if spec.type == "labels":
+        return _labels_check
+    return lambda value: _text_problem(value, spec.max_bytes)
+
+
 # Every message is validated, in the router and in every sink: the field table is turned into
-# (name, Python type, nullable) once, so the per-message loop does no lookups in FieldSpecs.
+# (name, nullable, integer range or None, check) once, so the per-message loop does no lookups
+# in FieldSpecs.
 _CHECKS = {
-    kind: tuple((spec.name, _PYTHON_TYPES[spec.type], spec.nullable) for spec in specs)
+    kind: tuple(
+        (spec.name, spec.nullable,
+         spec.minimum if spec.type == "int" else None, spec.maximum, _check_for(spec))
+        for spec in specs
+    )
     for kind, specs in _SPECS.items()
 }
-
-
-def _has_type(value: Any, expected: type) -> bool:
-    actual = type(value)  # exact types: a bool is not an int here
-    if expected is int:
-        return actual is int and _INT64_MIN <= value <= _UINT64_MAX
-    if expected is float:
-        return actual is float or actual is int
-    if expected is str:
-        return actual is str
-    return actual is dict and all(type(k) is str and type(v) is str for k, v in value.items())
 
 
 # The stats fields a collector computes from two readings; every other stats field beyond the

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support.samples import make_event, make_stats
 
 from statspout import wire
@@ -69,3 +71,109 @@ def test_bytes_that_are_not_msgpack():
 def test_unknown_event_action():
     with pytest.raises(wire.MalformedMessage, match="unknown event action"):
         wire.decode(msgpack.packb(make_event().to_dict() | {"action": "explode"}))
+
+
+# Each of these killed the router or a sink, or passed the checks, before decoding was total
+# and ranges were part of the schema (issue 8).
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ({"v": "1.0", "kind": [1]}, "unknown kind"),  # unhashable kind: TypeError before
+        ({"v": "1.0", "kind": {"a": 1}}, "unknown kind"),
+        ({"v": "².0"}, "unparseable schema version"),  # int() of a non-ASCII digit
+        ({"v": "9" * 5000 + ".0"}, "unparseable schema version"),  # int() of 5,000 digits
+        ({"v": "1" * 5000}, "unparseable schema version"),
+        ({"v": ["1.0"]}, "schema version"),
+    ],
+)
+def test_messages_that_used_to_raise_other_exceptions(raw, reason):
+    with pytest.raises(wire.MalformedMessage, match=reason):
+        wire.decode(msgpack.packb(raw))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"seq": 2**64 - 1},  # OverflowError in MongoDB before
+        {"seq": 2**63},
+        {"seq": -1},
+        {"mem_limit": -1},
+        {"timestamp": -5},
+        {"rx_bytes": -(2**63)},
+    ],
+)
+def test_integers_out_of_range_are_refused(change):
+    with pytest.raises(wire.MalformedMessage, match="out of range"):
+        wire.decode(msgpack.packb(make_stats().to_dict() | change))
+
+
+def test_integer_range_ends_are_accepted():
+    sample = make_stats(seq=0, rx_bytes=wire.INT_MAX, mem_limit=0)
+    assert wire.decode(wire.encode(sample)) == sample
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"cpu_percent": float("nan")}, "not finite"),
+        ({"mem_percent": float("inf")}, "not finite"),
+        ({"host": "h" * 256}, "longer than 255 bytes"),
+        ({"host": "é" * 128}, "longer than 255 bytes"),  # 256 bytes in UTF-8
+        ({"name": "n" * 1025}, "longer than 1024 bytes"),
+        ({"image": "i" * 1025}, "longer than 1024 bytes"),
+        ({"labels": {"k": "v" * 4097}}, "value longer than 4096 bytes"),
+        ({"labels": {"k" * 1025: "v"}}, "key longer than 1024 bytes"),
+        ({"labels": {f"k{i}": "v" for i in range(257)}}, "more than 256 labels"),
+        ({"labels": {"a": [1]}}, "wrong type"),  # unhashable values anywhere
+        ({"labels": [["a", "b"]]}, "wrong type"),
+        ({"name": {"x": [1]}}, "wrong type"),
+    ],
+)
+def test_bounds_and_finite_floats(change, reason):
+    with pytest.raises(wire.MalformedMessage, match=reason):
+        wire.decode(msgpack.packb(make_stats().to_dict() | change))
+
+
+def test_strings_at_their_bounds_are_accepted():
+    sample = make_stats(host="h" * 255, labels={f"k{i}": "v" * 4096 for i in range(256)})
+    assert wire.decode(wire.encode(sample)) == sample
+
+
+def test_malformed_message_names_its_host_only_when_valid():
+    with pytest.raises(wire.MalformedMessage) as caught:
+        wire.decode(msgpack.packb({"v": "1.0", "kind": "stats", "host": "h2"}))
+    assert caught.value.host == "h2"
+    for host in ("x" * 256, "", ["h2"], 7):
+        with pytest.raises(wire.MalformedMessage) as caught:
+            wire.decode(msgpack.packb({"v": "1.0", "kind": [1], "host": host}))
+        assert caught.value.host is None
+
+
+def _msgpack_values():
+    scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+               | st.text(max_size=20) | st.binary(max_size=20))
+    return st.recursive(
+        scalars,
+        lambda children: st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=10), children, max_size=4),
+        max_leaves=12,
+    )
+
+
+def _mutated_samples():
+    """A valid sample with one field replaced by any msgpack value."""
+    names = [spec.name for spec in wire.STATS_FIELDS]
+    return st.tuples(st.sampled_from(names), _msgpack_values()).map(
+        lambda change: make_stats().to_dict() | {change[0]: change[1]})
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(st.one_of(st.binary(max_size=200),
+                 _msgpack_values().map(lambda v: msgpack.packb(v, use_bin_type=True)),
+                 _mutated_samples().map(lambda v: msgpack.packb(v, use_bin_type=True))))
+def test_decoding_is_total(payload):
+    try:
+        message = wire.decode(payload)
+    except wire.MalformedMessage:
+        return
+    assert wire.decode(wire.encode(message)) == message

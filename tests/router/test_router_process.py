@@ -14,9 +14,10 @@ import zmq
 from support.netns import PUBLISH_ENV, publish_argv
 from support.ports import free_port
 from support.processes import Process, program
+from support.samples import make_stats
 from support.waiting import wait_for
 
-from statspout import bus
+from statspout import bus, wire
 from statspout.router import main as router_main
 
 ROUTES_V1 = '[routes.web]\ninclude = ["name=web*"]\n'
@@ -205,3 +206,42 @@ def test_collectors_and_sinks_survive_a_router_restart(places, context) -> None:
         publisher.stop()
         router.stop()
         sink.socket.close()
+
+
+def test_an_oversize_message_drops_its_link_and_is_counted(places, context) -> None:
+    router = start_router(places, "--max-message-bytes", "65536")
+    collector = bus.CollectorPublisher(context, places["listen"])
+    sink = Subscriber(context, places["publish"], "all")
+    status_argv = [program("statspout-router"), "--status", "--json", "--control",
+                   places["control"]]
+
+    def status() -> dict:
+        return json.loads(subprocess.run(status_argv, capture_output=True, text=True,
+                                         timeout=30, check=True).stdout)
+
+    def through(name: str) -> bool:
+        collector.publish(wire.encode(make_stats(name=name)))
+        return any(m["name"] == name for _, m in sink.drain())
+
+    try:
+        wait_for(lambda: through("before"), 15, "a sample through the router")
+        too_big = wire.encode(make_stats(name="huge", labels={"k": "x" * 4000})) + b"\0" * 70_000
+        assert collector.publish(too_big)
+        wait_for(lambda: status()["input_links_dropped"] >= 1, 15, "the dropped link counted")
+        # The collector's socket reconnects by itself and what it sends next gets through.
+        wait_for(lambda: through("after"), 15, "a sample after the oversize one")
+        assert all(m["name"] != "huge" for _, m in sink.received)
+        assert router.popen.poll() is None
+        assert status()["malformed"] == 0
+    finally:
+        collector.close()
+        router.stop()
+        sink.socket.close()
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--max-message-bytes", "100"),
+                                             ("--max-hosts", "0"), ("--host-expiry", "0.5")])
+def test_bounds_below_their_minimum_exit_2_in_one_line(flag: str, value: str) -> None:
+    result = subprocess.run([program("statspout-router"), flag, value],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and flag in result.stderr

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import subprocess
 import threading
 from types import SimpleNamespace
 
+import msgpack
 import pytest
 import zmq
 from support.feed import SinkWorkerThread
+from support.processes import program
 from support.samples import make_event, make_stats
 from support.waiting import wait_for
 
@@ -99,3 +103,71 @@ def test_stop_flushes_the_sink(endpoints):
     assert sink.flushes == 1
     subscriber.close()
     context.term()
+
+
+# Issue 8: what a sink used to die of, count wrongly, or log without end.
+
+
+def test_an_unhashable_kind_is_malformed_and_the_worker_goes_on(worker_and_publisher):
+    worker, sink, send = worker_and_publisher
+    topic = bus.topic_for("all")
+    send(topic, bus.pack_sequence(2), msgpack.packb({"v": "1.0", "kind": [1]}))  # TypeError before
+    send(topic, bus.pack_sequence(3), msgpack.packb({"v": "².0"}))
+    send(topic, bus.pack_sequence(4), wire.encode(make_stats(name="after")))
+    wait_for(lambda: sink.samples, 5, "the sample after the bad ones")
+    assert worker.counts.malformed == 2
+
+
+def test_malformed_frames_are_not_gaps(worker_and_publisher):
+    worker, sink, send = worker_and_publisher
+    topic = bus.topic_for("all")
+    send(topic, bus.pack_sequence(2), wire.encode(make_stats(name="a")))
+    send(topic, bus.pack_sequence(3), b"\xc1 not msgpack")
+    send(topic, bus.pack_sequence(4), msgpack.packb(make_stats().to_dict() | {"seq": -1}))
+    send(topic, bus.pack_sequence(5), wire.encode(make_stats(name="b")))
+    wait_for(lambda: len(sink.samples) == 2, 5, "both good samples")
+    assert (worker.counts.malformed, worker.counts.gaps) == (2, 0)
+
+
+def test_duplicates_are_dropped_counted_and_logged_throttled(worker_and_publisher, caplog):
+    worker, sink, send = worker_and_publisher
+    topic = bus.topic_for("all")
+    payload = wire.encode(make_stats(name="once"))
+    with caplog.at_level(logging.INFO, "statspout.sink"):
+        send(topic, bus.pack_sequence(2), payload)
+        for _ in range(200):  # before: 200 duplicate outputs and 201 log lines
+            send(topic, bus.pack_sequence(2), payload)
+        send(topic, bus.pack_sequence(3), wire.encode(make_stats(name="next")))
+        wait_for(lambda: len(sink.samples) == 2, 5, "the sample after the duplicates")
+    assert [s.name for s in sink.samples] == ["once", "next"]
+    assert (worker.counts.duplicates, worker.counts.gaps, worker.counts.restarts) == (200, 0, 0)
+    assert len(caplog.records) <= 2
+
+
+def test_restart_lines_are_throttled_and_restarts_counted(worker_and_publisher, caplog):
+    worker, sink, send = worker_and_publisher
+    topic = bus.topic_for("all")
+    with caplog.at_level(logging.INFO, "statspout.sink"):
+        # Numbers going down, each a different message: every one is a new numbering.
+        for number in range(300, 100, -1):
+            send(topic, bus.pack_sequence(number), wire.encode(make_stats(seq=number)))
+        wait_for(lambda: len(sink.samples) == 200, 5, "every sample")
+    assert (worker.counts.restarts, worker.counts.gaps, worker.counts.duplicates) == (199, 0, 0)
+    restarts = [r for r in caplog.records if "restarted" in r.getMessage()]
+    assert 1 <= len(restarts) <= 2
+
+
+def test_a_forged_huge_number_does_not_poison_the_gap_count(worker_and_publisher):
+    worker, sink, send = worker_and_publisher
+    topic = bus.topic_for("all")
+    for number in (2, 2**64 - 1, 3, 4):  # a route number is unsigned 64-bit
+        send(topic, bus.pack_sequence(number), wire.encode(make_stats(name=f"n{number}")))
+    wait_for(lambda: len(sink.samples) == 4, 5, "every sample")
+    assert (worker.counts.gaps, worker.counts.restarts) == (0, 2)
+
+
+def test_max_message_bytes_below_its_minimum_exits_2_in_one_line():
+    result = subprocess.run([program("statspout-sink"), "stdout", "--max-message-bytes", "10"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "--max-message-bytes" in result.stderr
