@@ -40,27 +40,27 @@ class Reloader:
 
     def __call__(self, router: Router) -> None:
         if self._routes_file is not None:
-            self._reload_routes(router)
+            self._reload_routes(router, self._routes_file)
         if self._authenticator is not None:
-            self._reload_keys(router)
+            self._reload_keys(router, self._authenticator)
 
-    def _reload_routes(self, router: Router) -> None:
+    def _reload_routes(self, router: Router, routes_file: str | Path) -> None:
         try:
-            routes = load_routes(self._routes_file)
+            routes = load_routes(routes_file)
         except BadRoutes as exc:
             log.error("reload rejected, the routes in force stay: %s", exc)
             return
         router.replace_routes(router.routes.with_routes(routes))
-        log.info("reloaded %s: routes %s", self._routes_file, ", ".join(router.routes.names))
+        log.info("reloaded %s: routes %s", routes_file, ", ".join(router.routes.names))
 
-    def _reload_keys(self, router: Router) -> None:
+    def _reload_keys(self, router: Router, authenticator: Authenticator) -> None:
         try:
-            removed = self._authenticator.reload()
+            removed = authenticator.reload()
         except BadKey as exc:
             log.error("reload rejected, the authorized keys in force stay: %s", exc)
             return
         log.info("reloaded %s: %d authorized key(s), %d removed",
-                 self._authenticator.folder, len(self._authenticator.keys), len(removed))
+                 authenticator.folder, len(authenticator.keys), len(removed))
         if removed:
             self._rebind_output(router)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from wsgiref.simple_server import WSGIServer
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
@@ -116,13 +117,13 @@ class ContainerCollector:
             for sample, labels in rows:
                 family.add_metric(labels, figure(sample))
             yield family
-        for name, doc, figure in GAUGES:
-            family = GaugeMetricFamily(name, doc, labels=self._label_names)
+        for name, doc, gauge_figure in GAUGES:
+            gauge = GaugeMetricFamily(name, doc, labels=self._label_names)
             for sample, labels in rows:
-                value = figure(sample)
+                value = gauge_figure(sample)
                 if value is not None:
-                    family.add_metric(labels, value)
-            yield family
+                    gauge.add_metric(labels, value)
+            yield gauge
 
     def _labels(self, sample: ContainerStats) -> list[str]:
         extra = [sample.labels.get(key, "") for key in self._extra.values()]
@@ -150,7 +151,7 @@ class PrometheusSink(LatestSampleSink):
         self._address = cli.host_port(address) if isinstance(address, str) else address
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ContainerCollector(self.samples, split_names(settings.label_names)))
-        self._server = None
+        self._server: WSGIServer | None = None
 
     def open(self) -> None:
         host, port = self._address
@@ -159,7 +160,9 @@ class PrometheusSink(LatestSampleSink):
 
     @property
     def port(self) -> int:
-        """The bound port (useful with port 0)."""
+        """The bound port (useful with port 0); only once open."""
+        if self._server is None:
+            raise RuntimeError("the prometheus sink is not open")
         return self._server.server_port
 
     def close(self) -> None:
