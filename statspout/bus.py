@@ -179,6 +179,11 @@ class CollectorPublisher:
             elif frame[:1] == b"\x00":
                 self._subscriptions -= 1
 
+    @property
+    def socket(self) -> zmq.Socket:
+        """The XPUB socket, for a monitor (statspout/handshakes.py); send through publish()."""
+        return self._socket
+
     def close(self) -> None:
         self._socket.close()
 
