@@ -69,9 +69,9 @@ class HandshakeWatch:
 
     A failed handshake is logged as ``describe_failure(label, reason, count)`` (throttled per
     socket); a key refused by ZAP only with ``report_refused_keys`` (the router's ZAP handler
-    logs those itself, with the peer's address). With ``silence_s``, a socket that has had no link for that long is logged as
-    ``describe_silence(label, seconds)``, once per episode, and its next link as "linked
-    again".
+    logs those itself, with the peer's address). With ``silence_s``, a socket that has had no
+    link for that long is logged as ``describe_silence(label, seconds)``, once per episode, and
+    its next link as "linked again".
     """
 
     def __init__(
