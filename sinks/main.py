@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -20,9 +21,10 @@ from statspout.sinks.runtime import SinkWorker
 log = logging.getLogger("statspout.sink")
 
 DESCRIPTION = """\
-Run one sink (repository) as a worker: subscribe to the router's output and hand every
-sample to the sink. Sinks: {sinks}. A sink of your own package is found by its entry point
-in the group "statspout.sinks", or with --sink module:Class.
+Run one sink (repository) as a worker: subscribe to the router's output and hand every sample
+to the sink. Sinks: {sinks}. `statspout-sink NAME --help` lists the options of sink NAME. A
+sink of your own package is found by its entry point in the group "statspout.sinks", or with
+--sink module:Class.
 """
 
 
@@ -30,11 +32,12 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
     parser = cli.OptionParser(
         prog="statspout-sink",
         env_prefix="STATSPOUT_SINK_",
-        description=DESCRIPTION.format(sinks=", ".join(registry.available())),
+        description=textwrap.fill(
+            " ".join(DESCRIPTION.format(sinks=", ".join(registry.available())).split()), 92),
     )
     parser.add_argument("name", nargs="?", help="the sink to run (see above)")
     parser.option("--sink", help="load the sink class from module:Class instead of by name",
-                  metavar="MODULE:CLASS")
+                  metavar="MODULE:CLASS", env=False)
     parser.option("--connect", help="the router's output endpoint",
                   default=bus.DEFAULT_ROUTER_OUTPUT, type=cli.endpoint)
     parser.option("--route", help="the route to subscribe to", default=bus.DEFAULT_ROUTE)
@@ -59,11 +62,11 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
 
 
 def _choose_sink_class(argv: Sequence[str]) -> type[Sink] | None:
-    """Find the sink named on the command line (or in STATSPOUT_SINK), before full parsing,
+    """Find the sink named on the command line, before full parsing,
     so that its own options can be added to the parser. None when no sink is named."""
     pre = cli.OptionParser(prog="statspout-sink", add_help=False, env_prefix="STATSPOUT_SINK_")
     pre.add_argument("name", nargs="?")
-    pre.option("--sink", help="")
+    pre.option("--sink", help="", env=False)
     known, _ = pre.parse_known_args(argv)
     if not known.name and not known.sink:
         return None

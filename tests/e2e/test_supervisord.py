@@ -33,6 +33,7 @@ def supervised(tmp_path, endpoints, run_id):
         **os.environ,
         "STATSPOUT_ROUTER_LISTEN": listen, "STATSPOUT_ROUTER_PUBLISH": publish,
         "STATSPOUT_ROUTER_INCLUDE": f"label=statspout.test={run_id}",
+        "STATSPOUT_ROUTER_CONTROL": f"ipc://{tmp_path}/router.ctl",
         "STATSPOUT_COLLECTOR_CONNECT": listen, "STATSPOUT_COLLECTOR_INTERVAL": "1",
         "STATSPOUT_SINK_CONNECT": publish,
     }
@@ -93,3 +94,12 @@ def test_killed_sink_is_restarted_and_collection_goes_on(supervised, make_contai
         context.term()
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences))), (
         "the router's output had a hole while the sink was down")
+
+
+def test_operations_log_command_works_for_router_and_collector(supervised):
+    # docs/operations.md: `supervisorctl tail -f collector stderr`.
+    ctl, _ = supervised
+    wait_for(lambda: "collecting every" in ctl("tail", "collector", "stderr"), 30,
+             "the collector's log through supervisorctl")
+    wait_for(lambda: "routing from" in ctl("tail", "router", "stderr"), 30,
+             "the router's log through supervisorctl")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,3 +208,58 @@ def test_collectors_and_sinks_survive_a_router_restart(places, context) -> None:
         publisher.stop()
         router.stop()
         sink.socket.close()
+
+
+def test_router_whose_port_is_taken_exits_at_once_naming_the_endpoint(places) -> None:
+    port = int(places["listen"].rsplit(":", 1)[1])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        started = time.monotonic()
+        result = subprocess.run(
+            [program("statspout-router"), "--listen", places["listen"],
+             "--publish", places["publish"], "--control", places["control"]],
+            capture_output=True, text=True, timeout=30,
+        )
+    assert result.returncode == 1
+    assert time.monotonic() - started < 10
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"cannot bind --listen {places['listen']}: Address already in use" in result.stderr
+
+
+def test_second_router_leaves_the_live_routers_control_socket_alone(places) -> None:
+    live = start_router(places)
+    try:
+        second = subprocess.run(
+            [program("statspout-router"), "--listen", f"tcp://127.0.0.1:{free_port()}",
+             "--publish", f"tcp://127.0.0.1:{free_port()}", "--control", places["control"]],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert second.returncode == 1
+        assert second.stderr.count("\n") == 1, second.stderr
+        assert f"--control {places['control']}: another router answers there" in second.stderr
+        # The live router still answers its --status.
+        status = subprocess.run(
+            [program("statspout-router"), "--status", "--json", "--control", places["control"]],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert status.returncode == 0 and "uptime_seconds" in json.loads(status.stdout)
+    finally:
+        assert live.stop() == 0
+    assert not Path(places["control"].removeprefix("ipc://")).exists()
+
+
+def test_status_into_a_closed_pipe_ends_quietly(places) -> None:
+    router = start_router(places)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -3` after its three lines
+    try:
+        result = subprocess.run(
+            [program("statspout-router"), "--status", "--control", places["control"]],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=30,
+        )
+    finally:
+        os.close(write_end)
+        router.stop()
+    assert result.returncode == 0
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
