@@ -100,7 +100,9 @@ def collector_image(base: str) -> str:
             check=True, capture_output=True, timeout=600,
         )
         built = subprocess.run(
-            ["docker", "build", "-q", "--network", "none", "--build-arg", f"BASE={base}", "-t", IMAGE, str(context)],
+            # No network in the build: the wheels are there, and nothing may be fetched.
+            ["docker", "build", "-q", "--network", "none", "--build-arg", f"BASE={base}",
+             "-t", IMAGE, str(context)],
             capture_output=True, text=True, timeout=900,
         )
         if built.returncode != 0:
