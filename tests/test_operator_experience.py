@@ -60,9 +60,9 @@ def test_refused_collector_is_logged_on_both_sides(docker_client, keys, endpoint
                      "the router's ZAP line naming the peer")
             assert f"not in {keys / 'authorized'}" in router.log()
         else:
+            # Whichever end notices first: the mechanism mismatch, or the peer hanging up.
             wait_for(lambda: f"a peer failed the handshake on --listen {listen}" in router.log(),
                      10, "the router's line about a peer without CURVE")
-            assert "one side uses CURVE and the other does not" in router.log()
     finally:
         collector.stop()
         router.stop()
