@@ -177,7 +177,8 @@ def bind(flag: str, endpoint: str, make: Callable[[], zmq.Socket]) -> zmq.Socket
     try:
         return make()
     except zmq.ZMQError as exc:
-        raise CannotBind(f"cannot bind {flag} {endpoint}: {zmq.strerror(exc.errno)}") from None
+        reason = zmq.strerror(exc.errno) if exc.errno else str(exc)
+        raise CannotBind(f"cannot bind {flag} {endpoint}: {reason}") from None
     except OSError as exc:
         raise CannotBind(f"cannot bind {flag} {endpoint}: {exc.strerror or exc}") from None
 

@@ -33,7 +33,7 @@ _EVENTS = (
     | zmq.EVENT_DISCONNECTED
 )
 
-_PROTOCOL_ERRORS = {
+_PROTOCOL_ERRORS: dict[int, str] = {
     zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
         "one side uses CURVE and the other does not (--curve-* options, --keys-dir)",
     zmq.PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
