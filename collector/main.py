@@ -57,9 +57,7 @@ def build_parser() -> cli.OptionParser:
                   "(cgroup source)", default=DEFAULT_CGROUP_ROOT, metavar="DIR")
     parser.option("--hwm", help="messages queued for the router before they are dropped",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
-    parser.option("--unlinked-warning", help="warn once when no router has taken the link for "
-                  "this long (a wrong --connect address or CURVE key)",
-                  default=30.0, type=cli.seconds(1))
+    handshakes.add_unlinked_warning_option(parser)
     security.add_client_options(parser)
     cli.add_common_options(parser)
     return parser
@@ -154,15 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     context = zmq.Context()
     publisher = bus.CollectorPublisher(context, args.connect, args.hwm, security=keys)
-    watch = handshakes.HandshakeWatch(
-        {args.connect: publisher.socket}, log,
-        describe_failure=lambda endpoint, reason, count:
-            f"the router at {endpoint} refused the link: {reason} ({count} so far)",
-        silence_s=args.unlinked_warning,
-        describe_silence=lambda endpoint, seconds:
-            f"no router has subscribed at {endpoint} for {seconds:.0f} s — wrong address or "
-            f"CURVE key? (messages are counted as dropped_no_subscriber meanwhile)",
-    )
+    watch = handshakes.watch_router_link(
+        publisher.socket, args.connect, log, args.unlinked_warning,
+        "no router has subscribed at {endpoint} for {seconds:.0f} s — wrong address or CURVE "
+        "key? (messages are counted as dropped_no_subscriber meanwhile)")
     collector = Collector(
         client_factory=functools.partial(docker.from_env, timeout=30),
         source=choose_source(args, client),

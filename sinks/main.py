@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import zmq
 
-from statspout import bus, cli, security
+from statspout import bus, cli, handshakes, security
 from statspout.sinks import registry
 from statspout.sinks.base import Sink
 from statspout.sinks.runtime import SinkWorker
@@ -43,6 +43,7 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
     parser.option("--route", help="the route to subscribe to", default=bus.DEFAULT_ROUTE)
     parser.option("--hwm", help="messages queued from the router before the router drops",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
+    handshakes.add_unlinked_warning_option(parser)
     security.add_client_options(parser)
     cli.add_common_options(parser)
     if sink_class is not None:
@@ -118,10 +119,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     context = zmq.Context()
     socket = bus.sink_subscriber(context, parsed.connect, parsed.route, parsed.hwm, keys)
+    watch = handshakes.watch_router_link(
+        socket, parsed.connect, log, parsed.unlinked_warning,
+        "no router has taken the link at {endpoint} for {seconds:.0f} s — wrong address or "
+        "CURVE key? (nothing arrives meanwhile)")
     log.info("sink %s subscribed to route %r at %s", sink_class.name, parsed.route, parsed.connect)
     try:
         SinkWorker(sink, socket, report_interval=parsed.report_interval).run(stop)
     finally:
+        watch.stop()
         try:
             sink.close()
         except Exception as exc:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import zmq
 from zmq.utils.monitor import recv_monitor_message
 
+from statspout import cli
 from statspout.logs import ThrottledErrors
 
 # A refusal repeats at every reconnection (ten a second or more): one line per this many seconds.
@@ -146,3 +147,29 @@ class HandshakeWatch:
         """End the thread; call it before closing the watched sockets."""
         self._stop.set()
         self._thread.join()
+
+
+# The collector's and the sink workers' link to the router.
+
+DEFAULT_UNLINKED_WARNING_S = 30.0
+
+
+def add_unlinked_warning_option(parser: cli.OptionParser) -> None:
+    parser.option("--unlinked-warning", help="warn once when no router has taken the link for "
+                  "this long (a wrong --connect address or CURVE key)",
+                  default=DEFAULT_UNLINKED_WARNING_S, type=cli.seconds(1))
+
+
+def watch_router_link(
+    sock: zmq.Socket, endpoint: str, log: logging.Logger, silence_s: float, silence_text: str
+) -> HandshakeWatch:
+    """Log a refused handshake with the router at once, and ``silence_text`` (formatted with
+    ``endpoint`` and ``seconds``) once per episode without a link for ``silence_s``."""
+    return HandshakeWatch(
+        {endpoint: sock}, log,
+        describe_failure=lambda where, reason, count:
+            f"the router at {where} refused the link: {reason} ({count} so far)",
+        silence_s=silence_s,
+        describe_silence=lambda where, seconds:
+            silence_text.format(endpoint=where, seconds=seconds),
+    )

@@ -71,6 +71,25 @@ def test_refused_collector_is_logged_on_both_sides(docker_client, keys, endpoint
     assert len([line for line in collector.stderr if "no router has subscribed" in line]) == 1
 
 
+def test_refused_sink_is_logged_on_both_sides(keys, endpoints) -> None:
+    # The sibling of the collector's case: a sink worker with a key the router does not know.
+    listen, publish = endpoints
+    router = Process([program("statspout-router"), "--listen", listen, "--publish", publish,
+                      "--keys-dir", str(keys), "--control", f"ipc://{keys}/router.ctl"])
+    sink = Process([program("statspout-sink"), "stdout", "--connect", publish,
+                    "--unlinked-warning", "1", "--keys-dir", str(keys),
+                    "--curve-secret-key", str(keys / "stranger.key_secret")])
+    try:
+        wait_for(lambda: f"no router has taken the link at {publish}" in sink.log(), 20,
+                 "the sink's warning")
+        wait_for(lambda: "refused a CURVE handshake from 127.0.0.1" in router.log(), 10,
+                 "the router's ZAP line")
+        assert f"the router at {publish} refused the link" in sink.log()
+    finally:
+        sink.stop()
+        router.stop()
+
+
 @pytest.mark.docker
 def test_collector_pointed_at_no_router_warns_once(docker_client) -> None:
     endpoint = f"tcp://127.0.0.1:{free_port()}"  # a mistyped address: nobody listens there
