@@ -17,6 +17,7 @@ from pathlib import Path
 
 import zmq
 import zmq.auth
+import zmq.utils.z85
 from zmq.auth.thread import ThreadAuthenticator
 
 from statspout import cli
@@ -31,6 +32,9 @@ lets in)"""
 AUTHORIZED_SUBFOLDER = "authorized"
 # Refused handshakes are logged at most this often; the count in the line carries the rest.
 REFUSAL_LOG_EVERY_S = 10.0
+# Addresses remembered for the keys that connected (to name a revoked key's peer); the oldest
+# are forgotten first.
+MAX_REMEMBERED_PEERS = 4096
 
 
 class BadKey(ValueError):
@@ -109,6 +113,10 @@ class Authenticator:
     def __init__(self, context: zmq.Context, folder: str | Path, label: str = "") -> None:
         self.folder = Path(folder)
         self._keys = load_authorized_keys(self.folder, label)
+        # Who a key is, for the line about a revoked key: its file's name (kept after the file
+        # is deleted) and the address it last connected from. Bounded by the keys ever loaded.
+        self._names = self._file_names()
+        self._revoked_errors = ThrottledErrors(log, REFUSAL_LOG_EVERY_S)
         self._thread = _RefusalLoggingAuthenticator(context, self.folder)
         self._thread.start()
         self._thread.configure_curve(domain="*", location=str(self.folder))
@@ -119,16 +127,39 @@ class Authenticator:
 
     def is_authorized(self, user_id: str | None) -> bool:
         """``user_id`` is the Z85 public key ZAP gave a peer's messages (their User-Id)."""
-        return user_id is not None and user_id.encode("ascii", "replace") in self._keys
+        if user_id is None:
+            return False
+        key = user_id.encode("ascii", "replace")
+        if key in self._keys:
+            return True
+        self._revoked_errors.error(
+            "dropped a message from %s: its key is no longer in %s",
+            self.describe_key(key), self.folder)
+        return False
+
+    def describe_key(self, key: bytes) -> str:
+        """``collector-web1.key, peer 10.0.0.7``: the key's file and the address it used."""
+        name = self._names.get(key)
+        where = self._thread.peers.get(key)
+        parts = [f"{name}.key" if name else f"key {key[:8].decode(errors='replace')}…"]
+        if where:
+            parts.append(f"peer {where}")
+        return ", ".join(parts)
 
     def reload(self) -> frozenset[bytes]:
         """Re-read the folder; returns the keys that are no longer authorized. A folder that
         cannot be read raises BadKey and the keys in force stay."""
         keys = load_authorized_keys(self.folder)
+        self._names.update(self._file_names())
         self._thread.configure_curve(domain="*", location=str(self.folder))
         removed = self._keys - keys
         self._keys = keys
+        for key in removed:
+            log.info("no longer authorized: %s", self.describe_key(key))
         return removed
+
+    def _file_names(self) -> dict[bytes, str]:
+        return {load_public_key(file): file.stem for file in sorted(self.folder.glob("*.key"))}
 
     @property
     def refused(self) -> int:
@@ -149,11 +180,17 @@ class _RefusalLoggingAuthenticator(ThreadAuthenticator):
         self._errors = ThrottledErrors(log, REFUSAL_LOG_EVERY_S)
         self._peer = "an unknown address"
         self.refused = 0
+        # The address each authorized key last came from (Z85 key → address).
+        self.peers: dict[bytes, str] = {}
 
     async def handle_zap_message(self, msg: list[bytes]) -> None:
         # ZAP request frames: version, request id, domain, address, identity, mechanism, …
         if len(msg) > 3:
             self._peer = msg[3].decode("utf-8", "replace") or "an unknown address"
+        if len(msg) == 7 and msg[5] == b"CURVE" and len(msg[6]) == 32:
+            if len(self.peers) >= MAX_REMEMBERED_PEERS:  # strangers' keys must not grow it
+                del self.peers[next(iter(self.peers))]
+            self.peers[zmq.utils.z85.encode(msg[6])] = self._peer
         await super().handle_zap_message(msg)
 
     def _send_zap_reply(
