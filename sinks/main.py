@@ -6,7 +6,6 @@ import argparse
 import logging
 import signal
 import sys
-import textwrap
 import threading
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -22,9 +21,11 @@ log = logging.getLogger("statspout.sink")
 
 DESCRIPTION = """\
 Run one sink (repository) as a worker: subscribe to the router's output and hand every sample
-to the sink. Sinks: {sinks}. `statspout-sink NAME --help` lists the options of sink NAME. A
-sink of your own package is found by its entry point in the group "statspout.sinks", or with
---sink module:Class.
+to the sink. A sink of your own package is found by its entry point in the group
+"statspout.sinks", or with --sink module:Class.
+
+Sinks: {sinks}
+`statspout-sink NAME --help` lists the options of sink NAME.
 """
 
 
@@ -32,8 +33,7 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
     parser = cli.OptionParser(
         prog="statspout-sink",
         env_prefix="STATSPOUT_SINK_",
-        description=textwrap.fill(
-            " ".join(DESCRIPTION.format(sinks=", ".join(registry.available())).split()), 92),
+        description=DESCRIPTION.format(sinks=", ".join(registry.available())),
     )
     parser.add_argument("name", nargs="?", help="the sink to run (see above)")
     parser.option("--sink", help="load the sink class from module:Class instead of by name",

@@ -230,7 +230,7 @@ def test_help_reads_cleanly(argv) -> None:
 
 
 def test_sink_help_says_how_to_list_a_sinks_options() -> None:
-    assert "statspout-sink NAME --help" in " ".join(run("statspout-sink", "--help").stdout.split())
+    assert "`statspout-sink NAME --help` lists" in run("statspout-sink", "--help").stdout
 
 
 def test_bad_environment_value_does_not_hide_the_help() -> None:
