@@ -167,7 +167,8 @@ class Collector:
                 self._publish_event(running[new], "start", now)
         self._containers = running
         self._listed_once = True
-        log.info("%d running containers", len(running))
+        log.info("%d running containers%s", len(running),
+                 "" if running else ": nothing to sample (the sinks stay empty until one starts)")
 
     def _apply_event(self, event: DockerEvent) -> None:
         known = self._containers.get(event.id)

@@ -5,16 +5,17 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import docker
 import zmq
 
-from statspout import bus, cli, security
+from statspout import bus, cli, handshakes, security
 from statspout.collector.api_source import ApiSource
 from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
 from statspout.collector.loop import Collector, ReadingSource
@@ -29,7 +30,9 @@ as the docker package reads them (the local unix socket by default). Only GET re
 """
 
 MIN_INTERVAL_S = 1.0
+CONNECT_BACKOFF_FIRST_S = 1.0
 CONNECT_BACKOFF_MAX_S = 30.0
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
 def build_parser() -> cli.OptionParser:
@@ -41,7 +44,7 @@ def build_parser() -> cli.OptionParser:
     parser.option("--connect", help="the router's input endpoint",
                   default=bus.DEFAULT_ROUTER_INPUT, type=cli.endpoint)
     parser.option("--host", help="host name carried by every message",
-                  default=socket.gethostname())
+                  default=socket.gethostname(), metavar="NAME")
     parser.option("--max-concurrency", help="containers read at the same time through the "
                   "API (the cgroup source reads a cycle in turn)",
                   default=64, type=cli.positive_int)
@@ -49,11 +52,12 @@ def build_parser() -> cli.OptionParser:
                   "/proc; Docker for discovery only), api (Docker's stats API), auto (cgroup "
                   "when readable, else api)", default="auto", choices=["auto", "cgroup", "api"])
     parser.option("--proc-root", help="the host's /proc as the collector sees it (cgroup source)",
-                  default=DEFAULT_PROC_ROOT)
+                  default=DEFAULT_PROC_ROOT, metavar="DIR")
     parser.option("--cgroup-root", help="the host's /sys/fs/cgroup as the collector sees it "
-                  "(cgroup source)", default=DEFAULT_CGROUP_ROOT)
+                  "(cgroup source)", default=DEFAULT_CGROUP_ROOT, metavar="DIR")
     parser.option("--hwm", help="messages queued for the router before they are dropped",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
+    handshakes.add_unlinked_warning_option(parser)
     security.add_client_options(parser)
     cli.add_common_options(parser)
     return parser
@@ -61,15 +65,51 @@ def build_parser() -> cli.OptionParser:
 
 def connect_docker(max_pool_size: int, stop: threading.Event) -> docker.DockerClient | None:
     """A client for the daemon, waiting (with backoff) until it answers; None if stopped."""
-    delay = 0.5
+    delay = CONNECT_BACKOFF_FIRST_S
     while not stop.is_set():
         try:
             return docker.from_env(max_pool_size=max_pool_size, timeout=30)
         except docker.errors.DockerException as exc:
-            log.warning("Docker is not answering (%s); trying again in %.0f s", exc, delay)
+            log.warning("Docker is not answering at %s (%s); trying again in %g s",
+                        docker_host(), docker_problem(exc), delay)
             stop.wait(delay)
             delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
     return None
+
+
+def docker_host() -> str:
+    return os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
+def docker_problem(exc: BaseException) -> str:
+    """The operating system's reason beneath the docker package's wrapping, in words, with the
+    socket it concerns and what to check; the wrapper's own text when there is none."""
+    where = docker_host().removeprefix("unix://")
+    for cause in _causes(exc):
+        if isinstance(cause, FileNotFoundError):
+            return f"no such file: {where} — is dockerd running?"
+        if isinstance(cause, PermissionError):
+            return f"permission denied: {where} — is this user in the docker group?"
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused: {where} — is dockerd running?"
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"{cause.strerror}: {where}"
+    return str(exc)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, what it was raised from, and the exceptions in their arguments (requests and
+    urllib3 carry the socket's error as an argument)."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend(a for a in current.args if isinstance(a, BaseException))
+        pending.extend(c for c in (current.__cause__, current.__context__) if c is not None)
 
 
 def choose_source(args: argparse.Namespace, client: docker.DockerClient) -> ReadingSource:
@@ -112,6 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     context = zmq.Context()
     publisher = bus.CollectorPublisher(context, args.connect, args.hwm, security=keys)
+    watch = handshakes.watch_router_link(
+        publisher.socket, args.connect, log, args.unlinked_warning,
+        "no router has subscribed at {endpoint} for {seconds:.0f} s — wrong address or CURVE "
+        "key? (messages are counted as dropped_no_subscriber meanwhile)")
     collector = Collector(
         client_factory=functools.partial(docker.from_env, timeout=30),
         source=choose_source(args, client),
@@ -126,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         collector.run(stop)
     finally:
+        watch.stop()
         publisher.close()
         context.term()
         client.close()

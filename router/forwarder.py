@@ -66,13 +66,13 @@ class Router:
         is_authorized: Callable[[str | None], bool] | None = None,
         max_hosts: int = DEFAULT_MAX_HOSTS,
         host_expiry_s: float = DEFAULT_HOST_EXPIRY_S,
-        input_monitor: zmq.Socket | None = None,
+        input_links_ended: Callable[[], int] | None = None,
     ) -> None:
         self._input = input_socket
-        # Events of input links that ended: a collector that left, or one whose message was
-        # over --max-message-bytes (ZeroMQ drops the link and tells us nothing else).
-        self._input_monitor = input_monitor
-        self.input_links_dropped = 0
+        # How many input links have ended (from the socket monitor, statspout/handshakes.py): a
+        # collector that left, or one whose message was over --max-message-bytes (ZeroMQ drops
+        # the link and tells us nothing else).
+        self._input_links_ended = input_links_ended or (lambda: 0)
         self._output = output_socket
         self._control = control_socket
         # With CURVE: asked for the sender of every message, so that a key removed from the
@@ -110,8 +110,6 @@ class Router:
         poller.register(self._input, zmq.POLLIN)
         if self._control is not None:
             poller.register(self._control, zmq.POLLIN)
-        if self._input_monitor is not None:
-            poller.register(self._input_monitor, zmq.POLLIN)
         next_report = time.monotonic() + self._report_interval
         next_expiry = time.monotonic() + min(self._host_expiry_s, 60.0)
         while not stop.is_set():
@@ -120,8 +118,6 @@ class Router:
                 self._drain_input(stop)
             if self._control is not None and self._control in ready:
                 self._answer_control()
-            if self._input_monitor is not None and self._input_monitor in ready:
-                self.input_links_dropped += bus.count_link_events(self._input_monitor)
             if reload_requested is not None and reload_requested.is_set():
                 reload_requested.clear()
                 if reload is not None:
@@ -186,6 +182,10 @@ class Router:
     def replace_output(self, output_socket: zmq.Socket) -> None:
         """Use a new output socket; the caller has closed the old one."""
         self._output = output_socket
+
+    @property
+    def input_links_dropped(self) -> int:
+        return self._input_links_ended()
 
     @property
     def output(self) -> zmq.Socket:

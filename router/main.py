@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import zmq
 
-from statspout import bus, cli, security
+from statspout import bus, cli, handshakes, security
 from statspout.router import status
 from statspout.router.forwarder import (
     DEFAULT_HOST_EXPIRY_S,
@@ -33,7 +35,8 @@ names, and publish them to the sink workers, per route. Selectors: label=KEY, la
 label=KEY!=VALUE, name=GLOB, image=GLOB, host=GLOB; a container passes when any --include
 matches (or none is given) and no --exclude matches. A container labelled
 statspout.ignore=true is never routed; one labelled statspout.routes=a,b goes only to those
-routes. Routes come from --routes FILE (docs/routing.md); the route "all" always exists.
+routes. Routes come from --routes FILE (routing.md in the statspout documentation); the route
+"all" always exists.
 
 SIGHUP reloads the routes file and the authorized keys. Without CURVE keys the router binds
 only to loopback (or ipc://) unless --insecure is given. --status asks a running router.
@@ -56,28 +59,32 @@ def build_parser() -> cli.OptionParser:
                   metavar="FILE")
     parser.option("--hwm", help="messages queued per peer before the router drops for it",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
-    bounds = parser.add_argument_group("bounds (docs/reliability.md)")
+    bounds = parser.add_argument_group("bounds (reliability.md in the statspout documentation)")
     parser.option("--max-message-bytes", help="largest input message taken; a larger one "
                   "drops the collector's link", default=bus.DEFAULT_MAX_MESSAGE_BYTES,
-                  type=cli.whole_number(bus.MIN_MAX_MESSAGE_BYTES), group=bounds)
+                  type=cli.whole_number(bus.MIN_MAX_MESSAGE_BYTES), metavar="BYTES",
+                  group=bounds)
     parser.option("--max-hosts", help="collector hosts counted one by one; more are counted "
                   f"together as {OTHER_HOSTS}", default=DEFAULT_MAX_HOSTS,
-                  type=cli.positive_int, group=bounds)
+                  type=cli.positive_int, metavar="N", group=bounds)
     parser.option("--host-expiry", help="seconds of silence after which a host's counts are "
-                  "forgotten", default=DEFAULT_HOST_EXPIRY_S, type=cli.seconds(1), group=bounds)
-    group = parser.add_argument_group("CURVE security (docs/security.md)")
+                  "forgotten", default=DEFAULT_HOST_EXPIRY_S, type=cli.seconds(1),
+                  metavar="SECONDS", group=bounds)
+    group = parser.add_argument_group(security.SECURITY_GROUP)
     parser.option("--curve-secret-key", help="the router's key pair (a .key_secret file); "
                   "turns CURVE on for input and output", metavar="FILE", group=group)
     parser.option("--authorized-keys", help="folder of the public keys (*.key) of collectors "
                   "and sinks allowed in; reloaded on SIGHUP", metavar="DIR", group=group)
     parser.switch("--insecure", help="allow binding a non-loopback address without CURVE",
                   group=group)
+    security.add_keys_dir_option(parser, group)
     control = parser.add_argument_group("status")
     parser.option("--control", help="local control endpoint that answers --status",
                   default=bus.default_control_endpoint(), type=cli.endpoint, group=control)
     parser.switch("--status", help="print the running router's counters and exit",
-                  group=control)
-    parser.switch("--json", help="with --status: print JSON instead of tables", group=control)
+                  group=control, env=False)
+    parser.switch("--json", help="with --status: print JSON instead of tables", group=control,
+                  env=False)
     cli.add_common_options(parser)
     return parser
 
@@ -97,10 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             routes = load_routes(args.routes)
         except BadRoutes as exc:
             parser.error(str(exc))
+    security.server_files_from_args(args)
     check_security_options(parser, args)
     if not bus.is_local_endpoint(args.control):
         parser.error(f"--control {args.control}: the control endpoint must be local (ipc://)")
     cli.configure_logging(args.log_level)
+    if control_answers(args.control):
+        log.error("--control %s: another router answers there; refusing to take it over (stop "
+                  "that router, or give this one its own --control)", args.control)
+        return 1
     if args.insecure and not args.curve_secret_key:
         log.warning("--insecure: links are neither encrypted nor authenticated; anyone who "
                     "reaches %s can feed the router and anyone who reaches %s can read it",
@@ -108,27 +120,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     context = zmq.Context()
     server_security = None
-    sockets: list[zmq.Socket] = []
+    if args.curve_secret_key:
+        try:
+            server_security = security.start_server_security(
+                context, args.curve_secret_key, args.authorized_keys)
+        except security.BadKey as exc:
+            context.destroy(linger=0)
+            parser.error(str(exc))
     try:
-        if args.curve_secret_key:
-            try:
-                server_security = security.start_server_security(
-                    context, args.curve_secret_key, args.authorized_keys)
-            except security.BadKey as exc:
-                parser.error(str(exc))
-        input_socket = bus.router_input(context, args.listen, args.hwm, server_security,
-                                        args.max_message_bytes)
-        sockets.append(input_socket)
-        input_monitor = bus.link_monitor(input_socket)
-        sockets.append(input_monitor)
-        output_socket = bus.router_output(context, args.publish, args.hwm, server_security)
-        sockets.append(output_socket)
-        control_socket = bus.control_server(context, args.control)
-        sockets.append(control_socket)
-    except (zmq.ZMQError, OSError) as exc:
-        log.error("cannot bind: %s (input %s, output %s, control %s)",
-                  exc, args.listen, args.publish, args.control)
-        _close(context, sockets, server_security)
+        input_socket = bind("--listen", args.listen, lambda: bus.router_input(
+            context, args.listen, args.hwm, server_security, args.max_message_bytes))
+        output_socket = bind("--publish", args.publish, lambda: bus.router_output(
+            context, args.publish, args.hwm, server_security))
+        control_socket = bind("--control", args.control,
+                              lambda: bus.control_server(context, args.control))
+    except CannotBind as exc:
+        log.error("%s", exc)
+        _close(context, server_security)
         return 1
 
     stop, reload_requested = threading.Event(), threading.Event()
@@ -137,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
 
     authenticator = server_security.authenticator if server_security else None
+    input_label = f"--listen {args.listen}"
+    watch = handshakes.HandshakeWatch(
+        {input_label: input_socket, f"--publish {args.publish}": output_socket},
+        log, _describe_failed_peer, report_refused_keys=False)
     router = Router(
         input_socket, output_socket, RouteTable(selector_filter, routes),
         report_interval=args.report_interval,
@@ -144,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         is_authorized=authenticator.is_authorized if authenticator else None,
         max_hosts=args.max_hosts,
         host_expiry_s=args.host_expiry,
-        input_monitor=input_monitor,
+        input_links_ended=lambda: watch.states[input_label].ended,
     )
     reloader = Reloader(
         args.routes, authenticator,
@@ -156,8 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         router.run(stop, reload_requested, reloader)
     finally:
-        _close(context, [input_monitor, input_socket, router.output, control_socket],
-               server_security)
+        watch.stop()
+        _close(context, server_security)
+        _remove_ipc_file(args.control)
     return 0
 
 
@@ -173,7 +186,39 @@ def check_security_options(parser: cli.OptionParser, args: argparse.Namespace) -
         if not bus.is_local_endpoint(endpoint):
             parser.error(f"{flag} {endpoint} is not a loopback address: refusing to bind it "
                          "without CURVE (pass --curve-secret-key and --authorized-keys, or "
-                         "--insecure)")
+                         "--keys-dir, or --insecure)")
+
+
+class CannotBind(Exception):
+    """An endpoint the router cannot bind; the text names the option, endpoint and reason."""
+
+
+def bind(flag: str, endpoint: str, make: Callable[[], zmq.Socket]) -> zmq.Socket:
+    try:
+        return make()
+    except zmq.ZMQError as exc:
+        reason = zmq.strerror(exc.errno) if exc.errno else str(exc)
+        raise CannotBind(f"cannot bind {flag} {endpoint}: {reason}") from None
+    except OSError as exc:
+        raise CannotBind(f"cannot bind {flag} {endpoint}: {exc.strerror or exc}") from None
+
+
+def control_answers(endpoint: str) -> bool:
+    """True when a running router answers on ``endpoint``: binding an ipc:// path that is in
+    use silently takes it over from the router that has it."""
+    if endpoint.startswith("ipc://") and not Path(endpoint[len("ipc://"):]).exists():
+        return False
+    try:
+        status.query(endpoint, timeout_ms=1000)
+    except TimeoutError:
+        return False  # a file left behind by a router that died: ours to take
+    return True
+
+
+def _describe_failed_peer(label: str, reason: str, count: int) -> str:
+    # The router's end of a handshake knows only its own endpoint; ZAP (security.py) logs the
+    # address of a peer whose key it refused.
+    return f"a peer failed the handshake on {label}: {reason} ({count} so far)"
 
 
 def print_status(endpoint: str, as_json: bool) -> int:
@@ -183,20 +228,28 @@ def print_status(endpoint: str, as_json: bool) -> int:
         print(f"statspout-router: {exc} (is the router running with --control {endpoint}?)",
               file=sys.stderr)
         return 1
-    print(json.dumps(figures, indent=2) if as_json else status.format_table(figures))
+    try:
+        print(json.dumps(figures, indent=2) if as_json else status.format_table(figures))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left early (`| head`): not an error. Stdout goes to /dev/null so that the
+        # interpreter's own flush at exit stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
-def _close(
-    context: zmq.Context,
-    sockets: list[zmq.Socket],
-    server_security: security.ServerSecurity | None,
-) -> None:
-    for sock in sockets:
-        sock.close()
+def _close(context: zmq.Context, server_security: security.ServerSecurity | None) -> None:
+    """Close every socket of ``context`` (also one whose bind failed, which would otherwise
+    hold ``term`` for ever), after the ZAP thread has closed its own."""
     if server_security is not None:
         server_security.authenticator.stop()
-    context.term()
+    context.destroy(linger=bus.LINGER_MS)
+
+
+def _remove_ipc_file(endpoint: str) -> None:
+    """The control socket's file goes at exit: nobody answers there any more."""
+    if endpoint.startswith("ipc://"):
+        Path(endpoint[len("ipc://"):]).unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

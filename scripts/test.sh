@@ -3,7 +3,9 @@
 #   scripts/test.sh                 the whole suite
 #   scripts/test.sh tests/router    any pytest arguments
 # Needs root (or sudo) on Debian/Ubuntu: Docker engine, InfluxDB 1.x, Prometheus, busybox-static
-# (the test image is made from it), iproute2 (network namespaces), Python venv support.
+# (the test image is made from it), iproute2 (network namespaces), Python venv support,
+# debootstrap (the base of the collector's container image, made offline) and docker-compose
+# (runs our docker-compose.yml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,8 @@ command -v influxd >/dev/null || missing+=(influxdb)
 command -v prometheus >/dev/null || missing+=(prometheus)
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || missing+=(busybox-static)
 command -v ip >/dev/null || missing+=(iproute2)
+[ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 python_venv_missing && missing+=(python3-venv)
 apt_install "${missing[@]}"
 

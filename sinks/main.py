@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import zmq
 
-from statspout import bus, cli, security
+from statspout import bus, cli, handshakes, security
 from statspout.logs import mask_secrets
 from statspout.sinks import registry
 from statspout.sinks.base import Sink, describe_options
@@ -21,9 +21,12 @@ from statspout.sinks.runtime import SinkWorker
 log = logging.getLogger("statspout.sink")
 
 DESCRIPTION = """\
-Run one sink (repository) as a worker: subscribe to the router's output and hand every
-sample to the sink. Sinks: {sinks}. A sink of your own package is found by its entry point
-in the group "statspout.sinks", or with --sink module:Class.
+Run one sink (repository) as a worker: subscribe to the router's output and hand every sample
+to the sink. A sink of your own package is found by its entry point in the group
+"statspout.sinks", or with --sink module:Class.
+
+Sinks: {sinks}
+`statspout-sink NAME --help` lists the options of sink NAME.
 """
 
 
@@ -35,16 +38,17 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
     )
     parser.add_argument("name", nargs="?", help="the sink to run (see above)")
     parser.option("--sink", help="load the sink class from module:Class instead of by name",
-                  metavar="MODULE:CLASS")
+                  metavar="MODULE:CLASS", env=False)
     parser.option("--connect", help="the router's output endpoint",
                   default=bus.DEFAULT_ROUTER_OUTPUT, type=cli.endpoint)
     parser.option("--route", help="the route to subscribe to", default=bus.DEFAULT_ROUTE)
     parser.option("--hwm", help="messages queued from the router before the router drops",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
     parser.option("--max-message-bytes", help="largest message frame taken from the router; "
-                  "a larger one drops the link (docs/reliability.md)",
+                  "a larger one drops the link (reliability.md in the statspout documentation)",
                   default=bus.DEFAULT_MAX_MESSAGE_BYTES,
-                  type=cli.whole_number(bus.MIN_MAX_MESSAGE_BYTES))
+                  type=cli.whole_number(bus.MIN_MAX_MESSAGE_BYTES), metavar="BYTES")
+    handshakes.add_unlinked_warning_option(parser)
     security.add_client_options(parser)
     cli.add_common_options(parser)
     if sink_class is not None:
@@ -64,11 +68,11 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
 
 
 def _choose_sink_class(argv: Sequence[str]) -> type[Sink] | None:
-    """Find the sink named on the command line (or in STATSPOUT_SINK), before full parsing,
+    """Find the sink named on the command line, before full parsing,
     so that its own options can be added to the parser. None when no sink is named."""
     pre = cli.OptionParser(prog="statspout-sink", add_help=False, env_prefix="STATSPOUT_SINK_")
     pre.add_argument("name", nargs="?")
-    pre.option("--sink", help="")
+    pre.option("--sink", help="", env=False)
     known, _ = pre.parse_known_args(argv)
     if not known.name and not known.sink:
         return None
@@ -117,10 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = zmq.Context()
     socket = bus.sink_subscriber(context, parsed.connect, parsed.route, parsed.hwm, keys,
                                  parsed.max_message_bytes)
+    watch = handshakes.watch_router_link(
+        socket, parsed.connect, log, parsed.unlinked_warning,
+        "no router has taken the link at {endpoint} for {seconds:.0f} s — wrong address or "
+        "CURVE key? (nothing arrives meanwhile)")
     log.info("sink %s subscribed to route %r at %s", sink_class.name, parsed.route, parsed.connect)
     try:
         SinkWorker(sink, socket, report_interval=parsed.report_interval).run(stop)
     finally:
+        watch.stop()
         try:
             sink.close()
         except Exception as exc:

@@ -190,6 +190,11 @@ class CollectorPublisher:
             elif frame[:1] == b"\x00":
                 self._subscriptions -= 1
 
+    @property
+    def socket(self) -> zmq.Socket:
+        """The XPUB socket, for a monitor (statspout/handshakes.py); send through publish()."""
+        return self._socket
+
     def close(self) -> None:
         self._socket.close()
 
@@ -220,24 +225,6 @@ def router_output(
     sock = _configure(context.socket(zmq.PUB), hwm, server=security)
     sock.bind(endpoint)
     return sock
-
-
-def link_monitor(sock: zmq.Socket) -> zmq.Socket:
-    """A socket that receives an event each time a peer's link to ``sock`` ends. ZeroMQ drops
-    a link that brings a message over MAXMSGSIZE and tells the application nothing else, so
-    these events are the only count of such messages (a peer leaving is one too)."""
-    return sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-
-
-def count_link_events(monitor: zmq.Socket) -> int:
-    """Read the events waiting on a link_monitor socket; how many there were."""
-    count = 0
-    while True:
-        try:
-            monitor.recv_multipart(zmq.NOBLOCK)  # [event id and value, endpoint]
-        except zmq.Again:
-            return count
-        count += 1
 
 
 def sender_key(frame: zmq.Frame) -> str | None:

@@ -3,38 +3,86 @@
 Every option is a flag and an environment variable named after the program and the flag:
 ``statspout-collector --interval`` is also ``STATSPOUT_COLLECTOR_INTERVAL``, and a sink's own
 ``--stdout.format`` is ``STATSPOUT_STDOUT_FORMAT``. A flag wins over the variable, the variable
-over the default.
+over the default. Switches that change what a program is (``--status``, ``--help``,
+``--version``) have no variable: an exported variable must not turn a router into a client.
+The environment is read when the command line is parsed, after ``--help``, so a bad variable
+never hides the help.
 Bad values print one line and exit with status 2. Logs go to stderr with time and level.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from statspout import bus
 
 ENV_PREFIX = "STATSPOUT_"
 
-
 def env_name(flag: str, prefix: str = ENV_PREFIX) -> str:
     """``--rest.address`` → ``STATSPOUT_REST_ADDRESS``."""
     return prefix + flag.lstrip("-").upper().replace(".", "_").replace("-", "_")
+
+
+def version() -> str:
+    """The installed package's version (from its metadata)."""
+    try:
+        return importlib.metadata.version("statspout")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _Unset:
+    """Marks an option the command line did not give; the environment or the default fills it."""
+
+    def __repr__(self) -> str:
+        return "unset"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass(frozen=True)
+class _EnvOption:
+    dest: str
+    env: str | None
+    default: Any
+    type: Callable[[str], Any] | None  # None: a switch
+    choices: Sequence[str] | None
+    repeatable: bool
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written; option lines wrapped to the terminal, at most 100 columns."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=min(100, _columns()))
+
+
+def _columns() -> int:
+    try:
+        return int(os.environ.get("COLUMNS", "")) - 2
+    except ValueError:
+        return 98
 
 
 class OptionParser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line, and whose options read the environment."""
 
     def __init__(self, *args: Any, env_prefix: str = ENV_PREFIX, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("formatter_class", _Formatter)
         self.env_prefix = env_prefix
         super().__init__(*args, **kwargs)
-        # Values of repeatable options taken from the environment, used when the flag is absent.
-        self._env_lists: dict[str, list[Any]] = {}
+        self._env_options: list[_EnvOption] = []
+        if self.add_help:
+            self.add_argument("--version", action="version", version=f"%(prog)s {version()}",
+                              help="print the version and exit")
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -51,76 +99,93 @@ class OptionParser(argparse.ArgumentParser):
         metavar: str | None = None,
         group: argparse._ArgumentGroup | None = None,
         env_prefix: str | None = None,
+        env: bool = True,
     ) -> None:
-        """Add ``flag`` with its environment variable.
+        """Add ``flag`` with its environment variable (none with ``env=False``).
 
         A repeatable option collects every use of the flag; its variable holds the values
         separated by commas. A value from the variable is checked like one from the flag.
         """
-        env = env_name(flag, self.env_prefix if env_prefix is None else env_prefix)
-        target = group or self
-        shown_default = "" if default is None or repeatable else f", default {default}"
-        text = f"{help} (env {env}{shown_default})"
-        raw = os.environ.get(env)
-        if repeatable:
-            values = _split_env(raw, env, type, self) if raw else []
-            target.add_argument(
-                flag, action="append", type=type, default=None, help=text, metavar=metavar
-            )
-            self._env_lists[flag] = values
-            return
-        if raw is not None:
-            default = _convert_env(raw, env, type, choices, self)
-        target.add_argument(
-            flag, type=type, default=default, choices=choices, help=text, metavar=metavar
+        variable = env_name(flag, self.env_prefix if env_prefix is None else env_prefix)
+        shown = [f"env {variable}"] if env else []
+        if default not in (None, "") and not repeatable:
+            shown.append(f"default {default}")
+        text = f"{help} ({', '.join(shown)})" if shown else help
+        if metavar is None and choices is None:
+            metavar = getattr(type, "metavar", "VALUE")
+        action = (group or self).add_argument(
+            # An append action copies its default, so a repeatable option's mark is None.
+            flag, action="append" if repeatable else "store", type=type,
+            default=None if repeatable else UNSET,
+            choices=choices, help=text, metavar=metavar,
         )
+        self._env_options.append(_EnvOption(action.dest, variable if env else None,
+                                            [] if repeatable else default, type, choices,
+                                            repeatable))
 
-    def switch(self, flag: str, *, help: str, group: argparse._ArgumentGroup | None = None) -> None:
-        """A boolean flag; its variable is true for 1/true/yes/on."""
-        env = env_name(flag, self.env_prefix)
-        raw = os.environ.get(env, "")
-        if raw and raw.lower() not in _TRUE + _FALSE:
-            self.error(f"{env}={raw!r} is not a boolean (use 1/0, true/false)")
-        (group or self).add_argument(
-            flag, action="store_true", default=raw.lower() in _TRUE, help=f"{help} (env {env})"
+    def switch(
+        self, flag: str, *, help: str, group: argparse._ArgumentGroup | None = None,
+        env: bool = True,
+    ) -> None:
+        """A boolean flag; its variable (none with ``env=False``) is true for 1/true/yes/on."""
+        variable = env_name(flag, self.env_prefix)
+        action = (group or self).add_argument(
+            flag, action="store_const", const=True, default=UNSET,
+            help=f"{help} (env {variable})" if env else help,
         )
+        self._env_options.append(_EnvOption(action.dest, variable if env else None, False,
+                                            None, None, False))
 
-    def parse_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:  # type: ignore[override]
-        parsed = super().parse_args(args, namespace)
-        for flag, values in self._env_lists.items():
-            dest = flag.lstrip("-").replace("-", "_")  # as argparse derives it
-            if getattr(parsed, dest) is None:
-                setattr(parsed, dest, values)
-        return parsed
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, rest = super().parse_known_args(args, namespace)
+        for option in self._env_options:
+            value = getattr(parsed, option.dest, UNSET)
+            if value is UNSET or (option.repeatable and value is None):
+                setattr(parsed, option.dest, self._from_env(option))
+        return parsed, rest
+
+    def _from_env(self, option: _EnvOption) -> Any:
+        raw = os.environ.get(option.env) if option.env else None
+        if raw is None or (option.type is None and raw == ""):
+            return option.default
+        if option.type is None:
+            if raw.lower() not in _TRUE + _FALSE:
+                self.error(f"{option.env}={raw!r} is not a boolean (use 1/0, true/false)")
+            return raw.lower() in _TRUE
+        if option.repeatable:
+            return [self._convert(v.strip(), option, None) for v in raw.split(",") if v.strip()]
+        return self._convert(raw, option, option.choices)
+
+    def _convert(self, raw: str, option: _EnvOption, choices: Sequence[str] | None) -> Any:
+        assert option.type is not None
+        try:
+            value = option.type(raw)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            self.error(f"{option.env}={raw!r}: {exc}")
+        if choices is not None and value not in choices:
+            self.error(f"{option.env}={raw!r}: choose from {', '.join(map(str, choices))}")
+        return value
 
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
-def _convert_env(
-    raw: str,
-    env: str,
-    type: Callable[[str], Any],
-    choices: Sequence[str] | None,
-    parser: OptionParser,
-) -> Any:
-    try:
-        value = type(raw)
-    except (ValueError, argparse.ArgumentTypeError) as exc:
-        parser.error(f"{env}={raw!r}: {exc}")
-    if choices is not None and value not in choices:
-        parser.error(f"{env}={raw!r}: choose from {', '.join(map(str, choices))}")
-    return value
+# Value types: each raises ArgumentTypeError with a message that names the problem, and has a
+# ``metavar`` the help shows.
 
 
-def _split_env(raw: str, env: str, type: Callable[[str], Any], parser: OptionParser) -> list[Any]:
-    return [_convert_env(v.strip(), env, type, None, parser) for v in raw.split(",") if v.strip()]
+def _named(metavar: str) -> Callable[[Callable[[str], Any]], Callable[[str], Any]]:
+    def mark(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+        parse.metavar = metavar  # type: ignore[attr-defined]
+        return parse
+
+    return mark
 
 
-# Value types: each raises ArgumentTypeError with a message that names the problem.
-
-
+@_named("ENDPOINT")
 def endpoint(text: str) -> str:
     try:
         return bus.check_endpoint(text)
@@ -129,6 +194,7 @@ def endpoint(text: str) -> str:
 
 
 def seconds(minimum: float) -> Callable[[str], float]:
+    @_named("SECONDS")
     def parse(text: str) -> float:
         try:
             value = float(text)
@@ -143,6 +209,7 @@ def seconds(minimum: float) -> Callable[[str], float]:
 
 
 def whole_number(minimum: int) -> Callable[[str], int]:
+    @_named("N")
     def parse(text: str) -> int:
         try:
             value = int(text)
@@ -159,6 +226,7 @@ def whole_number(minimum: int) -> Callable[[str], int]:
 positive_int = whole_number(1)
 
 
+@_named("HOST:PORT")
 def host_port(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6) → (host, port)."""
     host, sep, port = text.rpartition(":")

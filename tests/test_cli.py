@@ -53,8 +53,14 @@ def test_help_names_every_option_and_its_variable(name):
     # Each option's entry starts on a line of its own, indented by two spaces.
     entries = {entry.split()[0]: " ".join(entry.split())
                for entry in re.split(r"\n  (?=--)", details)[1:]}
-    for option in options:
+    for option in options - WITHOUT_VARIABLE:
         assert "(env STATSPOUT_" in entries[option], entries[option]
+    for option in options & WITHOUT_VARIABLE:
+        assert "env STATSPOUT_" not in entries[option], entries[option]
+
+
+# Switches that change what the program is: an exported variable must never do that.
+WITHOUT_VARIABLE = {"--version", "--status", "--json", "--sink"}
 
 
 def test_sink_options_are_prefixed_with_the_sink_name():

@@ -143,6 +143,9 @@ def test_only_authorized_keys_get_in_and_a_removed_key_is_cut_off_on_reload(
         status = wait_for(lambda: (s := _status(control))["rejected"] > 0 and s, 10,
                           "messages of the removed collector being dropped")
         assert status["hosts"]["c3"]["messages"] > 0 and "c2" not in status["hosts"]
+        # The line about it names the key's file and the address it came from.
+        wait_for(lambda: "dropped a message from c1.key, peer 127.0.0.1" in router.log(), 10,
+                 "the line naming the revoked collector")
         s3.drain()
         s3.messages.clear()
         # s3 reconnected after the output was bound anew; c3 goes on, c1 is gone.

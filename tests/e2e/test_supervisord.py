@@ -3,8 +3,9 @@ supervisord, and the collector's publishing goes on without a hole meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -21,21 +22,14 @@ pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def supervised(tmp_path, endpoints, run_id):
-    """supervisord running a copy of our supervisord.conf in tmp_path, on fresh endpoints."""
-    shutil.copy(REPO / "supervisord.conf", tmp_path / "supervisord.conf")
+@contextlib.contextmanager
+def supervisord(tmp_path: Path, env: dict[str, str], edit=lambda conf: conf):
+    """supervisord running a copy of our supervisord.conf (changed by ``edit``) in tmp_path;
+    yields a function that runs supervisorctl there."""
+    (tmp_path / "supervisord.conf").write_text(edit((REPO / "supervisord.conf").read_text()))
     (tmp_path / ".venv").symlink_to(Path(program("statspout-sink")).parent.parent)
     (tmp_path / "run").mkdir()
     (tmp_path / "conf.d").mkdir()
-    listen, publish = endpoints
-    env = {
-        **os.environ,
-        "STATSPOUT_ROUTER_LISTEN": listen, "STATSPOUT_ROUTER_PUBLISH": publish,
-        "STATSPOUT_ROUTER_INCLUDE": f"label=statspout.test={run_id}",
-        "STATSPOUT_COLLECTOR_CONNECT": listen, "STATSPOUT_COLLECTOR_INTERVAL": "1",
-        "STATSPOUT_SINK_CONNECT": publish,
-    }
 
     def ctl(*args: str) -> str:
         # Run from the folder of the configuration: supervisorctl finds it there by itself.
@@ -45,11 +39,30 @@ def supervised(tmp_path, endpoints, run_id):
     subprocess.run([program("supervisord"), "-c", str(tmp_path / "supervisord.conf")],
                    env=env, check=True)
     try:
-        yield ctl, publish
+        yield ctl
     finally:
         ctl("shutdown")
         pid_file = tmp_path / "run" / "supervisord.pid"
         wait_for(lambda: not pid_file.exists(), 20, "supervisord to shut down")
+
+
+def pipeline_env(tmp_path: Path, endpoints: tuple[str, str], run_id: str) -> dict[str, str]:
+    listen, publish = endpoints
+    return {
+        **os.environ,
+        "STATSPOUT_ROUTER_LISTEN": listen, "STATSPOUT_ROUTER_PUBLISH": publish,
+        "STATSPOUT_ROUTER_INCLUDE": f"label=statspout.test={run_id}",
+        "STATSPOUT_ROUTER_CONTROL": f"ipc://{tmp_path}/router.ctl",
+        "STATSPOUT_COLLECTOR_CONNECT": listen, "STATSPOUT_COLLECTOR_INTERVAL": "1",
+        "STATSPOUT_SINK_CONNECT": publish,
+    }
+
+
+@pytest.fixture
+def supervised(tmp_path, endpoints, run_id):
+    """supervisord running a copy of our supervisord.conf in tmp_path, on fresh endpoints."""
+    with supervisord(tmp_path, pipeline_env(tmp_path, endpoints, run_id)) as ctl:
+        yield ctl, endpoints[1]
 
 
 def running_pid(status: str, program_name: str) -> int | None:
@@ -93,3 +106,33 @@ def test_killed_sink_is_restarted_and_collection_goes_on(supervised, make_contai
         context.term()
     assert sequences == list(range(sequences[0], sequences[0] + len(sequences))), (
         "the router's output had a hole while the sink was down")
+
+
+def test_operations_log_command_works_for_router_and_collector(supervised):
+    # docs/operations.md: `supervisorctl tail -f collector stderr`.
+    ctl, _ = supervised
+    wait_for(lambda: "collecting every" in ctl("tail", "collector", "stderr"), 30,
+             "the collector's log through supervisorctl")
+    wait_for(lambda: "routing from" in ctl("tail", "router", "stderr"), 30,
+             "the router's log through supervisorctl")
+
+
+def test_one_line_turns_curve_on_for_every_program(tmp_path, endpoints, run_id, make_container):
+    # docs/security.md, one host: keys made into keys/, then the commented line uncommented.
+    keys = tmp_path / "keys"
+    subprocess.run([program("statspout-keygen"), "--dir", str(keys), "router", "collector",
+                    "sink"], check=True, capture_output=True)
+    (keys / "authorized").mkdir()
+    for name in ("collector", "sink"):
+        (keys / "authorized" / f"{name}.key").write_bytes((keys / f"{name}.key").read_bytes())
+
+    def uncomment(conf: str) -> str:
+        return re.sub(r"^; (environment = STATSPOUT_KEYS_DIR=)", r"\1", conf, flags=re.MULTILINE)
+
+    container = make_container("sleep 3600", name=f"curve-{run_id}")
+    with supervisord(tmp_path, pipeline_env(tmp_path, endpoints, run_id), uncomment) as ctl:
+        wait_for(lambda: "CURVE on" in ctl("tail", "router", "stderr"), 30, "CURVE on")
+        out = tmp_path / "run" / "sink-stdout.out"
+        wait_for(lambda: out.exists() and container.name in out.read_text(), 30,
+                 "samples through CURVE at the stdout sink")
+        assert "refused" not in ctl("tail", "router", "stderr")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,7 +118,9 @@ def test_sighup_reloads_routes_keeps_links_and_rejects_broken_file(
         routes.write_text(ROUTES_V2)
         router.popen.send_signal(signal.SIGHUP)
         wait_for(lambda: db.names() == {"db1"}, 10, "db1 on the reloaded route db")
-        assert "reloaded" in router.log() and "routes all, web, db" in router.log()
+        # The log is read by a thread of its own: it may trail the data by a moment.
+        wait_for(lambda: "reloaded" in router.log() and "routes all, web, db" in router.log(),
+                 10, "the reload's log line")
 
         routes.write_text('[routes.db]\ninclude = ["label=oops"\n')  # broken TOML
         router.popen.send_signal(signal.SIGHUP)
@@ -245,3 +250,58 @@ def test_bounds_below_their_minimum_exit_2_in_one_line(flag: str, value: str) ->
     result = subprocess.run([program("statspout-router"), flag, value],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and flag in result.stderr
+
+
+def test_router_whose_port_is_taken_exits_at_once_naming_the_endpoint(places) -> None:
+    port = int(places["listen"].rsplit(":", 1)[1])
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        started = time.monotonic()
+        result = subprocess.run(
+            [program("statspout-router"), "--listen", places["listen"],
+             "--publish", places["publish"], "--control", places["control"]],
+            capture_output=True, text=True, timeout=30,
+        )
+    assert result.returncode == 1
+    assert time.monotonic() - started < 10
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"cannot bind --listen {places['listen']}: Address already in use" in result.stderr
+
+
+def test_second_router_leaves_the_live_routers_control_socket_alone(places) -> None:
+    live = start_router(places)
+    try:
+        second = subprocess.run(
+            [program("statspout-router"), "--listen", f"tcp://127.0.0.1:{free_port()}",
+             "--publish", f"tcp://127.0.0.1:{free_port()}", "--control", places["control"]],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert second.returncode == 1
+        assert second.stderr.count("\n") == 1, second.stderr
+        assert f"--control {places['control']}: another router answers there" in second.stderr
+        # The live router still answers its --status.
+        status = subprocess.run(
+            [program("statspout-router"), "--status", "--json", "--control", places["control"]],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert status.returncode == 0 and "uptime_seconds" in json.loads(status.stdout)
+    finally:
+        assert live.stop() == 0
+    assert not Path(places["control"].removeprefix("ipc://")).exists()
+
+
+def test_status_into_a_closed_pipe_ends_quietly(places) -> None:
+    router = start_router(places)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # like `| head -3` after its three lines
+    try:
+        result = subprocess.run(
+            [program("statspout-router"), "--status", "--control", places["control"]],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=30,
+        )
+    finally:
+        os.close(write_end)
+        router.stop()
+    assert result.returncode == 0
+    assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,9 +75,13 @@ class Pipeline:
                  collector_env: dict[str, str] | None = None) -> None:
         listen, publish = endpoints
         self.interval = interval
+        # A control socket of its own: a router refuses one another router answers on.
+        self._control_folder = tempfile.TemporaryDirectory(prefix="statspout-ctl-")
+        self.control = f"ipc://{self._control_folder.name}/router.ctl"
         self.router = Process([
             program("statspout-router"), "--listen", listen, "--publish", publish,
-            "--include", f"label=statspout.test={run_id}", *router_args,
+            "--control", self.control, "--include", f"label=statspout.test={run_id}",
+            *router_args,
         ])
         self.sink = Process([
             program("statspout-sink"), "stdout", "--stdout.format", "json", "--connect", publish,
@@ -97,6 +102,7 @@ class Pipeline:
     def stop(self) -> None:
         for process in (self.collector, self.sink, self.router):
             process.stop()
+        self._control_folder.cleanup()
 
     def __enter__(self) -> Pipeline:
         return self
