@@ -1,4 +1,4 @@
-"""The REST sink: the latest sample of every container as JSON over HTTP.
+"""The REST sink: the latest sample of every container as JSON over HTTP, and a live page.
 
 Data model (``GET`` only; anything else is 405):
 
@@ -10,9 +10,12 @@ Data model (``GET`` only; anything else is 405):
   ``?host=``).
 - ``/healthz`` → ``{"status": "ok", "containers": N}``; ``/openapi.json`` → the OpenAPI 3.0
   description.
-- With ``--rest.token`` every path except ``/healthz`` and ``/openapi.json`` needs
-  ``Authorization: Bearer TOKEN`` (401 otherwise): liveness probes and API browsers need no
-  secret, and neither path shows a container.
+- ``/`` (and its ``/web/…`` assets) → the live fleet page; ``/events`` → the server-sent event
+  stream that feeds it (rest_web.py).
+- With ``--rest.token`` every path except ``/healthz``, ``/openapi.json`` and the page's files
+  needs ``Authorization: Bearer TOKEN`` (401 otherwise): liveness probes, API browsers and a
+  browser opening the page need no secret, and none of those paths shows a container.
+  ``/events`` also takes ``?token=``, because a browser's EventSource cannot send a header.
 
 Delivery: latest value only; a sample is delivered once a GET can return it. A container is
 removed on its stop, rename (it comes back under its new name with its next sample) and destroy
@@ -41,13 +44,16 @@ from statspout.sinks.rest_server import (
     ServerLimits,
     is_loopback,
 )
+from statspout.sinks.rest_web import PAGE_PATHS, PageAssets, SnapshotStream
 
 log = logging.getLogger("statspout.sink.rest")
 
-OPEN_PATHS = ("/healthz", "/openapi.json")
-_JSON_TYPES: dict[str, dict[str, Any]] = {"int": {"type": "integer", "format": "int64"}, "float": {"type": "number"},
-               "str": {"type": "string"},
-               "labels": {"type": "object", "additionalProperties": {"type": "string"}}}
+OPEN_PATHS = frozenset({"/healthz", "/openapi.json"}) | PAGE_PATHS
+EVENTS_PATH = "/events"
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer", "format": "int64"}, "float": {"type": "number"},
+    "str": {"type": "string"},
+    "labels": {"type": "object", "additionalProperties": {"type": "string"}}}
 
 
 def _field_schema(spec: wire.FieldSpec) -> dict[str, Any]:
@@ -112,9 +118,12 @@ class RestApi:
     """Answers the requests of the JSON API: one aiohttp handler dispatching on the raw path, so
     that a name is decoded exactly once and every error is the same JSON shape."""
 
-    def __init__(self, samples: LatestSamples, token: str | None) -> None:
+    def __init__(self, samples: LatestSamples, token: str | None, max_event_clients: int
+                 ) -> None:
         self.samples = samples
         self.token = token.encode() if token else None
+        self.page = PageAssets()
+        self.events = SnapshotStream(samples, max_event_clients)
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         if request.method != "GET":
@@ -122,9 +131,14 @@ class RestApi:
                                  {"Allow": "GET"})
         url = urlsplit(request.raw_path)
         path, query = url.path, parse_qs(url.query, keep_blank_values=True)
-        if path not in OPEN_PATHS and not self.authorized(request):
+        given_in_query = query.get("token", [""])[-1] if path == EVENTS_PATH else ""
+        if path not in OPEN_PATHS and not self.authorized(request, given_in_query):
             return json_response(401, {"error": "missing or wrong bearer token"},
                                  {"WWW-Authenticate": 'Bearer realm="statspout"'})
+        if path in PAGE_PATHS:
+            return self.page.response(path)
+        if path == EVENTS_PATH:
+            return await self.events.serve(request)
         if path == "/healthz":
             return json_response(200, {"status": "ok", "containers": len(self.samples)})
         if path == "/openapi.json":
@@ -139,13 +153,14 @@ class RestApi:
             return self._one(name, query)
         return json_response(404, {"error": f"no such path: {path}"})
 
-    def authorized(self, request: web.BaseRequest) -> bool:
+    def authorized(self, request: web.BaseRequest, given_in_query: str = "") -> bool:
         if self.token is None:
             return True
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            given = given_in_query
         # Constant time, so that response timing does not reveal how much of a guess matched.
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), self.token)
+        return bool(given) and hmac.compare_digest(given.strip().encode(), self.token)
 
     def _list(self, query: dict[str, list[str]]) -> web.Response:
         selectors = []
@@ -182,8 +197,8 @@ class RestSink(LatestSampleSink):
     name = "rest"
     options = (
         Option("address", "HOST:PORT to serve on", default="127.0.0.1:8080", type=cli.host_port),
-        Option("token", "bearer token every request but /healthz and /openapi.json must carry",
-               secret=True),
+        Option("token", "bearer token every request but /healthz, /openapi.json and the page "
+                        "must carry", secret=True),
         Option("backlog", "connections the kernel queues before the server accepts them",
                default=ServerLimits.backlog, type=cli.positive_int),
         Option("max-connections", "connections open at once; a new one beyond it gets 503",
@@ -198,6 +213,8 @@ class RestSink(LatestSampleSink):
                default=ServerLimits.max_header_size, type=cli.whole_number(256)),
         Option("max-headers", "header lines per request",
                default=ServerLimits.max_headers, type=cli.positive_int),
+        Option("max-event-clients", "pages watching /events at once; one more gets 503",
+               default=64, type=cli.positive_int),
     )
 
     def __init__(self, settings: SimpleNamespace) -> None:
@@ -205,6 +222,7 @@ class RestSink(LatestSampleSink):
         address = settings.address
         self._address = cli.host_port(address) if isinstance(address, str) else address
         self._server: HttpServerThread | None = None
+        self._api: RestApi | None = None
 
     def limits(self) -> ServerLimits:
         """The settings as server limits; a setting a caller left out keeps its default."""
@@ -217,8 +235,9 @@ class RestSink(LatestSampleSink):
         if not self.settings.token and not is_loopback(host):
             log.warning("serving REST on %s without --rest.token: anyone who can reach this "
                         "address reads every container's figures", host)
-        self._server = HttpServerThread(
-            self._address, RestApi(self.samples, self.settings.token), self.limits())
+        self._api = RestApi(self.samples, self.settings.token,
+                            getattr(self.settings, "max_event_clients", 64))
+        self._server = HttpServerThread(self._address, self._api, self.limits())
         self._server.start()
         log.info("serving REST on %s:%d", *self._server.bound)
 
@@ -227,6 +246,9 @@ class RestSink(LatestSampleSink):
             self._server.stop()
 
     def counters(self) -> Mapping[str, int]:
-        counts = self._server.counts if self._server is not None else ConnectionCounts()
-        return {**super().counters(), "connections": self._server.connections()
-                if self._server is not None else 0, **asdict(counts)}
+        server, api = self._server, self._api
+        return {**super().counters(),
+                "connections": server.connections() if server is not None else 0,
+                **asdict(server.counts if server is not None else ConnectionCounts()),
+                "event_clients": api.events.clients if api is not None else 0,
+                "refused_event_clients": api.events.refused_clients if api is not None else 0}
