@@ -97,8 +97,9 @@ class SnapshotStream:
             await response.write(b"retry: 2000\n\n")
             while True:
                 await asyncio.wait_for(response.write(self.snapshot()), WRITE_TIMEOUT_S)
-                # Wake at the start of the next tick, when a fresh snapshot is due.
-                await asyncio.sleep(TICK_S - time.monotonic() % TICK_S)
+                # Wake just after the start of the next tick, when a fresh snapshot is due (a
+                # timer may fire a hair early; the margin keeps it from sending one tick twice).
+                await asyncio.sleep(TICK_S - time.monotonic() % TICK_S + 0.01)
         except (ConnectionError, asyncio.TimeoutError):
             pass  # the page went away or stopped reading
         finally:

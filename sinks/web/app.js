@@ -9,6 +9,10 @@
   const GONE_KEEP_MS = 60 * 1000;       // a container the sink dropped stays marked this long
   const MIN_STALE_MS = 5000;            // never call a container stale sooner than this
   const TIMINGS_KEPT = 120;
+  // Rows drawn at most, the first of the current order: the page's cost stays bounded however
+  // large the fleet (every container is still counted, charted and filterable).
+  const ROW_LIMIT = 300;
+  let showAll = false;
 
   const $ = (id) => document.getElementById(id);
   const els = {
@@ -16,7 +20,9 @@
     status: $("status"), statusText: $("status-text"), shown: $("shown"), timing: $("timing"),
     empty: $("empty"), auth: $("auth"), authForm: $("auth-form"), authToken: $("auth-token"),
     authMessage: $("auth-message"), window: $("window"), table: $("fleet"),
+    showAll: $("show-all"),
   };
+  els.showAll.addEventListener("click", () => { showAll = !showAll; render(); });
   const pageStart = performance.now();
   // The charts' time span: grows with the page's age from MIN_WINDOW_MS to WINDOW_MS.
   const chartSpan = (now) => Math.min(WINDOW_MS, Math.max(MIN_WINDOW_MS, now - pageStart));
@@ -318,22 +324,29 @@
       else if (entry.tr && entry.tr.parentNode) entry.tr.remove();
     }
     chosen.sort(compare);
-    for (const entry of chosen) {
+    const limited = !showAll && chosen.length > ROW_LIMIT;
+    const drawn = limited ? chosen.slice(0, ROW_LIMIT) : chosen;
+    for (const entry of chosen.slice(drawn.length)) if (entry.tr && entry.tr.parentNode) entry.tr.remove();
+    for (const entry of drawn) {
       if (!entry.tr) makeRow(entry);
       fillRow(entry, now);
       if (entry.visible && entry.chartDirty) drawChart(entry, now);
     }
-    const same = chosen.length === lastOrder.length && chosen.every((e, i) => e === lastOrder[i]);
+    const same = drawn.length === lastOrder.length && drawn.every((e, i) => e === lastOrder[i]);
     if (!same) {
       const fragment = document.createDocumentFragment();
-      for (const entry of chosen) fragment.appendChild(entry.tr);
+      for (const entry of drawn) fragment.appendChild(entry.tr);
       els.rows.appendChild(fragment);
-      lastOrder = chosen;
+      lastOrder = drawn;
     }
     renderHosts(now);
     els.window.textContent = `· last ${spanText(chartSpan(now))}`;
     els.empty.hidden = entries.size > 0;
-    els.shown.textContent = `${chosen.length} of ${entries.size} containers shown`;
+    els.shown.textContent = limited
+      ? `first ${drawn.length} of ${chosen.length} matching (${entries.size} containers): filter or sort to see others`
+      : `${chosen.length} of ${entries.size} containers shown`;
+    els.showAll.hidden = !limited && !showAll;
+    els.showAll.textContent = showAll ? `show the first ${ROW_LIMIT}` : `show all ${chosen.length}`;
   }
 
   function take(data, arrived) {
