@@ -96,7 +96,8 @@ def main() -> None:
     if not (1 <= total <= 5000 and 0 < args.seconds <= 120):
         parser.error("at most 5000 containers and 120 s (a bounded load)")
 
-    router, port, stop, rounds = RouterFeed(), free_port(), threading.Event(), []
+    router, port, stop = RouterFeed(), free_port(), threading.Event()
+    rounds: list[float] = []
     sink = subprocess.Popen([program("statspout-sink"), "rest", "--connect", router.endpoint,
                              "--rest.address", f"127.0.0.1:{port}", "--hwm", "100000"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
