@@ -1,7 +1,8 @@
 """Requests per second and latency of the REST sink under many clients on fresh connections.
 
 The sink runs in a child process of its own (so that the load generator does not share its
-interpreter), with its table filled directly with ``--containers`` synthetic samples. The load
+interpreter), with its table filled directly with ``--containers`` synthetic samples, each
+replaced by a new one once a second (as a collector at a 1 s interval does). The load
 generator runs ``--clients`` clients for ``--seconds`` seconds, spread over ``--processes``
 processes (so that the clients' own Python does not become the bottleneck it measures), each
 sending ``GET PATH`` on a new TCP connection per request (``Connection: close``) and reading the
@@ -43,12 +44,24 @@ def serve(sink_class: str, port: int, containers: int, ready: multiprocessing.sy
     settings = SimpleNamespace(**{option.attribute: option.default for option in cls.options})
     settings.address = f"127.0.0.1:{port}"
     sink = cls(settings)
+
+    def write(n: int, seq: int) -> None:
+        sink.write(make_container_stats(f"{n:064x}", seq=seq, name=f"svc-{n}", labels={
+            "com.docker.compose.project": "bench", "tier": "web"}, pids=seq % 100))
+
     for n in range(containers):
-        sink.write(make_container_stats(f"{n:064x}", name=f"svc-{n}", labels={
-            "com.docker.compose.project": "bench", "tier": "web"}))
+        write(n, 1)
     sink.open()
     ready.set()
-    stop.wait()
+    # As a collector at a 1 s interval would: every container's sample replaced once a second,
+    # spread over the second (so the table changes ``containers`` times a second).
+    seq = 1
+    while not stop.is_set():
+        seq += 1
+        for n in range(containers):
+            write(n, seq)
+            if stop.wait(1.0 / containers):
+                break
     sink.close()
 
 
