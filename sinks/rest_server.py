@@ -27,9 +27,10 @@ log = logging.getLogger("statspout.sink.rest")
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
+_REFUSED_BODY = b'{"error": "too many connections; retry"}'
 _REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8"
-            b"\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: 40\r\n\r\n"
-            b'{"error": "too many connections; retry"}')
+            b"\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(_REFUSED_BODY), _REFUSED_BODY))
 
 
 @dataclass(frozen=True)
