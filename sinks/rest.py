@@ -96,6 +96,17 @@ OPENAPI: dict[str, Any] = {
                 "401": _error("missing or wrong token"), "404": _error("unknown container"),
                 "409": _error("the name exists on several hosts")},
         }},
+        "/events": {"get": {
+            "summary": "Server-sent events: about once a second, the latest samples of every "
+                       "container as {fields, rows, server_time_ms} (docs/sinks/rest.md)",
+            "parameters": [{"name": "token", "in": "query", "schema": {"type": "string"},
+                            "description": "the bearer token, for clients that cannot send "
+                                           "a header (a browser's EventSource)"}],
+            "responses": {"200": {"description": "the stream", "content": {
+                "text/event-stream": {"schema": {"type": "string"}}}},
+                "401": _error("missing or wrong token"),
+                "503": _error("too many pages watching")},
+        }},
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {
             "description": "serving", "content": {"application/json": {"schema": {
                 "type": "object", "properties": {"status": {"type": "string"},
