@@ -21,9 +21,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
+from statspout.logs import ThrottledErrors
+
 log = logging.getLogger("statspout.sink.rest")
+# aiohttp's own lines (a debug line per non-HTTP connection, with what the client sent) would
+# carry a client's bytes, a token among them, into the log: it gets a logger that shows none of
+# them, and what it reports goes through GuardedRequestHandler.log_exception instead.
+_AIOHTTP_LINES = logging.getLogger("statspout.sink.rest.aiohttp")
+_AIOHTTP_LINES.setLevel(logging.CRITICAL)
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
@@ -52,6 +60,8 @@ class ConnectionCounts:
 
     refused_connections: int = 0  # over max_connections
     slow_clients_cut: int = 0  # did not send a whole request head within header_timeout
+    bad_requests: int = 0  # malformed, or over a line or header limit: answered 400 or 431
+    request_errors: int = 0  # a request our code failed on: answered 500
 
 
 class GuardedRequestHandler(RequestHandler):
@@ -64,10 +74,13 @@ class GuardedRequestHandler(RequestHandler):
     """
 
     def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop,
-                 limits: ServerLimits, counts: ConnectionCounts, **kwargs: Any) -> None:
-        super().__init__(manager, loop=loop, **kwargs)
+                 limits: ServerLimits, counts: ConnectionCounts, errors: ThrottledErrors,
+                 **kwargs: Any) -> None:
+        super().__init__(manager, loop=loop, logger=_AIOHTTP_LINES, **kwargs)
         self._limits = limits
         self._counts = counts
+        self._errors = errors
+        self._counted = False
         self._header_deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -89,6 +102,33 @@ class GuardedRequestHandler(RequestHandler):
         elif self._header_deadline is None and not self._force_close:
             self._header_deadline = self._loop.call_later(
                 self._limits.header_timeout, self._cut_slow_client)
+
+    def handle_error(self, request: web.BaseRequest, status: int = 500,
+                     exc: BaseException | None = None, message: str | None = None
+                     ) -> web.StreamResponse:
+        """Every request answered with an error status: counted, and logged at most once a
+        second without what the client sent (aiohttp's message quotes the offending bytes,
+        which may hold a token)."""
+        if isinstance(exc, HttpProcessingError):
+            self._counts.bad_requests += 1
+            self._errors.error("refused a bad request (%d so far): %s, HTTP %d",
+                               self._counts.bad_requests, type(exc).__name__, exc.code)
+        else:
+            self._count_failure(exc)
+        self._counted = True  # aiohttp's own line for it, through log_exception, is dropped
+        try:
+            return super().handle_error(request, status, exc, message)
+        finally:
+            self._counted = False
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        if not self._counted:
+            self._count_failure(kw.get("exc_info"))
+
+    def _count_failure(self, exc: object) -> None:
+        self._counts.request_errors += 1
+        self._errors.error("a request failed (%d so far): %s",
+                           self._counts.request_errors, type(exc).__name__)
 
     def _cut_slow_client(self) -> None:
         self._header_deadline = None
@@ -123,6 +163,7 @@ class HttpServerThread:
         self._handler = handler
         self.limits = limits
         self.counts = ConnectionCounts()
+        self._errors = ThrottledErrors(log)
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="rest-sink-http",
                                         daemon=True)
@@ -152,11 +193,11 @@ class HttpServerThread:
             self._handler, access_log=None, keepalive_timeout=limits.idle_timeout,
             max_line_size=limits.max_request_line, max_field_size=limits.max_header_size,
             max_headers=limits.max_headers)
-        server, loop, counts = self._server, self.loop, self.counts
+        server, loop, counts, errors = self._server, self.loop, self.counts, self._errors
 
         def protocol() -> GuardedRequestHandler:
             return GuardedRequestHandler(server, loop=loop, limits=limits, counts=counts,
-                                         **server._kwargs)
+                                         errors=errors, **server._kwargs)
 
         self._listener = await loop.create_server(protocol, sock=sock, backlog=limits.backlog)
 

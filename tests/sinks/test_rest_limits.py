@@ -206,3 +206,22 @@ def test_an_open_address_without_a_token_is_warned_about(caplog, host, token, wa
         sink.close()
     lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("without --rest.token" in line for line in lines) == warned, lines
+
+
+def test_bad_requests_are_counted_and_logged_throttled_without_their_bytes(sink_process):
+    secret = "Bearer do-not-log-me"
+    started = time.monotonic()
+    for n in range(30):
+        with socket.create_connection(("127.0.0.1", sink_process.port), timeout=5) as sock:
+            if n % 2:
+                sock.sendall(f"GET /stats HTTP/1.1\r\nAuthorization: {secret}".encode()
+                             + b"x" * 9000 + b"\r\n\r\n")
+            else:
+                sock.sendall(b"\x16\x03\x01 not http " + secret.encode() + b"\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.0 400")
+    elapsed = time.monotonic() - started
+    log = sink_process.log_path.read_text()
+    assert "do-not-log-me" not in log
+    lines = [line for line in log.splitlines() if "refused a bad request" in line]
+    assert 1 <= len(lines) <= elapsed + 2  # at most one a second
+    assert requests.get(sink_process.url + "/healthz", timeout=5).status_code == 200
