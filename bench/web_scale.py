@@ -11,6 +11,7 @@ one snapshot, and (10 s more) the update time with every row drawn ("show all") 
 page's first 300. Everything on 127.0.0.1, bounded in count and time. Not a test: prints figures.
 
     .venv/bin/python bench/web_scale.py [--hosts 20] [--per-host 100] [--seconds 30]
+                                        [--screenshot docs/web-view-fleet.png]
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--per-host", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--screenshot", help="save a picture of the page (first rows) here")
     args = parser.parse_args()
     total = args.hosts * args.per_host
     if not (1 <= total <= 5000 and 0 < args.seconds <= 120):
@@ -133,6 +135,8 @@ def main() -> None:
             figures["rows_drawn"] = browser.execute_script(
                 "return document.querySelectorAll('#rows tr').length")
             timings = browser.execute_script("return window.statspoutTimings")
+            if args.screenshot:
+                browser.save_screenshot(args.screenshot)
             figures["update_script_ms"] = percentiles(timings["script"])
             figures["update_to_screen_ms"] = percentiles(timings["paint"])
             figures["sort_click_to_screen_ms"] = round(

@@ -12,6 +12,7 @@
   // Rows drawn at most, the first of the current order: the page's cost stays bounded however
   // large the fleet (every container is still counted, charted and filterable).
   const ROW_LIMIT = 300;
+  const COMPACT_HOSTS = 8;  // more hosts than this: their cards shrink to one line
   let showAll = false;
 
   const $ = (id) => document.getElementById(id);
@@ -293,13 +294,23 @@
       h.stale += entry.stale(now) ? 1 : 0; h.newest = Math.max(h.newest, entry.lastChange);
     }
     const sorted = [...hosts.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+    // Many hosts: one line each, so that the cards do not push the table off the screen.
+    const compact = sorted.length > COMPACT_HOSTS;
+    els.hosts.classList.toggle("compact", compact);
     els.hosts.innerHTML = sorted.map((h) => {
       const late = now - h.newest > MIN_STALE_MS;
+      const tail = h.stale ? `<b class="warm">${h.stale} silent</b>` : `last <b>${age(now - h.newest)}</b>`;
+      if (compact) {
+        return `<div class="host${late ? " stale" : ""}" data-host="${escape(h.name)}">`
+          + `<span class="h-name">${escape(h.name)}</span> <span class="h-figs"><span>${h.count}</span>`
+          + `<span>CPU <b>${h.cpu.toFixed(0)}%</b></span><span><b>${binarySize(h.mem)}</b></span>`
+          + `<span>${tail}</span></span></div>`;
+      }
       return `<div class="host${late ? " stale" : ""}" data-host="${escape(h.name)}">`
         + `<div class="h-name"><span>${escape(h.name)}</span><span class="dim">${h.count} ctr</span></div>`
         + `<div class="h-figs"><span>CPU <b>${h.cpu.toFixed(1)}%</b></span><span>mem <b>${binarySize(h.mem)}</b></span>`
         + `<span>net <b>${decimalSize(h.rx)}</b> / <b>${decimalSize(h.tx)}</b></span>`
-        + `<span>${h.stale ? `<b class="warm">${h.stale} silent</b>` : `last <b>${age(now - h.newest)}</b>`}</span></div></div>`;
+        + `<span>${tail}</span></div></div>`;
     }).join("");
     let cpu = 0, mem = 0, live = 0;
     for (const h of sorted) { cpu += h.cpu; mem += h.mem; live += h.count; }
