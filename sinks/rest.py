@@ -44,7 +44,7 @@ from statspout.sinks.rest_server import (
     ServerLimits,
     is_loopback,
 )
-from statspout.sinks.rest_web import PAGE_PATHS, PageAssets, SnapshotStream
+from statspout.sinks.rest_web import MAX_EVENT_CLIENTS, PAGE_PATHS, PageAssets, SnapshotStream
 
 log = logging.getLogger("statspout.sink.rest")
 
@@ -126,8 +126,9 @@ OPENAPI: dict[str, Any] = {
 
 
 class RestApi:
-    """Answers the requests of the JSON API: one aiohttp handler dispatching on the raw path, so
-    that a name is decoded exactly once and every error is the same JSON shape."""
+    """Answers every request (the JSON API, the page's files, the event stream): one aiohttp
+    handler dispatching on the raw path, so that a name is decoded exactly once and every error
+    is the same JSON shape."""
 
     def __init__(self, samples: LatestSamples, token: str | None, max_event_clients: int
                  ) -> None:
@@ -242,7 +243,7 @@ class RestSink(LatestSampleSink):
         Option("max-headers", "header lines per request",
                default=ServerLimits.max_headers, type=cli.positive_int),
         Option("max-event-clients", "pages watching /events at once; one more gets 503",
-               default=64, type=cli.positive_int),
+               default=MAX_EVENT_CLIENTS, type=cli.positive_int),
     )
 
     def __init__(self, settings: SimpleNamespace) -> None:
@@ -264,7 +265,7 @@ class RestSink(LatestSampleSink):
             log.warning("serving REST on %s without --rest.token: anyone who can reach this "
                         "address reads every container's figures", host)
         self._api = RestApi(self.samples, self.settings.token,
-                            getattr(self.settings, "max_event_clients", 64))
+                            getattr(self.settings, "max_event_clients", MAX_EVENT_CLIENTS))
         self._server = HttpServerThread(self._address, self._api, self.limits())
         self._server.start()
         log.info("serving REST on %s:%d", *self._server.bound)

@@ -71,6 +71,10 @@ class GuardedRequestHandler(RequestHandler):
     parser hands over a complete request head (aiohttp's keep-alive timer does not restart on
     received bytes, so it also bounds a client that trickles; this deadline is the shorter,
     explicit one).
+
+    It reads a few of aiohttp's private attributes (``_request_count``, ``_force_close``,
+    ``_manager``, and the server's ``_kwargs``), stable through aiohttp 3.x; hence the ``<4``
+    in pyproject.toml, and tests/sinks/test_rest_limits.py fails if one of them changes meaning.
     """
 
     def __init__(self, manager: web.Server, *, loop: asyncio.AbstractEventLoop,

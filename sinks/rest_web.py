@@ -20,6 +20,7 @@ from aiohttp import web
 from statspout.sinks.latest import LatestSamples
 
 TICK_S = 1.0
+MAX_EVENT_CLIENTS = 64  # pages watching at once, unless --rest.max-event-clients says otherwise
 # Longer than this on one write and the page is dropped: it is not reading.
 WRITE_TIMEOUT_S = 30.0
 
