@@ -1,4 +1,4 @@
-"""The REST sink: the latest sample of every container as JSON over HTTP.
+"""The REST sink: the latest sample of every container as JSON over HTTP, and a live page.
 
 Data model (``GET`` only; anything else is 405):
 
@@ -10,9 +10,12 @@ Data model (``GET`` only; anything else is 405):
   ``?host=``).
 - ``/healthz`` → ``{"status": "ok", "containers": N}``; ``/openapi.json`` → the OpenAPI 3.0
   description.
-- With ``--rest.token`` every path except ``/healthz`` and ``/openapi.json`` needs
-  ``Authorization: Bearer TOKEN`` (401 otherwise): liveness probes and API browsers need no
-  secret, and neither path shows a container.
+- ``/`` (and its ``/web/…`` assets) → the live fleet page; ``/events`` → the server-sent event
+  stream that feeds it (rest_web.py).
+- With ``--rest.token`` every path except ``/healthz``, ``/openapi.json`` and the page's files
+  needs ``Authorization: Bearer TOKEN`` (401 otherwise): liveness probes, API browsers and a
+  browser opening the page need no secret, and none of those paths shows a container.
+  ``/events`` also takes ``?token=``, because a browser's EventSource cannot send a header.
 
 Delivery: latest value only; a sample is delivered once a GET can return it. A container is
 removed on its stop, rename (it comes back under its new name with its next sample) and destroy
@@ -24,24 +27,33 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import socket
-import threading
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import asdict
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from aiohttp import web
+
 from statspout import cli, wire
 from statspout.sinks.base import Option
 from statspout.sinks.latest import LatestSamples, LatestSampleSink
+from statspout.sinks.rest_server import (
+    ConnectionCounts,
+    HttpServerThread,
+    ServerLimits,
+    is_loopback,
+)
+from statspout.sinks.rest_web import MAX_EVENT_CLIENTS, PAGE_PATHS, PageAssets, SnapshotStream
 
 log = logging.getLogger("statspout.sink.rest")
 
-OPEN_PATHS = ("/healthz", "/openapi.json")
-_JSON_TYPES = {"int": {"type": "integer", "format": "int64"}, "float": {"type": "number"},
-               "str": {"type": "string"},
-               "labels": {"type": "object", "additionalProperties": {"type": "string"}}}
+OPEN_PATHS = frozenset({"/healthz", "/openapi.json"}) | PAGE_PATHS
+EVENTS_PATH = "/events"
+_JSON_TYPES: dict[str, dict[str, Any]] = {
+    "int": {"type": "integer", "format": "int64"}, "float": {"type": "number"},
+    "str": {"type": "string"},
+    "labels": {"type": "object", "additionalProperties": {"type": "string"}}}
 
 
 def _field_schema(spec: wire.FieldSpec) -> dict[str, Any]:
@@ -84,6 +96,17 @@ OPENAPI: dict[str, Any] = {
                 "401": _error("missing or wrong token"), "404": _error("unknown container"),
                 "409": _error("the name exists on several hosts")},
         }},
+        "/events": {"get": {
+            "summary": "Server-sent events: about once a second, the latest samples of every "
+                       "container as {fields, rows, server_time_ms} (docs/sinks/rest.md)",
+            "parameters": [{"name": "token", "in": "query", "schema": {"type": "string"},
+                            "description": "the bearer token, for clients that cannot send "
+                                           "a header (a browser's EventSource)"}],
+            "responses": {"200": {"description": "the stream", "content": {
+                "text/event-stream": {"schema": {"type": "string"}}}},
+                "401": _error("missing or wrong token"),
+                "503": _error("too many pages watching")},
+        }},
         "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {
             "description": "serving", "content": {"application/json": {"schema": {
                 "type": "object", "properties": {"status": {"type": "string"},
@@ -102,121 +125,159 @@ OPENAPI: dict[str, Any] = {
 }
 
 
-class RestServer(ThreadingHTTPServer):
-    """Carries what the handlers need, so that they reach it as ``self.server``."""
+class RestApi:
+    """Answers every request (the JSON API, the page's files, the event stream): one aiohttp
+    handler dispatching on the raw path, so that a name is decoded exactly once and every error
+    is the same JSON shape."""
 
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], samples: LatestSamples, token: str | None
+    def __init__(self, samples: LatestSamples, token: str | None, max_event_clients: int
                  ) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.samples = samples
         self.token = token.encode() if token else None
-        super().__init__(address, RestHandler)
+        self.page = PageAssets()
+        self._everything_cache: tuple[list[wire.ContainerStats], bytes] = ([], b"[]")
+        self.events = SnapshotStream(samples, max_event_clients)
 
-
-class RestHandler(BaseHTTPRequestHandler):
-    server: RestServer
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server dispatches to
-        url = urlsplit(self.path)
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method != "GET":
+            return json_response(405, {"error": f"{request.method} is not allowed; use GET"},
+                                 {"Allow": "GET"})
+        url = urlsplit(request.raw_path)
         path, query = url.path, parse_qs(url.query, keep_blank_values=True)
-        if path not in OPEN_PATHS and not self._authorized():
-            self.send_json(401, {"error": "missing or wrong bearer token"},
-                           {"WWW-Authenticate": 'Bearer realm="statspout"'})
-        elif path == "/healthz":
-            self.send_json(200, {"status": "ok", "containers": len(self.server.samples)})
-        elif path == "/openapi.json":
-            self.send_json(200, OPENAPI)
-        elif path == "/stats":
-            self._list(query)
-        elif path.startswith("/stats/") and len(path) > len("/stats/"):
+        given_in_query = query.get("token", [""])[-1] if path == EVENTS_PATH else ""
+        if path not in OPEN_PATHS and not self.authorized(request, given_in_query):
+            return json_response(401, {"error": "missing or wrong bearer token"},
+                                 {"WWW-Authenticate": 'Bearer realm="statspout"'})
+        if path in PAGE_PATHS:
+            return self.page.response(path)
+        if path == EVENTS_PATH:
+            return await self.events.serve(request)
+        if path == "/healthz":
+            return json_response(200, {"status": "ok", "containers": len(self.samples)})
+        if path == "/openapi.json":
+            return json_response(200, OPENAPI)
+        if path == "/stats":
+            return self._list(query)
+        if path.startswith("/stats/") and len(path) > len("/stats/"):
             try:
                 name = unquote(path[len("/stats/"):], errors="strict")
             except UnicodeDecodeError:
-                self.send_json(400, {"error": "the container name is not URL-encoded UTF-8"})
-                return
-            self._one(name, query)
-        else:
-            self.send_json(404, {"error": f"no such path: {path}"})
+                return json_response(400, {"error": "the container name is not URL-encoded UTF-8"})
+            return self._one(name, query)
+        return json_response(404, {"error": f"no such path: {path}"})
 
-    def _authorized(self) -> bool:
-        if self.server.token is None:
+    def authorized(self, request: web.BaseRequest, given_in_query: str = "") -> bool:
+        if self.token is None:
             return True
-        scheme, _, given = self.headers.get("Authorization", "").partition(" ")
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            given = given_in_query
         # Constant time, so that response timing does not reveal how much of a guess matched.
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            given.strip().encode(), self.server.token)
+        return bool(given) and hmac.compare_digest(given.strip().encode(), self.token)
 
-    def _list(self, query: dict[str, list[str]]) -> None:
+    def _list(self, query: dict[str, list[str]]) -> web.Response:
         selectors = []
         for selector in query.get("label", []):
             key, sep, value = selector.partition("=")
             if not sep or not key:
-                self.send_json(400, {"error": f"label filter {selector!r} is not KEY=VALUE"})
-                return
+                return json_response(400, {"error": f"label filter {selector!r} is not KEY=VALUE"})
             selectors.append((key, value))
         hosts = query.get("host")
-        chosen = [s.to_dict() for s in self.server.samples.current()
+        current = self.samples.current()
+        if hosts is None and not selectors:
+            return self._everything(current)
+        chosen = [s.to_dict() for s in current
                   if (hosts is None or s.host in hosts)
                   and all(s.labels.get(key) == value for key, value in selectors)]
-        self.send_json(200, chosen)
+        return json_response(200, chosen)
 
-    def _one(self, name: str, query: dict[str, list[str]]) -> None:
+    def _everything(self, current: list[wire.ContainerStats]) -> web.Response:
+        """The unfiltered list, encoded once per change of the table: encoding is nearly all of
+        a request's cost, and most polls find the same samples. Samples are immutable and a new
+        one is a new object, so the same objects in the same order mean the same body. (Only the
+        server's one thread reads and writes this cache.)"""
+        cached_samples, body = self._everything_cache
+        if len(cached_samples) != len(current) or any(
+                a is not b for a, b in zip(cached_samples, current, strict=True)):
+            body = json.dumps([s.to_dict() for s in current], ensure_ascii=False).encode()
+            self._everything_cache = (current, body)
+        return web.Response(status=200, body=body, content_type="application/json",
+                            charset="utf-8")
+
+    def _one(self, name: str, query: dict[str, list[str]]) -> web.Response:
         hosts = query.get("host")
-        found = [s for s in self.server.samples.current()
+        found = [s for s in self.samples.current()
                  if s.name == name and (hosts is None or s.host in hosts)]
         if not found:
-            self.send_json(404, {"error": f"no container named {name!r}"})
-        elif len(found) > 1:
-            self.send_json(409, {"error": f"{name!r} is on hosts "
-                                          f"{', '.join(s.host for s in found)}; add ?host="})
-        else:
-            self.send_json(200, found[0].to_dict())
+            return json_response(404, {"error": f"no container named {name!r}"})
+        if len(found) > 1:
+            return json_response(409, {"error": f"{name!r} is on hosts "
+                                                f"{', '.join(s.host for s in found)}; add ?host="})
+        return json_response(200, found[0].to_dict())
 
-    def _not_allowed(self) -> None:
-        self.send_json(405, {"error": f"{self.command} is not allowed; use GET"}, {"Allow": "GET"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _not_allowed  # noqa: N815
-
-    def send_json(self, status: int, body: Any, headers: Mapping[str, str] | None = None
-                  ) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
-        log.debug("%s %s", self.address_string(), format % args)
+def json_response(status: int, body: Any, headers: Mapping[str, str] | None = None
+                  ) -> web.Response:
+    return web.Response(status=status, body=json.dumps(body, ensure_ascii=False).encode(),
+                        content_type="application/json", charset="utf-8", headers=headers)
 
 
 class RestSink(LatestSampleSink):
     name = "rest"
     options = (
         Option("address", "HOST:PORT to serve on", default="127.0.0.1:8080", type=cli.host_port),
-        Option("token", "bearer token every request but /healthz and /openapi.json must carry",
-               secret=True),
+        Option("token", "bearer token every request but /healthz, /openapi.json and the page "
+                        "must carry", secret=True),
+        Option("backlog", "connections the kernel queues before the server accepts them",
+               default=ServerLimits.backlog, type=cli.positive_int),
+        Option("max-connections", "connections open at once; a new one beyond it gets 503",
+               default=ServerLimits.max_connections, type=cli.positive_int),
+        Option("idle-timeout", "seconds a connection may wait for its next request",
+               default=ServerLimits.idle_timeout, type=cli.seconds(0.1)),
+        Option("header-timeout", "seconds from a request's first byte to its last header line",
+               default=ServerLimits.header_timeout, type=cli.seconds(0.1)),
+        Option("max-request-line", "bytes of the request line (method, path, query, version)",
+               default=ServerLimits.max_request_line, type=cli.whole_number(256)),
+        Option("max-header-size", "bytes of one header line",
+               default=ServerLimits.max_header_size, type=cli.whole_number(256)),
+        Option("max-headers", "header lines per request",
+               default=ServerLimits.max_headers, type=cli.positive_int),
+        Option("max-event-clients", "pages watching /events at once; one more gets 503",
+               default=MAX_EVENT_CLIENTS, type=cli.positive_int),
     )
 
     def __init__(self, settings: SimpleNamespace) -> None:
         super().__init__(settings, LatestSamples())
         address = settings.address
         self._address = cli.host_port(address) if isinstance(address, str) else address
-        self._server: RestServer | None = None
+        self._server: HttpServerThread | None = None
+        self._api: RestApi | None = None
+
+    def limits(self) -> ServerLimits:
+        """The settings as server limits; a setting a caller left out keeps its default."""
+        defaults = ServerLimits()
+        return ServerLimits(**{field: getattr(self.settings, field, getattr(defaults, field))
+                               for field in defaults.__dataclass_fields__})
 
     def open(self) -> None:
-        self._server = RestServer(self._address, self.samples, self.settings.token)
-        threading.Thread(target=self._server.serve_forever, name="rest-sink-http",
-                         daemon=True).start()
-        log.info("serving REST on %s:%d", *self._server.server_address[:2])
+        host = self._address[0]
+        if not self.settings.token and not is_loopback(host):
+            log.warning("serving REST on %s without --rest.token: anyone who can reach this "
+                        "address reads every container's figures", host)
+        self._api = RestApi(self.samples, self.settings.token,
+                            getattr(self.settings, "max_event_clients", MAX_EVENT_CLIENTS))
+        self._server = HttpServerThread(self._address, self._api, self.limits())
+        self._server.start()
+        log.info("serving REST on %s:%d", *self._server.bound)
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
+
+    def counters(self) -> Mapping[str, int]:
+        server, api = self._server, self._api
+        return {**super().counters(),
+                "connections": server.connections() if server is not None else 0,
+                **asdict(server.counts if server is not None else ConnectionCounts()),
+                "event_clients": api.events.clients if api is not None else 0,
+                "refused_event_clients": api.events.refused_clients if api is not None else 0}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -243,3 +244,32 @@ def test_the_statspout_sink_command_serves_rest(tmp_path):
         router.close()
     assert returncode == 0
     assert TOKEN not in log_path.read_text()  # a secret option is never logged
+
+
+def test_the_page_is_served_without_the_token_and_shows_no_container(rest):
+    for path, kind in (("/", "text/html"), ("/web/app.js", "text/javascript"),
+                       ("/web/style.css", "text/css")):
+        response = get(rest, path, headers=None)
+        assert response.status_code == 200, path
+        assert response.headers["Content-Type"].startswith(kind)
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert "name-" not in get(rest, "/", headers=None).text
+    assert get(rest, "/web/other.js", headers=None).status_code == 401  # not a page file
+
+
+def test_events_stream_the_latest_samples_with_the_token_in_a_header_or_the_query(rest):
+    sample = make_sample("events-1", name="streamed")
+    rest.feed.deliver(sample)
+    assert get(rest, "/events", headers=None).status_code == 401
+    assert get(rest, "/events", headers=None, token="wrong").status_code == 401
+    for headers, params in ((AUTH, {}), (None, {"token": TOKEN})):
+        with requests.get(rest.url + "/events", headers=headers, params=params, stream=True,
+                          timeout=5) as response:
+            assert response.status_code == 200
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            line = next(line for line in response.iter_lines() if line.startswith(b"data: "))
+        snapshot = json.loads(line[len(b"data: "):])
+        rows = [dict(zip(snapshot["fields"], row, strict=True)) for row in snapshot["rows"]]
+        assert ours(rows, "events-1") == [
+            {field: getattr(sample, field) for field in snapshot["fields"]}]
