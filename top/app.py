@@ -53,6 +53,7 @@ class TopApp(App[None]):
     #filter.open { display: block; }
     """
     ENABLE_COMMAND_PALETTE = False
+    AUTO_FOCUS = None  # keys go to the view until "/" opens the filter box
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ MARK_STALE, MARK_STOPPED, MARK_PAUSED = "!", "x", "p"
 LEGEND = f"{MARK_STALE}:no samples {MARK_STOPPED}:stopped {MARK_PAUSED}:paused"
 KEYS_HELP = "c m % i b p h n:sort r:reverse /:filter q:quit"
 MIN_NAME_WIDTH = 6
+GOOD_NAME_WIDTH = 16
 MIN_HOST_WIDTH = 4
 ELLIPSIS = "…"
 
@@ -65,7 +66,8 @@ class Layout:
 
     @property
     def width(self) -> int:
-        return sum(self.widths[c] for c in self.columns) + self.gap * (len(self.columns) - 1)
+        # The mark column is always followed by one space, whatever the gap.
+        return sum(self.widths[c] for c in self.columns) + self.gap * (len(self.columns) - 2) + 1
 
 
 def _usage_only(cell: str) -> str:
@@ -73,32 +75,41 @@ def _usage_only(cell: str) -> str:
 
 
 def plan(cells: Sequence[Sequence[str]], width: int | None) -> Layout:
-    """Fit the columns into ``width`` characters (None: no limit)."""
-    def natural(column: int, rows: Sequence[Sequence[str]], header: str) -> int:
-        return max([len(header)] + [len(r[column]) for r in rows])
-
+    """Fit the columns into ``width`` characters (None: no limit): whole columns with 2, then
+    1 space between; then HOST and NAME cut, leaving out the memory limit, BLOCK I/O and
+    NET I/O in turn while NAME would be cut below GOOD_NAME_WIDTH."""
     attempts = (
         (tuple(range(9)), True),
         (tuple(range(9)), False),
         (tuple(c for c in range(9) if c != _BLOCK), False),
         (tuple(c for c in range(9) if c not in (_BLOCK, _NET)), False),
     )
-    layout = None
-    for columns, memory_limit in attempts:
-        widths = {c: natural(c, cells, _header(c, memory_limit)) for c in columns}
-        if not memory_limit:
-            widths[_MEM] = max([len("MEM USAGE")] + [len(_usage_only(r[_MEM])) for r in cells])
-        for gap in (2, 1):
-            layout = Layout(columns, dict(widths), gap, memory_limit)
-            if width is None or layout.width <= width:
-                return layout
-            spare = width - (layout.width - widths[_HOST] - widths[_NAME])
-            if spare >= MIN_HOST_WIDTH + MIN_NAME_WIDTH:
-                host = min(widths[_HOST], max(MIN_HOST_WIDTH, spare // 3))
-                widths_fitted = {**widths, _HOST: host, _NAME: spare - host}
-                return Layout(columns, widths_fitted, gap, memory_limit)
-    assert layout is not None
-    return layout  # the narrowest: wider than the terminal, the terminal cuts it
+    natural = [_natural_widths(cells, columns, limit) for columns, limit in attempts]
+    for gap in (2, 1):
+        layout = Layout(attempts[0][0], natural[0], gap, True)
+        if width is None or layout.width <= width:
+            return layout
+    assert width is not None
+    fitted = []
+    for (columns, memory_limit), widths in zip(attempts, natural, strict=True):
+        layout = Layout(columns, widths, 1, memory_limit)
+        spare = width - (layout.width - widths[_HOST] - widths[_NAME])
+        host = min(widths[_HOST], max(MIN_HOST_WIDTH, spare // 3))
+        fitted.append(Layout(columns, {**widths, _HOST: host, _NAME: spare - host}, 1,
+                             memory_limit))
+        if spare - host >= min(widths[_NAME], GOOD_NAME_WIDTH):
+            return fitted[-1]
+    usable = [layout for layout in fitted if layout.widths[_NAME] >= MIN_NAME_WIDTH]
+    return usable[0] if usable else fitted[-1]  # the last may be wider: the terminal cuts it
+
+
+def _natural_widths(cells: Sequence[Sequence[str]], columns: tuple[int, ...],
+                    memory_limit: bool) -> dict[int, int]:
+    widths = {c: max([len(_header(c, memory_limit))] + [len(r[c]) for r in cells])
+              for c in columns}
+    if not memory_limit:
+        widths[_MEM] = max([len("MEM USAGE")] + [len(_usage_only(r[_MEM])) for r in cells])
+    return widths
 
 
 def _header(column: int, memory_limit: bool) -> str:
@@ -118,7 +129,7 @@ def line(cells: Sequence[str], layout: Layout) -> str:
         cell = _cut(cell, layout.widths[column])
         width = layout.widths[column]
         parts.append(cell.rjust(width) if column in _RIGHT else cell.ljust(width))
-    return (" " * layout.gap).join(parts).rstrip()
+    return (parts[0] + " " + (" " * layout.gap).join(parts[1:])).rstrip()
 
 
 def header(layout: Layout) -> str:
@@ -180,10 +191,10 @@ def screen(
     sorted_index = _SORT_COLUMN_INDEX[sort_column]
     if sorted_index in layout.columns:
         start = sum(layout.widths[c] + layout.gap for c in layout.columns
-                    if c < sorted_index)
+                    if c < sorted_index) + 1 - layout.gap
         head.stylize("bold underline", start, start + layout.widths[sorted_index])
     out.append(head)
-    for row, row_cell in zip(visible, cells):
+    for row, row_cell in zip(visible, cells, strict=True):
         text = Text(line(row_cell, layout)[:width])
         if row.stale or row.state == STOPPED:
             text.stylize("dim")
