@@ -15,6 +15,7 @@ command -v influxd >/dev/null || missing+=(influxdb)
 command -v prometheus >/dev/null || missing+=(prometheus)
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || missing+=(busybox-static)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v tmux >/dev/null || missing+=(tmux)  # the terminal statspout-top is tested in
 python_venv_missing && missing+=(python3-venv)
 apt_install "${missing[@]}"
 

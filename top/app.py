@@ -143,16 +143,15 @@ class TopApp(App[None]):
         self.redraw_times.add(time.perf_counter() - started)
 
     def _title(self, shown: Frame) -> str:
+        """Most telling first: the end (the endpoint) is what an 80-column line cuts."""
         hosts = len(shown.hosts)
-        parts = [f"statspout-top {self._source}",
+        parts = ["statspout-top", self._problems(),
                  f"{len(shown.rows)}/{shown.total} ctr {hosts} host{'s' * (hosts != 1)}",
                  f"sort {render.sort_title(self._state.sort_column, self._state.reverse)}"]
         if self._state.filter_text:
             parts.append(f"filter {self._state.filter_text}")
-        problems = self._problems()
-        if problems:
-            parts.insert(1, problems)
-        return "  ".join(parts)
+        parts.append(self._source)
+        return "  ".join(part for part in parts if part)
 
     def _status(self) -> str:
         return self._message or f"{render.KEYS_HELP}  {render.LEGEND}"
