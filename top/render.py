@@ -94,7 +94,9 @@ def plan(cells: Sequence[Sequence[str]], width: int | None) -> Layout:
     for (columns, memory_limit), widths in zip(attempts, natural, strict=True):
         layout = Layout(columns, widths, 1, memory_limit)
         spare = width - (layout.width - widths[_HOST] - widths[_NAME])
-        host = min(widths[_HOST], max(MIN_HOST_WIDTH, spare // 3))
+        # NAME first (up to GOOD_NAME_WIDTH), HOST what is left, then NAME the rest.
+        host = min(widths[_HOST],
+                   max(MIN_HOST_WIDTH, spare - min(widths[_NAME], GOOD_NAME_WIDTH)))
         fitted.append(Layout(columns, {**widths, _HOST: host, _NAME: spare - host}, 1,
                              memory_limit))
         if spare - host >= min(widths[_NAME], GOOD_NAME_WIDTH):

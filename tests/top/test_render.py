@@ -60,6 +60,15 @@ def test_typical_rows_show_every_column_at_80():
     assert "50MiB / 1GiB" in screen.lines[3].plain
 
 
+def test_a_short_name_leaves_the_host_whole():
+    rows = [row("app-0424", host="node-0", mem_usage=425 * 1024**2, mem_limit=8 * GiB,
+                rx_bytes=40_500, tx_bytes=24_300, blk_read_bytes=1_740_000,
+                blk_write_bytes=8_190, cpu_percent=99.5, mem_percent=5.19)]
+    screen = render.screen(rows, hosts_for(rows), title="t", status="s", sort_column="cpu",
+                           width=80, height=24)
+    assert screen.lines[3].plain.split()[:2] == ["node-0", "app-0424"]
+
+
 def test_many_hosts_leave_room_for_the_table():
     rows = [row("web", host=f"node-{i:02d}") for i in range(30)]
     screen = render.screen(rows, hosts_for(rows), title="t", status="s", sort_column="cpu",
