@@ -64,7 +64,9 @@ class TopApp(App[None]):
         describe_source: str,
         problems: Callable[[], str],
     ) -> None:
-        super().__init__()
+        # The terminal's own colours and background: it looks like the shell it runs in, over
+        # SSH as well, and a light terminal stays light.
+        super().__init__(ansi_color=True)
         self._table = table
         self._state = state
         self._refresh_s = refresh_s

@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
+import io
 import os
+import re
 import shlex
+import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
+from rich.console import Console
+from rich.text import Text
 
-EXITED = "statspout-top exited with"
+# What tmux (3.2 and later) writes in a pane whose program ended, with remain-on-exit on.
+EXITED = re.compile(r"Pane is dead \(status (\d+)")
 
 
 class Terminal:
     """statspout-top running in tmux; keys go in with send-keys, the screen comes out with
-    capture-pane. The pane stays after the program ends, and shows its exit status."""
+    capture-pane. The pane stays after the program ends, and tmux shows its exit status."""
 
     def __init__(self, socket: str, argv: Sequence[str], width: int = 80, height: int = 24):
         self.socket = socket
+        self.width = width
         self._tmux("new-session", "-d", "-s", "top", "-x", str(width), "-y", str(height),
-                   f'{shlex.join(argv)}; echo "{EXITED} $?"')
+                   shlex.join(argv))
         self._tmux("set-option", "-t", "top", "remain-on-exit", "on")
 
     def _tmux(self, *args: str) -> str:
@@ -38,8 +46,28 @@ class Terminal:
 
     def exit_status(self) -> int | None:
         """None while the program runs."""
-        said = [line for line in self.screen() if line.startswith(EXITED)]
-        return int(said[0].split()[-1]) if said else None
+        said = [match for line in self.screen() if (match := EXITED.match(line))]
+        return int(said[0][1]) if said else None
+
+    def save_screenshot(self, folder: Path, name: str = "top") -> Path:
+        """The screen with its colours as ``name.svg`` (Rich draws it), and as ``name.png``
+        when Chromium is installed (headless, from the SVG). Returns the newest file made."""
+        text = Text("\n").join(Text.from_ansi(line) for line in self.screen(colours=True))
+        console = Console(record=True, width=self.width, file=io.StringIO(),
+                          force_terminal=True, color_system="truecolor")
+        console.print(text, no_wrap=True, crop=True)
+        svg = folder / f"{name}.svg"
+        console.save_svg(str(svg), title="statspout-top")
+        chromium = shutil.which("chromium")
+        if chromium is None:
+            return svg
+        png = folder / f"{name}.png"
+        width, height = _svg_size(svg.read_text())
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--hide-scrollbars", f"--screenshot={png}",
+                        f"--window-size={width},{height}", svg.as_uri()],
+                       check=True, capture_output=True, timeout=60)
+        return png
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
@@ -57,3 +85,9 @@ def terminal(run_id: str) -> Iterator:
     yield open_terminal
     for term in opened:
         term.close()
+
+
+def _svg_size(svg: str) -> tuple[int, int]:
+    match = re.search(r'viewBox="0 0 ([\d.]+) ([\d.]+)"', svg)
+    assert match, "Rich's SVG has a viewBox"
+    return int(float(match[1])) + 1, int(float(match[2])) + 1

@@ -4,6 +4,8 @@ terminal (tmux, 80×24): sorting and filtering by keys, the stopped mark, ``q``,
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from support.processes import Pipeline, Process, program
@@ -80,10 +82,18 @@ def test_live_view_sorts_filters_marks_stopped_fits_80x24_and_quits(
         wait_for(lambda: row_of(term.screen(), stopping).startswith("x"), 15,
                  "the stopped container marked x")
         assert "HOST top-e2e  3 ctr (1 !)" in term.screen()[1]
+        term.send("c")  # back to CPU order
+        wait_for(lambda: table_names(term.screen(), run_id)[0] == busy, 5, "sorted by CPU")
+        # The screenshot of the docs (docs/top.png) is this screen: saved as a test artifact,
+        # into STATSPOUT_SCREENSHOTS when set.
+        term.save_screenshot(Path(os.environ.get("STATSPOUT_SCREENSHOTS", tmp_path)))
 
         term.send("q")
-        assert wait_for(lambda: term.exit_status() is not None, 10, "statspout-top to quit") \
-            is True
+        try:
+            wait_for(lambda: term.exit_status() is not None, 10, "statspout-top to quit")
+        except AssertionError:
+            print("\n".join(term.screen()))
+            raise
         assert term.exit_status() == 0
     assert "malformed=0" in log_file.read_text() and "gaps=0" in log_file.read_text()
 
