@@ -149,9 +149,11 @@ def host_text(host: HostLine, width: int | None = None) -> str:
     optional = [f"NET {fmt.io_pair(host.rx_bytes, host.tx_bytes)}",
                 f"BLOCK {fmt.io_pair(host.blk_read_bytes, host.blk_write_bytes)}"]
     tail = [f"PIDS {host.pids}", seen]
+    if width is None:
+        return "  ".join(head + optional + tail)
     for keep in (2, 1, 0):
         text = "  ".join(head + optional[:keep] + tail)
-        if width is None or len(text) <= width:
+        if len(text) <= width:
             return text
     return _cut(text, width)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from statspout.router.selectors import BadSelector, SelectorFilter
 from statspout.top.fleet import RUNNING, HostSeen, Row
@@ -27,7 +28,7 @@ class Column:
     name: str
     key: str
     header: str
-    sort_value: Callable[[Row], object]
+    sort_value: Callable[[Row], Any]  # a number or a string, per column
     descending: bool  # the natural order: biggest first for figures, A→Z for names
 
 

@@ -32,7 +32,7 @@ def row_of(screen: list[str], name: str) -> str:
     return next(line for line in screen if name in line.split())
 
 
-def test_live_view_sorts_filters_marks_stopped_fits_80x24_and_quits(
+def test_live_view_sorts_filters_marks_stopped_and_silent_fits_80x24_and_quits(
     make_container, endpoints, run_id, terminal, tmp_path
 ):
     busy, idle, stopping = (f"busy-{run_id}", f"idle-{run_id}", f"stop-{run_id}")
@@ -40,7 +40,7 @@ def test_live_view_sorts_filters_marks_stopped_fits_80x24_and_quits(
     make_container("sleep 3600", name=idle)
     doomed = make_container("sleep 3600", name=stopping)
     log_file = tmp_path / "top.log"
-    with Pipeline(endpoints, run_id, interval=1.0, host="top-e2e"):
+    with Pipeline(endpoints, run_id, interval=1.0, host="top-e2e") as pipeline:
         term = terminal([program("statspout-top"), "--connect", endpoints[1], "--interval", "1",
                          "--log-file", str(log_file), "--log-level", "info"])
 
@@ -87,6 +87,14 @@ def test_live_view_sorts_filters_marks_stopped_fits_80x24_and_quits(
         # The screenshot of the docs (docs/top.png) is this screen: saved as a test artifact,
         # into STATSPOUT_SCREENSHOTS when set.
         term.save_screenshot(Path(os.environ.get("STATSPOUT_SCREENSHOTS", tmp_path)))
+
+        # The collector dies: no stop events, the samples just stop. Within a few intervals
+        # every row is marked ! and the host line says SILENT.
+        pipeline.collector.stop()
+        wait_for(lambda: row_of(term.screen(), busy).startswith("!")
+                 and row_of(term.screen(), idle).startswith("!"), 15,
+                 "the running containers marked ! once their samples stopped")
+        assert "SILENT" in term.screen()[1]
 
         term.send("q")
         try:
