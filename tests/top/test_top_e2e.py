@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,12 @@ def test_live_view_sorts_filters_marks_stopped_and_silent_fits_80x24_and_quits(
     assert "malformed=0" in log_file.read_text() and "gaps=0" in log_file.read_text()
 
 
+def docker_stats(name: str, template: str) -> str:
+    """What the Docker CLI's own ``docker stats`` prints for one container."""
+    return subprocess.run(["docker", "stats", "--no-stream", "--format", template, name],
+                          check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
 def test_once_prints_a_text_and_a_json_snapshot(make_container, endpoints, run_id):
     busy, idle = f"busy-{run_id}", f"idle-{run_id}"
     make_container(SPIN, name=busy)
@@ -130,6 +137,9 @@ def test_once_prints_a_text_and_a_json_snapshot(make_container, endpoints, run_i
     assert busy_cpu > 20  # a full core when the machine is idle; loaded here, so loosely
     mem_cell = rows[0][cpu_end:header.index("MEM %")].strip()
     assert " / " in mem_cell and mem_cell.endswith("iB")
+    # The idle container's memory does not move: the cell reads as docker stats writes it.
+    idle_mem = rows[1][cpu_end:header.index("MEM %")].strip()
+    assert idle_mem == docker_stats(idle, "{{.MemUsage}}")
 
     snapshot = json.loads("\n".join(json_run.stdout))
     containers = {c["name"]: c for c in snapshot["containers"]}
