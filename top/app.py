@@ -25,7 +25,8 @@ from statspout.top.view import BadSelector
 
 log = logging.getLogger("statspout.top")
 
-_SCROLL = {"down": 1, "up": -1, "pagedown": 10, "pageup": -10}
+# Scrolling keys: (direction, a screenful rather than one row).
+_SCROLL = {"down": (1, False), "up": (-1, False), "pagedown": (1, True), "pageup": (-1, True)}
 
 
 class RedrawTimes:
@@ -68,12 +69,13 @@ class TopApp(App[None]):
         # SSH as well, and a light terminal stays light.
         super().__init__(ansi_color=True)
         self._table = table
-        self._state = state
+        self.state = state
         self._refresh_s = refresh_s
         self._source = describe_source
         self._problems = problems
         self._message = ""
         self._snapshot: Snapshot | None = None
+        self._page = 1  # rows that fit, as last drawn
         self.redraw_times = RedrawTimes()
 
     def compose(self) -> ComposeResult:
@@ -98,21 +100,23 @@ class TopApp(App[None]):
         if character == "q":
             self.exit()
         elif character == "/":
-            filter_box.value = self._state.filter_text
+            filter_box.value = self.state.filter_text
             filter_box.add_class("open")
             filter_box.focus()
         elif character == "r":
-            self._state.reverse = not self._state.reverse
+            self.state.reverse = not self.state.reverse
         elif event.key in _SCROLL:
-            self._state.offset = max(0, self._state.offset + _SCROLL[event.key])
-        elif not self._state.sort_by_key(character):
+            direction, page = _SCROLL[event.key]
+            step = max(1, self._page) if page else 1
+            self.state.offset = max(0, self.state.offset + direction * step)
+        elif not self.state.sort_by_key(character):
             return
         event.stop()
         self.redraw(fresh=False)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         try:
-            self._state.set_filter(event.value)
+            self.state.set_filter(event.value)
             self._message = ""
         except BadSelector as exc:
             self._message = f"filter not applied: {exc}"
@@ -130,17 +134,18 @@ class TopApp(App[None]):
         started = time.perf_counter()
         if fresh or self._snapshot is None:
             self._snapshot = self._table.snapshot()
-        shown = frame(self._snapshot, self._state)
+        shown = frame(self._snapshot, self.state)
         fleet = self.query_one("#fleet", Static)
         width, height = self.size.width, self.size.height
         if self.query_one("#filter", Input).has_class("open"):
             height -= 1
-        self._state.offset = min(self._state.offset, max(0, len(shown.rows) - 1))
+        self.state.offset = min(self.state.offset, max(0, len(shown.rows) - 1))
         screen = render.screen(
             shown.rows, shown.hosts, title=self._title(shown), status=self._status(),
-            sort_column=self._state.sort_column, width=width, height=height,
-            offset=self._state.offset,
+            sort_column=self.state.sort_column, width=width, height=height,
+            offset=self.state.offset,
         )
+        self._page = screen.shown_rows
         fleet.update(Text("\n").join(screen.lines))
         self.redraw_times.add(time.perf_counter() - started)
 
@@ -149,9 +154,9 @@ class TopApp(App[None]):
         hosts = len(shown.hosts)
         parts = ["statspout-top", self._problems(),
                  f"{len(shown.rows)}/{shown.total} ctr {hosts} host{'s' * (hosts != 1)}",
-                 f"sort {render.sort_title(self._state.sort_column, self._state.reverse)}"]
-        if self._state.filter_text:
-            parts.append(f"filter {self._state.filter_text}")
+                 f"sort {render.sort_title(self.state.sort_column, self.state.reverse)}"]
+        if self.state.filter_text:
+            parts.append(f"filter {self.state.filter_text}")
         parts.append(self._source)
         return "  ".join(part for part in parts if part)
 
