@@ -15,20 +15,20 @@ import pytest
 from rich.console import Console
 from rich.text import Text
 
-# What tmux (3.2 and later) writes in a pane whose program ended, with remain-on-exit on.
-EXITED = re.compile(r"Pane is dead \(status (\d+)")
-
 
 class Terminal:
     """statspout-top running in tmux; keys go in with send-keys, the screen comes out with
-    capture-pane. The pane stays after the program ends, and tmux shows its exit status."""
+    capture-pane. The shell around the program writes its exit status to a file: tmux itself
+    may be slow to notice that a pane's program ended when no client is attached."""
 
-    def __init__(self, socket: str, argv: Sequence[str], width: int = 80, height: int = 24):
+    def __init__(self, socket: str, argv: Sequence[str], status_file: Path, width: int = 80,
+                 height: int = 24):
         self.socket = socket
         self.width = width
+        self._status_file = status_file
+        command = f"{shlex.join(argv)}; echo $? > {shlex.quote(str(status_file))}"
         self._tmux("new-session", "-d", "-s", "top", "-x", str(width), "-y", str(height),
-                   shlex.join(argv))
-        self._tmux("set-option", "-t", "top", "remain-on-exit", "on")
+                   command)
 
     def _tmux(self, *args: str) -> str:
         return subprocess.run(
@@ -46,8 +46,8 @@ class Terminal:
 
     def exit_status(self) -> int | None:
         """None while the program runs."""
-        said = [match for line in self.screen() if (match := EXITED.match(line))]
-        return int(said[0][1]) if said else None
+        written = self._status_file.read_text() if self._status_file.exists() else ""
+        return int(written) if written.endswith("\n") else None
 
     def save_screenshot(self, folder: Path, name: str = "top") -> Path:
         """The screen with its colours as ``name.svg`` (Rich draws it), and as ``name.png``
@@ -74,12 +74,13 @@ class Terminal:
 
 
 @pytest.fixture
-def terminal(run_id: str) -> Iterator:
+def terminal(run_id: str, tmp_path: Path) -> Iterator:
     """Open terminals with ``terminal(argv)``; all are closed after the test."""
     opened: list[Terminal] = []
 
     def open_terminal(argv: Sequence[str], **size: int) -> Terminal:
-        opened.append(Terminal(f"statspout-top-{run_id}-{len(opened)}", argv, **size))
+        name = f"statspout-top-{run_id}-{len(opened)}"
+        opened.append(Terminal(name, argv, tmp_path / f"{name}.status", **size))
         return opened[-1]
 
     yield open_terminal

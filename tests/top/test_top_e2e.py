@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -98,11 +99,7 @@ def test_live_view_sorts_filters_marks_stopped_and_silent_fits_80x24_and_quits(
         assert "SILENT" in term.screen()[1]
 
         term.send("q")
-        try:
-            wait_for(lambda: term.exit_status() is not None, 10, "statspout-top to quit")
-        except AssertionError:
-            print("\n".join(term.screen()))
-            raise
+        wait_for(lambda: term.exit_status() is not None, 10, "statspout-top to quit")
         assert term.exit_status() == 0
     assert "malformed=0" in log_file.read_text() and "gaps=0" in log_file.read_text()
 
@@ -134,17 +131,23 @@ def test_once_prints_a_text_and_a_json_snapshot(make_container, endpoints, run_i
     assert [next(w for w in r.split() if run_id in w) for r in rows] == [busy, idle]
     cpu_end = header.index("CPU %") + len("CPU %")
     busy_cpu = float(rows[0][:cpu_end].split()[-1].rstrip("%"))
-    assert busy_cpu > 20  # a full core when the machine is idle; loaded here, so loosely
+    idle_cpu = float(rows[1][:cpu_end].split()[-1].rstrip("%"))
+    assert busy_cpu > max(idle_cpu, 5)  # a core when the machine is idle; tests load it
     mem_cell = rows[0][cpu_end:header.index("MEM %")].strip()
     assert " / " in mem_cell and mem_cell.endswith("iB")
-    # The idle container's memory does not move: the cell reads as docker stats writes it.
-    idle_mem = rows[1][cpu_end:header.index("MEM %")].strip()
-    assert idle_mem == docker_stats(idle, "{{.MemUsage}}")
+    # As docker stats writes it: the limit (which does not move) reads the same; the usage
+    # moves between the two reads, so only its form is compared.
+    idle_usage, idle_limit = rows[1][cpu_end:header.index("MEM %")].strip().split(" / ")
+    docker_usage, docker_limit = docker_stats(idle, "{{.MemUsage}}").split(" / ")
+    assert idle_limit == docker_limit
+    assert re.fullmatch(r"\d+(\.\d+)?(B|KiB|MiB|GiB)", idle_usage)
+    assert re.fullmatch(r"\d+(\.\d+)?(B|KiB|MiB|GiB)", docker_usage)
 
     snapshot = json.loads("\n".join(json_run.stdout))
     containers = {c["name"]: c for c in snapshot["containers"]}
     assert set(containers) == {busy, idle}
-    assert containers[busy]["cpu_percent"] > 20 and containers[busy]["state"] == "running"
+    assert containers[busy]["cpu_percent"] > max(containers[idle]["cpu_percent"], 5)
+    assert containers[busy]["state"] == "running"
     assert containers[idle]["labels"]["statspout.test"] == run_id
     assert isinstance(containers[idle]["mem_usage_bytes"], int)
     assert [h["host"] for h in snapshot["hosts"]] == ["once-host"]
