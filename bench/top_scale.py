@@ -126,6 +126,8 @@ def main() -> None:
         for process in collectors:
             process.join(10)
         subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True)
+        Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}",
+             socket_name).unlink(missing_ok=True)
         for process in (rest, router):
             process.terminate()
             process.wait(10)

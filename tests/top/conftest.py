@@ -71,6 +71,9 @@ class Terminal:
 
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        # tmux leaves its socket file behind.
+        folder = Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}")
+        (folder / self.socket).unlink(missing_ok=True)
 
 
 @pytest.fixture
