@@ -120,12 +120,17 @@ def run_live(table: FleetTable, state: ViewState, args: argparse.Namespace,
     subscription = Subscription(table, args.connect, args.route, args.hwm, keys,
                                 args.report_interval).start()
 
+    source = args.connect
+    if args.route != bus.DEFAULT_ROUTE:
+        source += f" route {args.route}"
+
     def problems() -> str:
         counts, full = subscription.counts, table.counts.table_full
+        if counts.received == 0:
+            return f"waiting for the router at {source}"
         lost = {"gaps": counts.gaps, "malformed": counts.malformed, "full": full}
         return " ".join(f"{k}={v}" for k, v in lost.items() if v)
 
-    source = args.connect if args.route == bus.DEFAULT_ROUTE else f"{args.connect}/{args.route}"
     app = TopApp(table, state, refresh_s=args.refresh, describe_source=source,
                  problems=problems)
     try:
