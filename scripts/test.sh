@@ -4,8 +4,9 @@
 #   scripts/test.sh tests/router    any pytest arguments
 # Needs root (or sudo) on Debian/Ubuntu: Docker engine, InfluxDB 1.x, Prometheus, busybox-static
 # (the test image is made from it), iproute2 (network namespaces), chromium and chromium-driver
-# (the web page's browser tests), Python venv support, debootstrap (the base of the collector's
-# container image, made offline) and docker-compose (runs our docker-compose.yml).
+# (the web page's browser tests), tmux (statspout-top's tests), Python venv support, debootstrap
+# (the base of the collector's container image, made offline) and docker-compose (runs our
+# docker-compose.yml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,7 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v chromium >/dev/null || missing+=(chromium)               # the REST sink's web page
 command -v chromedriver >/dev/null || missing+=(chromium-driver)   # driven through Selenium
+command -v tmux >/dev/null || missing+=(tmux)  # the terminal statspout-top is tested in
 python_venv_missing && missing+=(python3-venv)
 apt_install "${missing[@]}"
 
