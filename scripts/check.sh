@@ -17,7 +17,7 @@ copy_modules() {  # copy_modules FOLDER TARGET
     cp "$1"/*.py "$2/"
 }
 copy_modules statspout "$tree/statspout"
-for wing in collector router sinks; do copy_modules "$wing" "$tree/statspout/$wing"; done
+for wing in collector router sinks top; do copy_modules "$wing" "$tree/statspout/$wing"; done
 
 status=0
 echo "ruff"
