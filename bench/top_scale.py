@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import zmq
@@ -41,7 +42,7 @@ def free_endpoint() -> str:
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
 
 
-def collector(endpoint: str, host: str, containers: int, stop) -> None:  # noqa: ANN001
+def collector(endpoint: str, host: str, containers: int, stop: EventType) -> None:
     """One synthetic collector: every container sampled once a second, real wire messages."""
     context = zmq.Context()
     publisher = bus.CollectorPublisher(context, endpoint)
@@ -123,8 +124,8 @@ def main() -> None:
             time.sleep(0.1)
     finally:
         stop.set()
-        for process in collectors:
-            process.join(10)
+        for collector_process in collectors:
+            collector_process.join(10)
         subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True)
         Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}",
              socket_name).unlink(missing_ok=True)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,20 +44,6 @@ CONTROL_MAX_MESSAGE_BYTES = 2**20
 # Closing a socket never waits for unsent messages longer than this: a dead peer must not
 # hang a shutdown.
 LINGER_MS = 1000
-
-_ENDPOINT = re.compile(r"^(tcp://(\*|\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.:-]+):\d{1,5}|ipc://.+|inproc://.+)$")
-
-
-def check_endpoint(text: str) -> str:
-    """Return a ZeroMQ endpoint unchanged, or raise ValueError saying why it is none."""
-    if not _ENDPOINT.match(text):
-        raise ValueError(f"{text!r} is not a ZeroMQ endpoint (tcp://HOST:PORT, ipc://PATH)")
-    if text.startswith("tcp://"):
-        port = int(text.rsplit(":", 1)[1])
-        if not 0 < port < 65536:
-            raise ValueError(f"{text!r}: port {port} is out of range")
-    return text
-
 
 def topic_for(route: str) -> bytes:
     """The subscription prefix of a route; the NUL ends it, so route "a" never matches "all"."""
@@ -230,9 +215,10 @@ def router_output(
 def sender_key(frame: zmq.Frame) -> str | None:
     """The Z85 public key a CURVE peer authenticated with (ZAP's User-Id), None without CURVE."""
     try:
-        return frame.get("User-Id")
+        user_id = frame.get("User-Id")
     except zmq.ZMQError:
         return None
+    return user_id if isinstance(user_id, str) else None
 
 
 def sink_subscriber(
