@@ -129,9 +129,9 @@ def main() -> None:
         subprocess.run(["tmux", "-L", socket_name, "kill-server"], capture_output=True)
         Path(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}",
              socket_name).unlink(missing_ok=True)
-        for process in (rest, router):
-            process.terminate()
-            process.wait(10)
+        for server in (rest, router):
+            server.terminate()
+            server.wait(10)
 
     cpu = {name: (after[name] - before[name]) / elapsed * 100 for name in before}
     redraws = re.findall(r"redraws=(\d+) mean_ms=([\d.]+) max_ms=([\d.]+)", top_log.read_text())
