@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,6 +17,14 @@ from statspout import bus, cli, security
 from statspout.router import status
 from statspout.router.forwarder import Router
 from statspout.router.reload import Reloader
+from statspout.router.replay import (
+    DEFAULT_REPLAY_BYTES,
+    DEFAULT_REPLAY_SECONDS,
+    DEFAULT_START_GRACE_S,
+    ReplayLimits,
+    ReplayStore,
+    StartGate,
+)
 from statspout.router.routes import BadRoutes, load_routes
 from statspout.router.routing import RouteTable
 from statspout.router.selectors import BadSelector, SelectorFilter
@@ -29,6 +38,10 @@ label=KEY!=VALUE, name=GLOB, image=GLOB, host=GLOB; a container passes when any 
 matches (or none is given) and no --exclude matches. A container labelled
 statspout.ignore=true is never routed; one labelled statspout.routes=a,b goes only to those
 routes. Routes come from --routes FILE (docs/routing.md); the route "all" always exists.
+
+After a start the router reads no input until a sink subscribes or --start-grace passes;
+it keeps the last messages of every route (--replay-bytes, --replay-seconds) for sinks that
+ask for what they missed on --replay (docs/reliability.md).
 
 SIGHUP reloads the routes file and the authorized keys. Without CURVE keys the router binds
 only to loopback (or ipc://) unless --insecure is given. --status asks a running router.
@@ -51,6 +64,17 @@ def build_parser() -> cli.OptionParser:
                   metavar="FILE")
     parser.option("--hwm", help="messages queued per peer before the router drops for it",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
+    restarts = parser.add_argument_group("restarts and replay (docs/reliability.md)")
+    parser.option("--replay", help="endpoint where sinks ask for the messages they missed",
+                  default=bus.DEFAULT_ROUTER_REPLAY, type=cli.endpoint, group=restarts)
+    parser.option("--replay-bytes", help="bytes of messages kept per route for replay "
+                  "(payload + 120 B per message); the oldest go first",
+                  default=DEFAULT_REPLAY_BYTES, type=cli.whole_number(0), group=restarts)
+    parser.option("--replay-seconds", help="seconds a message is kept for replay at most",
+                  default=DEFAULT_REPLAY_SECONDS, type=cli.seconds(0), group=restarts)
+    parser.option("--start-grace", help="seconds after a start during which the input is "
+                  "held until a sink subscribes (0: forward at once)",
+                  default=DEFAULT_START_GRACE_S, type=cli.seconds(0), group=restarts)
     group = parser.add_argument_group("CURVE security (docs/security.md)")
     parser.option("--curve-secret-key", help="the router's key pair (a .key_secret file); "
                   "turns CURVE on for input and output", metavar="FILE", group=group)
@@ -106,11 +130,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sockets.append(input_socket)
         output_socket = bus.router_output(context, args.publish, args.hwm, server_security)
         sockets.append(output_socket)
+        replay_socket = bus.replay_server(context, args.replay, server_security)
+        sockets.append(replay_socket)
         control_socket = bus.control_server(context, args.control)
         sockets.append(control_socket)
     except (zmq.ZMQError, OSError) as exc:
-        log.error("cannot bind: %s (input %s, output %s, control %s)",
-                  exc, args.listen, args.publish, args.control)
+        log.error("cannot bind: %s (input %s, output %s, replay %s, control %s)",
+                  exc, args.listen, args.publish, args.replay, args.control)
         _close(context, sockets, server_security)
         return 1
 
@@ -120,23 +146,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
 
     authenticator = server_security.authenticator if server_security else None
+    run_id = int.from_bytes(os.urandom(8), "big")
     router = Router(
         input_socket, output_socket, RouteTable(selector_filter, routes),
         report_interval=args.report_interval,
         control_socket=control_socket,
         is_authorized=authenticator.is_authorized if authenticator else None,
+        run_id=run_id,
+        replay=ReplayStore(run_id, ReplayLimits(args.replay_bytes, args.replay_seconds)),
+        replay_socket=replay_socket,
+        gate=StartGate(args.start_grace),
     )
     reloader = Reloader(
         args.routes, authenticator,
         lambda: bus.router_output(context, args.publish, args.hwm, server_security),
     )
-    log.info("routing from %s to %s (routes %s; CURVE %s; status at %s)",
+    log.info("routing from %s to %s (routes %s; CURVE %s; status at %s; run %016x; replay at "
+             "%s, %d bytes and %g s per route; input held up to %g s for sinks)",
              args.listen, args.publish, ", ".join(router.routes.names),
-             "on" if server_security else "off", args.control)
+             "on" if server_security else "off", args.control, run_id, args.replay,
+             args.replay_bytes, args.replay_seconds, args.start_grace)
     try:
         router.run(stop, reload_requested, reloader)
     finally:
-        _close(context, [input_socket, router.output, control_socket], server_security)
+        _close(context, [input_socket, router.output, replay_socket, control_socket],
+               server_security)
     return 0
 
 
@@ -148,7 +182,8 @@ def check_security_options(parser: cli.OptionParser, args: argparse.Namespace) -
         parser.error("--authorized-keys needs --curve-secret-key FILE (the router's key pair)")
     if args.curve_secret_key or args.insecure:
         return
-    for flag, endpoint in (("--listen", args.listen), ("--publish", args.publish)):
+    for flag, endpoint in (("--listen", args.listen), ("--publish", args.publish),
+                           ("--replay", args.replay)):
         if not bus.is_local_endpoint(endpoint):
             parser.error(f"{flag} {endpoint} is not a loopback address: refusing to bind it "
                          "without CURVE (pass --curve-secret-key and --authorized-keys, or "

@@ -15,6 +15,8 @@ import zmq
 from statspout import bus, cli, security
 from statspout.sinks import registry
 from statspout.sinks.base import Sink
+from statspout.sinks.checkpoint import CheckpointFile, default_state_dir
+from statspout.sinks.resume import ReplayClient, RouteResume
 from statspout.sinks.runtime import SinkWorker
 
 log = logging.getLogger("statspout.sink")
@@ -23,6 +25,10 @@ DESCRIPTION = """\
 Run one sink (repository) as a worker: subscribe to the router's output and hand every
 sample to the sink. Sinks: {sinks}. A sink of your own package is found by its entry point
 in the group "statspout.sinks", or with --sink module:Class.
+
+The worker saves the last route message its store has settled in --state-dir, and after a
+restart (its own or the router's) asks the router's --replay socket for what it missed
+(docs/reliability.md).
 """
 
 
@@ -40,6 +46,13 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
     parser.option("--route", help="the route to subscribe to", default=bus.DEFAULT_ROUTE)
     parser.option("--hwm", help="messages queued from the router before the router drops",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
+    restarts = parser.add_argument_group("restarts and replay (docs/reliability.md)")
+    parser.option("--replay", help="the router's replay endpoint, asked for missed messages",
+                  default=bus.DEFAULT_ROUTER_REPLAY, type=cli.endpoint, group=restarts)
+    parser.option("--state-dir", help="folder of the checkpoint files (one per sink name and "
+                  "route)", default=default_state_dir(), metavar="DIR", group=restarts)
+    parser.switch("--no-replay", help="neither checkpoint nor ask for replay: holes are only "
+                  "counted (gaps)", group=restarts)
     security.add_client_options(parser)
     cli.add_common_options(parser)
     if sink_class is not None:
@@ -116,13 +129,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = zmq.Context()
     socket = bus.sink_subscriber(context, parsed.connect, parsed.route, parsed.hwm, keys)
     log.info("sink %s subscribed to route %r at %s", sink_class.name, parsed.route, parsed.connect)
+    client = None
+    resume = None
+    if not parsed.no_replay:
+        client = ReplayClient(lambda: bus.replay_client(context, parsed.replay, keys))
+        resume = RouteResume(parsed.route, client,
+                             CheckpointFile(parsed.state_dir, sink_class.name, parsed.route))
+        log.info("sink %s: checkpoint %s, replay from %s", sink_class.name,
+                 resume.checkpoint_path, parsed.replay)
+    worker = SinkWorker(sink, socket, report_interval=parsed.report_interval, resume=resume)
     try:
-        SinkWorker(sink, socket, report_interval=parsed.report_interval).run(stop)
+        worker.run(stop)
     finally:
         try:
             sink.close()
         except Exception as exc:
             log.error("sink %s failed to close cleanly: %r", sink_class.name, exc)
+        worker.checkpoint()  # close wrote out the buffer: the settled position moved on
+        if client is not None:
+            client.close()
         socket.close()
         context.term()
     log.info("sink %s stopped", sink_class.name)

@@ -12,6 +12,8 @@ import zmq
 from statspout import bus, wire
 from statspout.logs import ThrottledErrors
 from statspout.sinks.base import Sink
+from statspout.sinks.checkpoint import Position
+from statspout.sinks.resume import RouteResume
 
 log = logging.getLogger("statspout.sink")
 
@@ -42,8 +44,11 @@ class SinkWorker:
         socket: zmq.Socket,
         *,
         report_interval: float = 60.0,
+        resume: RouteResume | None = None,
     ) -> None:
         self._sink = sink
+        # Replay and checkpoints (sinks/resume.py); None: holes are only counted, as gaps.
+        self._resume = resume
         self._socket = socket
         self._report_interval = report_interval
         self._last_sequence: int | None = None
@@ -55,6 +60,8 @@ class SinkWorker:
         poller.register(self._socket, zmq.POLLIN)
         next_flush = time.monotonic() + FLUSH_EVERY_S
         next_report = time.monotonic() + self._report_interval
+        if self._resume is not None:
+            self._resume.catch_up(self._replayed)
         try:
             while not stop.is_set():
                 if poller.poll(POLL_MS):
@@ -68,12 +75,14 @@ class SinkWorker:
                 now = time.monotonic()
                 if now >= next_flush:
                     self._guarded("flush", self._sink.flush)
+                    self.checkpoint()
                     next_flush = now + FLUSH_EVERY_S
                 if now >= next_report:
                     self.report()
                     next_report = now + self._report_interval
         finally:
             self._guarded("flush", self._sink.flush)
+            self.checkpoint()
             self.report()
 
     def handle_frames(self, frames: list[bytes]) -> None:
@@ -89,13 +98,45 @@ class SinkWorker:
                 "skipped a malformed message (%d so far): %s", self.counts.malformed, exc
             )
             return
-        self._count_gap(sequence)
-        if isinstance(message, wire.ContainerStats):
+        run = bus.run_of(topic) if self._resume is not None else None
+        if run is None:
+            self._count_gap(sequence)
+            self._dispatch(message)
+        elif self._resume.admit(run, sequence, self._replayed):
+            self._dispatch(message, Position(run, sequence))
+
+    def _replayed(self, position: Position, payload: bytes) -> None:
+        """A message the router replayed: handled like a live one."""
+        try:
+            message = wire.decode(payload)
+        except wire.MalformedMessage as exc:
+            self.counts.malformed += 1
+            self._errors.error(
+                "skipped a malformed replayed message (%d so far): %s", self.counts.malformed,
+                exc)
+            return
+        self._dispatch(message, position)
+
+    def _dispatch(self, message: wire.Message, position: Position | None = None) -> None:
+        is_sample = isinstance(message, wire.ContainerStats)
+        if is_sample:
             self.counts.samples += 1
             self._guarded("write", self._sink.write, message)
         else:
             self.counts.events += 1
             self._guarded("handle_event", self._sink.handle_event, message)
+        if position is not None:
+            self._resume.handed(position, is_sample)
+
+    def checkpoint(self) -> None:
+        """Save the route position the sink has settled (after a flush, and after close)."""
+        if self._resume is not None:
+            try:
+                unsettled = self._sink.unsettled()
+            except Exception as exc:  # a sink's bug must not end the worker; save nothing
+                self._errors.error("sink %s.unsettled failed: %r", self._sink.name, exc)
+                return
+            self._resume.save(unsettled)
 
     def _count_gap(self, sequence: int) -> None:
         last = self._last_sequence
@@ -117,5 +158,7 @@ class SinkWorker:
             )
 
     def report(self) -> None:
-        figures = {**asdict(self.counts), **self._sink.counters()}
+        figures = {**asdict(self.counts),
+                   **(self._resume.counters() if self._resume is not None else {}),
+                   **self._sink.counters()}
         log.info("%s: %s", self._sink.name, " ".join(f"{k}={v}" for k, v in figures.items()))
