@@ -63,8 +63,10 @@ def influx() -> Iterator[InfluxServer]:
 class Rig:
     """Router, JSON stdout sink and InfluxDB sink, each restartable, plus the collector."""
 
-    def __init__(self, ends: Endpoints, influx: InfluxServer, state_dir: Path) -> None:
+    def __init__(self, ends: Endpoints, influx: InfluxServer, state_dir: Path,
+                 router_args: tuple[str, ...] = ()) -> None:
         self.ends = ends
+        self.router_args = router_args
         self.influx = influx
         self.state_dir = state_dir
         self.stdout_runs: list[Process] = []  # every run of the stdout sink, in order
@@ -79,7 +81,7 @@ class Rig:
         e = self.ends
         self.router_runs.append(Process([
             program("statspout-router"), "--listen", e.listen, "--publish", e.publish,
-            "--replay", e.replay, "--control", e.control, "--report-interval", "1",
+            "--replay", e.replay, "--control", e.control, "--report-interval", "1", *self.router_args,
         ]))
 
     def _sink(self, *args: str) -> Process:
@@ -193,8 +195,10 @@ def print_table(title: str, table: dict[str, dict[str, int]]) -> None:
 
 
 @pytest.fixture
-def rig(bus_endpoints: Endpoints, influx: InfluxServer, tmp_path: Path) -> Iterator[Rig]:
-    made = Rig(bus_endpoints, influx, tmp_path / "state")
+def rig(request: pytest.FixtureRequest, bus_endpoints: Endpoints, influx: InfluxServer,
+        tmp_path: Path) -> Iterator[Rig]:
+    marker = request.node.get_closest_marker("router_args")
+    made = Rig(bus_endpoints, influx, tmp_path / "state", marker.args if marker else ())
     try:
         yield made
     finally:
@@ -253,3 +257,29 @@ def test_sinks_killed_and_restarted_under_load_lose_nothing(rig: Rig):
     # stdout cannot take back a line: what it printed after its last checkpoint (written right
     # after each flush) is printed again after a SIGKILL. The window is the checkpoint write.
     assert table["stdout"]["extra_copies"] <= 200
+
+
+@pytest.mark.router_args("--replay-seconds", "2")
+def test_beyond_the_replay_window_the_loss_is_counted_exactly(rig: Rig):
+    rig.warm_up()
+    time.sleep(2)
+    kill(rig.stdout_runs[-1])
+    time.sleep(DOWN_S)  # the router keeps 2 s: about 3 s of what passes now is evicted
+    rig.start_stdout_sink()
+    time.sleep(3)
+    rig.collector.stop_counting()
+    sent = set(rig.collector.sent)
+    wait_for(lambda: max(sent) in set(rig.stdout_seqs()), 30, "the last counted sample")
+    router_status = status_of(rig.ends.control)
+    for run in [*rig.stdout_runs, *rig.influx_runs]:
+        run.stop()
+    table = accounting(rig)
+    print_table("stdout sink kill -9 for 5 s, router replay window 2 s", table)
+    print("router replay:", router_status["replay"]["routes"])
+
+    stdout = table["stdout"]
+    assert stdout["missing"] > 300  # the window really was too short
+    assert stdout["lost_beyond_replay"] == stdout["missing"]  # and every one is counted
+    assert stdout["replayed"] > 0  # what was still held came back
+    assert router_status["replay"]["routes"]["all"]["evicted"] > 0
+    assert table["influxdb"]["missing"] == 0
