@@ -65,8 +65,9 @@ def build_parser() -> cli.OptionParser:
     parser.option("--hwm", help="messages queued per peer before the router drops for it",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
     restarts = parser.add_argument_group("restarts and replay (docs/reliability.md)")
-    parser.option("--replay", help="endpoint where sinks ask for the messages they missed",
-                  default=bus.DEFAULT_ROUTER_REPLAY, type=cli.endpoint, group=restarts)
+    parser.option("--replay", help="endpoint where sinks ask for the messages they missed; "
+                  "default: the port after --publish's (:5558)", type=cli.endpoint,
+                  group=restarts)
     parser.option("--replay-bytes", help="bytes of messages kept per route for replay "
                   "(payload + 120 B per message); the oldest go first",
                   default=DEFAULT_REPLAY_BYTES, type=cli.whole_number(0), group=restarts)
@@ -107,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             routes = load_routes(args.routes)
         except BadRoutes as exc:
             parser.error(str(exc))
+    if args.replay is None:
+        try:
+            args.replay = bus.replay_endpoint_for(args.publish)
+        except ValueError as exc:
+            parser.error(f"--replay: {exc}")
     check_security_options(parser, args)
     if not bus.is_local_endpoint(args.control):
         parser.error(f"--control {args.control}: the control endpoint must be local (ipc://)")

@@ -47,8 +47,9 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
     parser.option("--hwm", help="messages queued from the router before the router drops",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
     restarts = parser.add_argument_group("restarts and replay (docs/reliability.md)")
-    parser.option("--replay", help="the router's replay endpoint, asked for missed messages",
-                  default=bus.DEFAULT_ROUTER_REPLAY, type=cli.endpoint, group=restarts)
+    parser.option("--replay", help="the router's replay endpoint, asked for missed messages; "
+                  "default: the port after --connect's (:5558)", type=cli.endpoint,
+                  group=restarts)
     parser.option("--state-dir", help="folder of the checkpoint files (one per sink name and "
                   "route)", default=default_state_dir(), metavar="DIR", group=restarts)
     parser.switch("--no-replay", help="neither checkpoint nor ask for replay: holes are only "
@@ -111,6 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sink_class is None:
         parser.error(f"name a sink ({', '.join(registry.available())}) or pass --sink module:Class")
     keys = security.client_keys_from_args(parsed, parser)
+    if parsed.replay is None:
+        try:
+            parsed.replay = bus.replay_endpoint_for(parsed.connect)
+        except ValueError as exc:
+            parser.error(f"--replay: {exc}")
     cli.configure_logging(parsed.log_level)
 
     settings = sink_settings(sink_class, parsed)

@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # security.py needs no sockets; only the types are used here
 
 DEFAULT_ROUTER_INPUT = "tcp://127.0.0.1:5556"
 DEFAULT_ROUTER_OUTPUT = "tcp://127.0.0.1:5557"
-DEFAULT_ROUTER_REPLAY = "tcp://127.0.0.1:5558"
 DEFAULT_HWM = 10_000
 DEFAULT_ROUTE = "all"
 
@@ -281,6 +280,18 @@ def control_request(
         return sock.recv()
     finally:
         sock.close()
+
+
+def replay_endpoint_for(output: str) -> str:
+    """The default replay endpoint of a router output: the next port of a tcp:// output
+    (``:5557`` → ``:5558``), ``PATH.replay`` of an ipc:// one. Sinks derive it from the output
+    they connect to, so one setting (the output) places both."""
+    if output.startswith("tcp://"):
+        address, port = output.rsplit(":", 1)
+        if int(port) >= 65535:
+            raise ValueError(f"{output}: no port after it for the replay endpoint; give one")
+        return f"{address}:{int(port) + 1}"
+    return output + ".replay"
 
 
 def replay_server(

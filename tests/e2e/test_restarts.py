@@ -81,7 +81,8 @@ class Rig:
         e = self.ends
         self.router_runs.append(Process([
             program("statspout-router"), "--listen", e.listen, "--publish", e.publish,
-            "--replay", e.replay, "--control", e.control, "--report-interval", "1", *self.router_args,
+            "--replay", e.replay, "--control", e.control, "--report-interval", "1",
+            *self.router_args,
         ]))
 
     def _sink(self, *args: str) -> Process:

@@ -207,3 +207,19 @@ def test_retry_after_from_the_server_wins_over_backoff() -> None:
     rng = random.Random(7)
     assert backoff_delay(1, Failure(True, "429", retry_after=7.0), 2.0, rng) == 7.0
     assert backoff_delay(5, Failure(True, "503", retry_after=0.0), 30.0, rng) == 0.0
+
+
+def test_unsettled_counts_only_what_the_database_has_not_confirmed() -> None:
+    """The confirmed watermark a replay checkpoint uses: samples settle in put order."""
+    db = FakeDatabase()
+    db.down.set()
+    delivery = make(db, batch_size=10, flush_interval=0.01)
+    delivery.start()
+    for item in range(25):
+        delivery.put(item)
+    wait_until(lambda: delivery.counters()["retries"] >= 1)
+    assert delivery.unsettled() == 25  # nothing confirmed while the database is down
+    db.down.clear()
+    wait_until(lambda: delivery.unsettled() == 0)
+    assert db.items == list(range(25))
+    delivery.close()

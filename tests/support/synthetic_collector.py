@@ -12,9 +12,9 @@ import threading
 import time
 
 import zmq
-from support.samples import make_series_stats
 
 from statspout import bus, wire
+from support.samples import make_series_stats
 
 COUNTED_NAME = "web"
 WARMUP_NAME = "warmup"
