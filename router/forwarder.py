@@ -143,11 +143,17 @@ class Router:
 
     def _answer_replay(self) -> None:
         try:
-            frames = self._replay_socket.recv_multipart(zmq.NOBLOCK)
+            parts = self._replay_socket.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return
-        self._replay_socket.send_multipart(
-            self._replay.answer(frames, lambda route: self.route_sequences[route]))
+        if self._is_authorized is not None and not self._is_authorized(
+                bus.sender_key(parts[0])):
+            # A REP socket must answer; the answer holds nothing but the refusal.
+            self._rejected()
+            self._replay_socket.send_multipart(self._replay.refuse("key no longer authorized"))
+            return
+        self._replay_socket.send_multipart(self._replay.answer(
+            [part.bytes for part in parts], lambda route: self.route_sequences[route]))
 
     def _drain_input(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -275,8 +281,9 @@ class Router:
         )
         routes = ", ".join(f"{r}: out={n}" for r, n in sorted(self.route_sequences.items()))
         log.info(
-            "collectors [%s] routes [%s] filtered=%d malformed=%d rejected=%d",
+            "collectors [%s] routes [%s] filtered=%d malformed=%d rejected=%d%s",
             hosts or "none", routes or "none", self.filtered, self.malformed, self.rejected,
+            "" if self._replay is None else f" replay [{self._replay.summary()}]",
         )
 
 

@@ -131,7 +131,7 @@ class ReplayStore:
             request = ReplayRequest.decode(frames)
         except BadReplay as exc:
             self.bad_requests += 1
-            return ReplayAnswer(self.run_id, None, 0, [], error=str(exc)).encode()
+            return self.refuse(str(exc))
         buffer = self._routes.get(request.route)
         if buffer is None:
             return ReplayAnswer(self.run_id, None, head_of(request.route), []).encode()
@@ -140,6 +140,15 @@ class ReplayStore:
         self.replayed += len(messages)
         return ReplayAnswer(self.run_id, buffer.oldest, head_of(request.route),
                             messages).encode()
+
+    def refuse(self, reason: str) -> list[bytes]:
+        return ReplayAnswer(self.run_id, None, 0, [], error=reason).encode()
+
+    def summary(self) -> str:
+        """One line for the periodic report."""
+        routes = ", ".join(f"{route}: held={len(b)} oldest={b.oldest} evicted={b.evicted}"
+                           for route, b in sorted(self._routes.items()))
+        return f"run={self.run_id:016x} {routes or 'none held'} replayed={self.replayed}"
 
     def status(self) -> dict[str, Any]:
         return {
