@@ -142,17 +142,19 @@ class Router:
                 self._gate.subscribed()
 
     def _answer_replay(self) -> None:
+        sock, replay = self._replay_socket, self._replay
+        assert sock is not None and replay is not None  # registered only with both
         try:
-            parts = self._replay_socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return
         if self._is_authorized is not None and not self._is_authorized(
                 bus.sender_key(parts[0])):
             # A REP socket must answer; the answer holds nothing but the refusal.
             self._rejected()
-            self._replay_socket.send_multipart(self._replay.refuse("key no longer authorized"))
+            sock.send_multipart(replay.refuse("key no longer authorized"))
             return
-        self._replay_socket.send_multipart(self._replay.answer(
+        sock.send_multipart(replay.answer(
             [part.bytes for part in parts], lambda route: self.route_sequences[route]))
 
     def _drain_input(self, stop: threading.Event) -> None:

@@ -109,17 +109,19 @@ class RouteResume:
     def admit(self, run: int, seq: int, deliver: Deliver) -> bool:
         """A live message: True to hand it to the sink (after any hole before it was filled
         through ``deliver``), False when it was had already (dropped and counted)."""
-        if self.position is None:
-            self.position = Position(run, seq - 1)  # a new sink starts with the live stream
-        elif run != self.position.run:
-            self._new_run(run)
-        if seq <= self.position.seq:
+        position = self.position
+        if position is None:
+            position = self.position = Position(run, seq - 1)  # a new sink starts live
+        elif run != position.run:
+            position = self._new_run(position, run)
+        if seq <= position.seq:
             self.duplicates_dropped += 1
             return False
-        if seq > self.position.seq + 1:
+        if seq > position.seq + 1:
             self._fill(deliver, until=seq - 1)
-            if self.position.run == run and self.position.seq < seq - 1:
-                self._lose(seq - 1 - self.position.seq)
+            filled = self.position
+            if filled is not None and filled.run == run and filled.seq < seq - 1:
+                self._lose(seq - 1 - filled.seq)
         self.position = Position(run, seq)
         return True
 
@@ -150,11 +152,12 @@ class RouteResume:
                 "router_runs_seen": self.router_runs_seen,
                 "checkpoint_errors": self.checkpoint_errors}
 
-    def _new_run(self, run: int) -> None:
+    def _new_run(self, old: Position, run: int) -> Position:
         log.info("route %r: the router runs as %016x now (was %016x): it restarted; fetching "
-                 "the new run from its start", self._route, run, self.position.run)
+                 "the new run from its start", self._route, run, old.run)
         self.router_runs_seen += 1
         self.position = Position(run, 0)
+        return self.position
 
     def _lose(self, count: int) -> None:
         self.lost_beyond_replay += count
@@ -163,29 +166,31 @@ class RouteResume:
 
     def _fill(self, deliver: Deliver, until: int | None) -> None:
         """Fetch pages after the position up to ``until`` (None: up to the router's head)."""
-        while until is None or self.position.seq < until:
-            answer = self._client.fetch(self._route, self.position.seq + 1) if self._client \
+        position = self.position
+        assert position is not None  # set by catch_up or admit before they fill
+        while until is None or position.seq < until:
+            answer = self._client.fetch(self._route, position.seq + 1) if self._client \
                 else None
             if answer is None:
                 return
-            if answer.run != self.position.run:
+            if answer.run != position.run:
                 if until is not None:
                     return  # the router restarted after the message that showed the hole
-                self._new_run(answer.run)  # restarted since the checkpoint
+                position = self._new_run(position, answer.run)  # since the checkpoint
                 continue
             wanted = [(s, p) for s, p in answer.messages if until is None or s <= until]
             if not wanted:
                 # Nothing held from the position on: the rest up to the head was evicted.
                 end = answer.head if until is None else min(until, answer.head)
-                if end > self.position.seq:
-                    self._lose(end - self.position.seq)
+                if end > position.seq:
+                    self._lose(end - position.seq)
                     self.position = Position(answer.run, end)
                 return
-            if wanted[0][0] > self.position.seq + 1:
-                self._lose(wanted[0][0] - self.position.seq - 1)
+            if wanted[0][0] > position.seq + 1:
+                self._lose(wanted[0][0] - position.seq - 1)
             for seq, payload in wanted:
-                self.position = Position(answer.run, seq)
+                position = self.position = Position(answer.run, seq)
                 self.replayed += 1
-                deliver(self.position, payload)
-            if until is None and self.position.seq >= answer.head:
+                deliver(position, payload)
+            if until is None and position.seq >= answer.head:
                 return

@@ -98,11 +98,12 @@ class SinkWorker:
                 "skipped a malformed message (%d so far): %s", self.counts.malformed, exc
             )
             return
-        run = bus.run_of(topic) if self._resume is not None else None
-        if run is None:
+        resume = self._resume
+        run = bus.run_of(topic) if resume is not None else None
+        if resume is None or run is None:
             self._count_gap(sequence)
             self._dispatch(message)
-        elif self._resume.admit(run, sequence, self._replayed):
+        elif resume.admit(run, sequence, self._replayed):
             self._dispatch(message, Position(run, sequence))
 
     def _replayed(self, position: Position, payload: bytes) -> None:
@@ -125,7 +126,7 @@ class SinkWorker:
         else:
             self.counts.events += 1
             self._guarded("handle_event", self._sink.handle_event, message)
-        if position is not None:
+        if position is not None and self._resume is not None:
             self._resume.handed(position, is_sample)
 
     def checkpoint(self) -> None:

@@ -66,6 +66,7 @@ class ReplayRequest:
         for name, value in (("from", first), ("limit", limit)):
             if type(value) is not int or not 0 <= value < 2**63:
                 raise BadReplay(f"{name} must be an integer in [0, 2^63)")
+        assert isinstance(first, int) and isinstance(limit, int)  # checked just above
         return cls(route, first, limit)
 
 
@@ -78,8 +79,8 @@ class ReplayAnswer:
     error: str | None = None
 
     def encode(self) -> list[bytes]:
-        header = {"v": PROTOCOL_VERSION, "run": self.run, "oldest": self.oldest,
-                  "head": self.head}
+        header: dict[str, object] = {"v": PROTOCOL_VERSION, "run": self.run,
+                                     "oldest": self.oldest, "head": self.head}
         if self.error is not None:
             header["error"] = self.error
         frames = [msgpack.packb(header)]
