@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 import zmq
+from support.feed import RouterFeed
+from support.samples import make_stats
+from support.waiting import wait_for
 
-from statspout import bus
+from statspout import bus, wire
 from statspout.router.replay import ReplayLimits, ReplayStore
+from statspout.sinks.base import Sink
 from statspout.sinks.checkpoint import CheckpointFile, Position
 from statspout.sinks.resume import ReplayClient, RouteResume
+from statspout.sinks.runtime import SinkWorker
 
 RUN = 0x1111
 NEW_RUN = 0x2222
@@ -150,3 +156,49 @@ def test_the_checkpoint_saves_only_what_the_sink_settled(tmp_path):
     resume.save(unsettled=4)
     assert CheckpointFile(tmp_path, "s", "all").load() == Position(RUN, 6)
 
+
+
+class HoldingSink(Sink):
+    """A sink with a write buffer of its own: it holds the last ``holding`` samples."""
+
+    name = "holding"
+
+    def __init__(self, holding: int) -> None:
+        super().__init__(SimpleNamespace())
+        self.holding = holding
+        self.seqs: list[int] = []
+
+    def write(self, sample: wire.ContainerStats) -> None:
+        self.seqs.append(sample.seq)
+
+    def unsettled(self) -> int:
+        return min(self.holding, len(self.seqs))
+
+
+def test_the_worker_checkpoints_only_what_its_sink_settled(tmp_path):
+    feed, context = RouterFeed(), zmq.Context()
+    socket = bus.sink_subscriber(context, feed.endpoint)
+    feed.wait_for_subscriber()
+    sink = HoldingSink(holding=4)
+    checkpoint = CheckpointFile(tmp_path, "holding", "all")
+    worker = SinkWorker(sink, socket, report_interval=3600,
+                        resume=RouteResume("all", None, checkpoint))
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        topic = bus.routed_topic("all", RUN)
+        for seq in range(1, 11):
+            feed.send_frames(topic, bus.pack_sequence(seq), wire.encode(make_stats(seq=seq)))
+        # Flushed about once a second: samples 7..10 are still in the sink's buffer.
+        wait_for(lambda: CheckpointFile(tmp_path, "holding", "all").load(), 10,
+                 "the first checkpoint")
+        assert CheckpointFile(tmp_path, "holding", "all").load() == Position(RUN, 6)
+        sink.holding = 0
+    finally:
+        stop.set()
+        thread.join(10)
+        socket.close(0)
+        context.term()
+        feed.close()
+    assert CheckpointFile(tmp_path, "holding", "all").load() == Position(RUN, 10)
