@@ -263,14 +263,14 @@ def test_router_killed_and_restarted_under_load_loses_nothing(rig: Rig):
         assert figures["sent"] > 1000 and figures["collector_dropped"] == 0
         assert figures["extra_copies"] == 0
         assert figures["lost_beyond_replay"] == 0 and figures["gaps"] == 0
-    # Nothing is lost at a sink: the collector's backlog waited for the sinks, and what a sink
-    # missed of the new run it got by replay. What was inside the killed router's process at
-    # the kill (read from the collector's link, or queued for the output) dies with it, and the
-    # same samples are then missing at every sink; no counter on the bus can see them (a new
-    # router does not know what the old one had read). At ~150 samples/s that is 0 or 1.
-    assert missing["stdout"] == missing["influxdb"] == missing["mongodb"]
-    assert all(rig.first_after_kill - 5 <= seq < rig.first_after_kill
-               for seq in missing["stdout"])
+    # The collector's backlog waited for the sinks, and what a sink missed of the new run it got
+    # by replay: nothing after the kill is lost. What was in flight at the kill itself dies
+    # with the router: a sample on its way into it (then missing at every sink), or forwarded
+    # but not yet written to a sink's connection (then missing at that sink only). No counter
+    # on the bus can see those: a new router does not know what the old one had, and a sink
+    # does not know the old run's last number. At ~150 samples/s that was 0 or 1 per sink.
+    for seqs in missing.values():
+        assert all(rig.first_after_kill - 5 <= seq < rig.first_after_kill for seq in seqs)
 
 
 def test_sinks_killed_and_restarted_under_load_lose_nothing(rig: Rig):
