@@ -71,6 +71,10 @@ class ReplayClient:
                            self.failures, RETRY_AFTER_S, problem)
         return None
 
+    def wake(self) -> None:
+        """Ask again at the next hole, quiet period or not: the router has just restarted."""
+        self._quiet_until = 0.0
+
     def close(self) -> None:
         if self._socket is not None:
             self._socket.close(0)
@@ -156,6 +160,8 @@ class RouteResume:
         log.info("route %r: the router runs as %016x now (was %016x): it restarted; fetching "
                  "the new run from its start", self._route, run, old.run)
         self.router_runs_seen += 1
+        if self._client is not None:
+            self._client.wake()
         self.position = Position(run, 0)
         return self.position
 

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 import zmq
 from support.feed import RouterFeed
+from support.ports import free_port
 from support.samples import make_stats
 from support.waiting import wait_for
 
@@ -34,7 +35,6 @@ class ReplayServer:
         self.endpoint = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.store = ReplayStore(RUN, ReplayLimits())
         self.heads: dict[str, int] = {}
-        self.silent = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -49,8 +49,6 @@ class ReplayServer:
         while not self._stop.is_set():
             if self.socket.poll(50):
                 frames = self.socket.recv_multipart()
-                if self.silent:
-                    continue  # never answers: the REP socket is stuck, as a hung router's
                 self.socket.send_multipart(
                     self.store.answer(frames, lambda route: self.heads.get(route, 0)))
 
@@ -136,15 +134,43 @@ def test_a_new_run_in_the_live_stream_is_fetched_from_its_start(server, client):
     assert resume.router_runs_seen == 1 and resume.lost_beyond_replay == 0
 
 
-def test_a_router_that_does_not_answer_costs_one_timeout_then_holes_are_counted(
-        server, client):
-    server.silent = True
-    resume, got = RouteResume("all", client, None), Delivered()
-    resume.admit(RUN, 1, got)
-    resume.admit(RUN, 5, got)  # one request, no answer within 300 ms
-    resume.admit(RUN, 9, got)  # within the quiet period: not asked again
-    assert resume.lost_beyond_replay == 6 and client.failures == 1
-    assert got == []
+def test_a_router_that_does_not_answer_costs_one_timeout_then_holes_are_counted():
+    context = zmq.Context()
+    client = ReplayClient(  # nobody listens there
+        lambda: bus.replay_client(context, f"tcp://127.0.0.1:{free_port()}"), timeout_ms=300)
+    try:
+        resume, got = RouteResume("all", client, None), Delivered()
+        resume.admit(RUN, 1, got)
+        resume.admit(RUN, 5, got)  # one request, no answer within 300 ms
+        resume.admit(RUN, 9, got)  # within the quiet period: not asked again
+        assert resume.lost_beyond_replay == 6 and client.failures == 1
+        assert got == []
+    finally:
+        client.close()
+        context.term()
+
+
+def test_a_new_router_run_is_asked_at_once_even_after_a_failed_request(server):
+    """A sink that started while the router was down must not count the new run's start as
+    lost because its first request went unanswered."""
+    context = zmq.Context()
+    router_at = {"endpoint": f"tcp://127.0.0.1:{free_port()}"}  # nobody there yet
+    client = ReplayClient(lambda: bus.replay_client(context, router_at["endpoint"]),
+                          timeout_ms=300)
+    try:
+        resume, got = RouteResume("all", client, None), Delivered()
+        resume.admit(RUN, 1, got)
+        resume.admit(RUN, 3, got)  # unanswered: seq 2 lost, and a quiet period begins
+        assert client.failures == 1 and resume.lost_beyond_replay == 1
+        router_at["endpoint"] = server.endpoint  # the router is back, as a new run
+        server.store = ReplayStore(NEW_RUN, ReplayLimits())
+        server.publish(1, 5)
+        assert resume.admit(NEW_RUN, 6, got)
+        assert [seq for seq, _ in got] == [1, 2, 3, 4, 5]
+        assert resume.lost_beyond_replay == 1
+    finally:
+        client.close()
+        context.term()
 
 
 def test_the_checkpoint_saves_only_what_the_sink_settled(tmp_path):
