@@ -24,6 +24,7 @@ import zmq.auth
 
 from statspout import bus, security, wire
 from statspout.router.forwarder import Router
+from statspout.router.replay import ReplayLimits, ReplayStore
 from statspout.router.routes import parse_routes
 from statspout.router.routing import RouteTable
 
@@ -97,10 +98,12 @@ def router_process(listen: str, publish: str, keys: Path | None, stop) -> None:
     server = None
     if keys is not None:
         server = security.start_server_security(context, keys / "router.key_secret", keys)
+    # As statspout-router runs it: every forwarded message is kept for replay too.
     router = Router(bus.router_input(context, listen, UNBOUNDED, server),
                     bus.router_output(context, publish, UNBOUNDED, server),
                     RouteTable(routes=ROUTES), report_interval=3600,
-                    is_authorized=server.authenticator.is_authorized if server else None)
+                    is_authorized=server.authenticator.is_authorized if server else None,
+                    run_id=1, replay=ReplayStore(1, ReplayLimits()))
     router.run(stop)
     if server is not None:
         server.authenticator.stop()

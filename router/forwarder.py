@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ import zmq
 
 from statspout import bus, wire
 from statspout.logs import ThrottledErrors
+from statspout.router.replay import ReplayStore, StartGate
 from statspout.router.routing import RouteTable
 from statspout.sequence import SequenceTracker
 
@@ -67,6 +69,10 @@ class Router:
         max_hosts: int = DEFAULT_MAX_HOSTS,
         host_expiry_s: float = DEFAULT_HOST_EXPIRY_S,
         input_links_ended: Callable[[], int] | None = None,
+        run_id: int | None = None,
+        replay: ReplayStore | None = None,
+        replay_socket: zmq.Socket | None = None,
+        gate: StartGate | None = None,
     ) -> None:
         self._input = input_socket
         # How many input links have ended (from the socket monitor, statspout/handshakes.py): a
@@ -97,6 +103,13 @@ class Router:
         # The router numbers what it sends on each route itself, so that a sink's gap means loss.
         self.route_sequences: Counter[str] = Counter()
         self.reloads = 0
+        # Restarts and replay (router/replay.py): the run id in every topic frame tells sinks
+        # that numbering started again; the gate holds the input until sinks can listen.
+        self.run_id = run_id if run_id is not None else int.from_bytes(os.urandom(8), "big")
+        self._topics: dict[str, bytes] = {}
+        self._replay = replay
+        self._replay_socket = replay_socket
+        self._gate = gate if gate is not None else StartGate(0)
 
     def run(
         self,
@@ -106,16 +119,19 @@ class Router:
     ) -> None:
         """Route until ``stop`` is set; when ``reload_requested`` is set, call ``reload`` from
         this thread (it may swap the route table or the output socket)."""
-        poller = zmq.Poller()
-        poller.register(self._input, zmq.POLLIN)
-        if self._control is not None:
-            poller.register(self._control, zmq.POLLIN)
+        poller = self._poller()
         next_report = time.monotonic() + self._report_interval
         next_expiry = time.monotonic() + min(self._host_expiry_s, 60.0)
         while not stop.is_set():
-            ready = dict(poller.poll(POLL_MS))
+            held = not self._gate.is_open
+            timeout = min(POLL_MS, self._gate.seconds_left() * 1000 + 1) if held else POLL_MS
+            ready = dict(poller.poll(timeout))
+            if self._output in ready:
+                self._read_subscriptions()
             if self._input in ready:
                 self._drain_input(stop)
+            if self._replay_socket is not None and self._replay_socket in ready:
+                self._answer_replay()
             if self._control is not None and self._control in ready:
                 self._answer_control()
             if reload_requested is not None and reload_requested.is_set():
@@ -123,6 +139,11 @@ class Router:
                 if reload is not None:
                     reload(self)
                     self.reloads += 1
+                    poller = self._poller()  # the output socket may be a new one
+            if held and self._gate.check():
+                poller = self._poller()
+            if self._replay is not None:
+                self._replay.expire()
             if time.monotonic() >= next_expiry:
                 self.expire_hosts()
                 next_expiry = time.monotonic() + min(self._host_expiry_s, 60.0)
@@ -130,6 +151,44 @@ class Router:
                 self.report()
                 next_report = time.monotonic() + self._report_interval
         self.report()
+
+    def _poller(self) -> zmq.Poller:
+        """The sockets to wait on; the input only once the start gate is open."""
+        poller = zmq.Poller()
+        if self._gate.is_open:
+            poller.register(self._input, zmq.POLLIN)
+        poller.register(self._output, zmq.POLLIN)  # XPUB: the sinks' subscriptions
+        for sock in (self._replay_socket, self._control):
+            if sock is not None:
+                poller.register(sock, zmq.POLLIN)
+        return poller
+
+    def _read_subscriptions(self) -> None:
+        while True:
+            try:
+                frame = self._output.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            except zmq.ZMQError:  # a PUB output (tests, benchmarks) cannot be read
+                return
+            if frame[:1] == b"\x01":
+                self._gate.subscribed()
+
+    def _answer_replay(self) -> None:
+        sock, replay = self._replay_socket, self._replay
+        assert sock is not None and replay is not None  # registered only with both
+        try:
+            parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return
+        if self._is_authorized is not None and not self._is_authorized(
+                bus.sender_key(parts[0])):
+            # A REP socket must answer; the answer holds nothing but the refusal.
+            self._rejected()
+            sock.send_multipart(replay.refuse("key no longer authorized"))
+            return
+        sock.send_multipart(replay.answer(
+            [part.bytes for part in parts], lambda route: self.route_sequences[route]))
 
     def _drain_input(self, stop: threading.Event) -> None:
         for _ in range(DRAIN_AT_MOST):
@@ -173,8 +232,16 @@ class Router:
             self.filtered += 1
         for route in routes:
             self.route_sequences[route] += 1
-            bus.send_routed(self._output, bus.topic_for(route), self.route_sequences[route],
-                            payload)
+            sequence = self.route_sequences[route]
+            bus.send_routed(self._output, self._topic(route), sequence, payload)
+            if self._replay is not None:
+                self._replay.record(route, sequence, payload)
+
+    def _topic(self, route: str) -> bytes:
+        topic = self._topics.get(route)
+        if topic is None:
+            topic = self._topics[route] = bus.routed_topic(route, self.run_id)
+        return topic
 
     def replace_routes(self, routes: RouteTable) -> None:
         self.routes = routes
@@ -294,6 +361,9 @@ class Router:
             "internal_errors": self.internal_errors,
             "input_links_dropped": self.input_links_dropped,
             "reloads": self.reloads,
+            "run_id": f"{self.run_id:016x}",
+            "start": self._gate.status(),
+            "replay": None if self._replay is None else self._replay.status(),
         }
 
     def report(self) -> None:
@@ -305,10 +375,11 @@ class Router:
         routes = ", ".join(f"{r}: out={n}" for r, n in sorted(self.route_sequences.items()))
         log.info(
             "collectors [%s] routes [%s] filtered=%d malformed=%d rejected=%d "
-            "hosts_over_limit=%d hosts_expired=%d internal_errors=%d input_links_dropped=%d",
+            "hosts_over_limit=%d hosts_expired=%d internal_errors=%d input_links_dropped=%d%s",
             hosts or "none", routes or "none", self.filtered, self.malformed, self.rejected,
             self.hosts_over_limit, self.hosts_expired, self.internal_errors,
             self.input_links_dropped,
+            "" if self._replay is None else f" replay [{self._replay.summary()}]",
         )
 
 

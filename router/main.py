@@ -23,6 +23,14 @@ from statspout.router.forwarder import (
     Router,
 )
 from statspout.router.reload import Reloader
+from statspout.router.replay import (
+    DEFAULT_REPLAY_BYTES,
+    DEFAULT_REPLAY_SECONDS,
+    DEFAULT_START_GRACE_S,
+    ReplayLimits,
+    ReplayStore,
+    StartGate,
+)
 from statspout.router.routes import BadRoutes, load_routes
 from statspout.router.routing import RouteTable
 from statspout.router.selectors import BadSelector, SelectorFilter
@@ -37,6 +45,10 @@ matches (or none is given) and no --exclude matches. A container labelled
 statspout.ignore=true is never routed; one labelled statspout.routes=a,b goes only to those
 routes. Routes come from --routes FILE (routing.md in the statspout documentation); the route
 "all" always exists.
+
+After a start the router reads no input until a sink subscribes or --start-grace passes;
+it keeps the last messages of every route (--replay-bytes, --replay-seconds) for sinks that
+ask for what they missed on --replay (docs/reliability.md).
 
 SIGHUP reloads the routes file and the authorized keys. Without CURVE keys the router binds
 only to loopback (or ipc://) unless --insecure is given. --status asks a running router.
@@ -70,6 +82,22 @@ def build_parser() -> cli.OptionParser:
     parser.option("--host-expiry", help="seconds of silence after which a host's counts are "
                   "forgotten", default=DEFAULT_HOST_EXPIRY_S, type=cli.seconds(1),
                   metavar="SECONDS", group=bounds)
+    restarts = parser.add_argument_group(
+        "restarts and replay (reliability.md in the statspout documentation)")
+    parser.option("--replay", help="endpoint where sinks ask for the messages they missed; "
+                  "default: the port after --publish's (:5558)", type=cli.endpoint,
+                  metavar="ENDPOINT", group=restarts)
+    parser.option("--replay-bytes", help="bytes of messages kept per route for replay "
+                  "(payload + 120 B per message); the oldest go first",
+                  default=DEFAULT_REPLAY_BYTES, type=cli.whole_number(0), metavar="BYTES",
+                  group=restarts)
+    parser.option("--replay-seconds", help="seconds a message is kept for replay at most",
+                  default=DEFAULT_REPLAY_SECONDS, type=cli.seconds(0), metavar="SECONDS",
+                  group=restarts)
+    parser.option("--start-grace", help="seconds after a start during which the input is "
+                  "held until a sink subscribes (0: forward at once)",
+                  default=DEFAULT_START_GRACE_S, type=cli.seconds(0), metavar="SECONDS",
+                  group=restarts)
     group = parser.add_argument_group(security.SECURITY_GROUP)
     parser.option("--curve-secret-key", help="the router's key pair (a .key_secret file); "
                   "turns CURVE on for input and output", metavar="FILE", group=group)
@@ -105,6 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BadRoutes as exc:
             parser.error(str(exc))
     security.server_files_from_args(args)
+    if args.replay is None:
+        try:
+            args.replay = bus.replay_endpoint_for(args.publish)
+        except ValueError as exc:
+            parser.error(f"--replay: {exc}")
     check_security_options(parser, args)
     if not bus.is_local_endpoint(args.control):
         parser.error(f"--control {args.control}: the control endpoint must be local (ipc://)")
@@ -132,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             context, args.listen, args.hwm, server_security, args.max_message_bytes))
         output_socket = bind("--publish", args.publish, lambda: bus.router_output(
             context, args.publish, args.hwm, server_security))
+        replay_socket = bind("--replay", args.replay, lambda: bus.replay_server(
+            context, args.replay, server_security))
         control_socket = bind("--control", args.control,
                               lambda: bus.control_server(context, args.control))
     except CannotBind as exc:
@@ -149,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     watch = handshakes.HandshakeWatch(
         {input_label: input_socket, f"--publish {args.publish}": output_socket},
         log, _describe_failed_peer, report_refused_keys=False)
+    run_id = int.from_bytes(os.urandom(8), "big")
     router = Router(
         input_socket, output_socket, RouteTable(selector_filter, routes),
         report_interval=args.report_interval,
@@ -157,14 +193,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_hosts=args.max_hosts,
         host_expiry_s=args.host_expiry,
         input_links_ended=lambda: watch.states[input_label].ended,
+        run_id=run_id,
+        replay=ReplayStore(run_id, ReplayLimits(args.replay_bytes, args.replay_seconds)),
+        replay_socket=replay_socket,
+        gate=StartGate(args.start_grace),
     )
     reloader = Reloader(
         args.routes, authenticator,
         lambda: bus.router_output(context, args.publish, args.hwm, server_security),
     )
-    log.info("routing from %s to %s (routes %s; CURVE %s; status at %s)",
+    log.info("routing from %s to %s (routes %s; CURVE %s; status at %s; run %016x; replay at "
+             "%s, %d bytes and %g s per route; input held up to %g s for sinks)",
              args.listen, args.publish, ", ".join(router.routes.names),
-             "on" if server_security else "off", args.control)
+             "on" if server_security else "off", args.control, run_id, args.replay,
+             args.replay_bytes, args.replay_seconds, args.start_grace)
     try:
         router.run(stop, reload_requested, reloader)
     finally:
@@ -182,7 +224,8 @@ def check_security_options(parser: cli.OptionParser, args: argparse.Namespace) -
         parser.error("--authorized-keys needs --curve-secret-key FILE (the router's key pair)")
     if args.curve_secret_key or args.insecure:
         return
-    for flag, endpoint in (("--listen", args.listen), ("--publish", args.publish)):
+    for flag, endpoint in (("--listen", args.listen), ("--publish", args.publish),
+                           ("--replay", args.replay)):
         if not bus.is_local_endpoint(endpoint):
             parser.error(f"{flag} {endpoint} is not a loopback address: refusing to bind it "
                          "without CURVE (pass --curve-secret-key and --authorized-keys, or "

@@ -38,6 +38,17 @@ def format_table(status: dict[str, Any]) -> str:
     for route, r in status["routes"].items():
         note = "" if r["active"] else "  (no longer in the routes file)"
         lines.append(f"{route:<24} {r['out']:>10}{note}")
+    replay = status.get("replay")
+    if replay:
+        lines.append("")
+        lines.append(f"{'REPLAY BUFFER':<24} {'MESSAGES':>10} {'BYTES':>12} {'OLDEST SEQ':>10} "
+                     f"{'EVICTED':>10}")
+        for route, b in replay["routes"].items():
+            oldest = "-" if b["oldest_seq"] is None else str(b["oldest_seq"])
+            lines.append(f"{route:<24} {b['messages']:>10} {b['bytes']:>12} {oldest:>10} "
+                         f"{b['evicted']:>10}")
+        lines.append(f"run={replay['run_id']} replay requests={replay['requests']} "
+                     f"replayed={replay['replayed']} bad_requests={replay['bad_requests']}")
     lines.append("")
     lines.append(
         f"filtered={status['filtered']} malformed={status['malformed']} "

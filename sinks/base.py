@@ -71,6 +71,13 @@ class Sink:
     def close(self) -> None:
         """Release everything. Called once, after the last flush."""
 
+    def unsettled(self) -> int:
+        """How many of the latest samples given to ``write`` are not yet durably in the store
+        after ``flush()`` returned (a sink with a write buffer of its own: those still in it).
+        The runtime checkpoints the route's sequence past everything else, for replay after a
+        restart. 0: everything is stored once ``flush()`` returns."""
+        return 0
+
     def counters(self) -> Mapping[str, int]:
         """Sink-specific counters for the periodic report (written, dropped, retries, …)."""
         return {}

@@ -206,6 +206,14 @@ class Delivery(Generic[Item]):
             if first or len(self._waiting) >= self._settings.batch_size:
                 self._changed.notify()
 
+    def unsettled(self) -> int:
+        """Samples put but not yet settled: neither confirmed by the database nor given up nor
+        dropped. Samples settle in the order they were put, so everything put before the last
+        ``unsettled()`` ones is done with: the confirmed watermark of a replay checkpoint.
+        (A split batch keeps that order: its first half is written before its second.)"""
+        with self._changed:
+            return self._held()
+
     def counters(self) -> Mapping[str, int]:
         with self._changed:
             self._counts.buffered = self._held()
@@ -414,6 +422,9 @@ class DeliveringSink(Sink):
 
     def close(self) -> None:
         self._delivery.close()
+
+    def unsettled(self) -> int:
+        return self._delivery.unsettled()
 
     def counters(self) -> Mapping[str, int]:
         return self._delivery.counters()

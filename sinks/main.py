@@ -16,14 +16,20 @@ from statspout import bus, cli, handshakes, security
 from statspout.logs import mask_secrets
 from statspout.sinks import registry
 from statspout.sinks.base import Sink, describe_options
+from statspout.sinks.checkpoint import CheckpointFile, default_state_dir
+from statspout.sinks.resume import ReplayClient, RouteResume
 from statspout.sinks.runtime import SinkWorker
 
 log = logging.getLogger("statspout.sink")
 
 DESCRIPTION = """\
-Run one sink (repository) as a worker: subscribe to the router's output and hand every sample
-to the sink. A sink of your own package is found by its entry point in the group
-"statspout.sinks", or with --sink module:Class.
+Run one sink as a worker: subscribe to the router's output and hand every sample to the sink.
+A sink of your own package is found by its entry point in the group "statspout.sinks", or with
+--sink module:Class.
+
+The worker saves the last route message its store has settled in --state-dir, and after a
+restart (its own or the router's) asks the router's --replay socket for what it missed
+(reliability.md in the statspout documentation).
 
 Sinks: {sinks}
 `statspout-sink NAME --help` lists the options of sink NAME.
@@ -49,6 +55,15 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
                   default=bus.DEFAULT_MAX_MESSAGE_BYTES,
                   type=cli.whole_number(bus.MIN_MAX_MESSAGE_BYTES), metavar="BYTES")
     handshakes.add_unlinked_warning_option(parser)
+    restarts = parser.add_argument_group(
+        "restarts and replay (reliability.md in the statspout documentation)")
+    parser.option("--replay", help="the router's replay endpoint, asked for missed messages; "
+                  "default: the port after --connect's (:5558)", type=cli.endpoint,
+                  metavar="ENDPOINT", group=restarts)
+    parser.option("--state-dir", help="folder of the checkpoint files (one per sink name and "
+                  "route)", default=default_state_dir(), metavar="DIR", group=restarts)
+    parser.switch("--no-replay", help="neither checkpoint nor ask for replay: holes are only "
+                  "counted (gaps)", group=restarts)
     security.add_client_options(parser)
     cli.add_common_options(parser)
     if sink_class is not None:
@@ -103,6 +118,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sink_class is None:
         parser.error(f"name a sink ({', '.join(registry.available())}) or pass --sink module:Class")
     keys = security.client_keys_from_args(parsed, parser)
+    if parsed.replay is None:
+        try:
+            parsed.replay = bus.replay_endpoint_for(parsed.connect)
+        except ValueError as exc:
+            parser.error(f"--replay: {exc}")
     cli.configure_logging(parsed.log_level)
 
     settings = sink_settings(sink_class, parsed)
@@ -126,8 +146,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "no router has taken the link at {endpoint} for {seconds:.0f} s — wrong address or "
         "CURVE key? (nothing arrives meanwhile)")
     log.info("sink %s subscribed to route %r at %s", sink_class.name, parsed.route, parsed.connect)
+    client = None
+    resume = None
+    if not parsed.no_replay:
+        client = ReplayClient(lambda: bus.replay_client(context, parsed.replay, keys,
+                                                        parsed.max_message_bytes))
+        resume = RouteResume(parsed.route, client,
+                             CheckpointFile(parsed.state_dir, sink_class.name, parsed.route))
+        log.info("sink %s: checkpoint %s, replay from %s", sink_class.name,
+                 resume.checkpoint_path, parsed.replay)
+    worker = SinkWorker(sink, socket, report_interval=parsed.report_interval, resume=resume)
     try:
-        SinkWorker(sink, socket, report_interval=parsed.report_interval).run(stop)
+        worker.run(stop)
     finally:
         watch.stop()
         try:
@@ -135,6 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:
             log.error("sink %s failed to close cleanly: %s", sink_class.name,
                       mask_secrets(repr(exc)))
+        worker.checkpoint()  # close wrote out the buffer: the settled position moved on
+        if client is not None:
+            client.close()
         socket.close()
         context.term()
     log.info("sink %s stopped", sink_class.name)

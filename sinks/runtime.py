@@ -18,6 +18,8 @@ from statspout import bus, wire
 from statspout.logs import ThrottledErrors
 from statspout.sequence import Seen, SequenceTracker
 from statspout.sinks.base import Sink
+from statspout.sinks.checkpoint import Position
+from statspout.sinks.resume import RouteResume
 
 log = logging.getLogger("statspout.sink")
 
@@ -53,8 +55,11 @@ class SinkWorker:
         socket: zmq.Socket,
         *,
         report_interval: float = 60.0,
+        resume: RouteResume | None = None,
     ) -> None:
         self._sink = sink
+        # Replay and checkpoints (sinks/resume.py); None: holes are only counted, as gaps.
+        self._resume = resume
         self._socket = socket
         self._report_interval = report_interval
         self.sequence = SequenceTracker()
@@ -67,6 +72,8 @@ class SinkWorker:
         poller.register(self._socket, zmq.POLLIN)
         next_flush = time.monotonic() + FLUSH_EVERY_S
         next_report = time.monotonic() + self._report_interval
+        if self._resume is not None:
+            self._resume.catch_up(self._replayed)
         try:
             while not stop.is_set():
                 if poller.poll(POLL_MS):
@@ -80,12 +87,14 @@ class SinkWorker:
                 now = time.monotonic()
                 if now >= next_flush:
                     self._guarded("flush", self._sink.flush)
+                    self.checkpoint()
                     next_flush = now + FLUSH_EVERY_S
                 if now >= next_report:
                     self.report()
                     next_report = now + self._report_interval
         finally:
             self._guarded("flush", self._sink.flush)
+            self.checkpoint()
             self.report()
 
     def handle_frames(self, frames: list[bytes]) -> None:
@@ -94,31 +103,70 @@ class SinkWorker:
         try:
             if len(frames) != 3:
                 raise wire.MalformedMessage(f"{len(frames)} frames, expected 3")
-            _topic, sequence_frame, payload = frames
+            topic, sequence_frame, payload = frames
             sequence = bus.unpack_sequence(sequence_frame)
+            run = bus.run_of(topic) if self._resume is not None else None
         except Exception as exc:  # any frames at all: nothing here may end the worker
             self._malformed(exc)
             return
+        # The number is taken before the payload is decoded, so that a malformed payload is
+        # counted as malformed and never as a gap.
+        position = None
+        if self._resume is not None and run is not None:
+            # With the router's run id: holes are replayed, repeats dropped (sinks/resume.py).
+            if not self._resume.admit(run, sequence, self._replayed):
+                return
+            position = Position(run, sequence)
+        elif not self._observe(sequence, payload):
+            return
+        self._decode_and_dispatch(payload, position)
+
+    def _observe(self, sequence: int, payload: bytes) -> bool:
+        """Without replay: count gaps, restarts and duplicates; False for a duplicate."""
         seen = self.sequence.observe(sequence, hash(payload))
         self._update_sequence_counts()
         if seen is Seen.DUPLICATE:
             self._notices.log(logging.WARNING, "dropped a duplicate of router message %d "
                               "(%d duplicates so far)", sequence, self.counts.duplicates)
-            return
+            return False
         if seen is Seen.RESTART:
             self._notices.log(logging.INFO, "router sequence restarted at %d (%d restarts so "
                               "far)", sequence, self.counts.restarts)
+        return True
+
+    def _replayed(self, position: Position, payload: bytes) -> None:
+        """A message the router replayed: handled like a live one."""
+        self._decode_and_dispatch(payload, position)
+
+    def _decode_and_dispatch(self, payload: bytes, position: Position | None) -> None:
         try:
             message = wire.decode(payload)
         except Exception as exc:  # decode raises only MalformedMessage; this is the last resort
             self._malformed(exc)
-            return
-        if isinstance(message, wire.ContainerStats):
-            self.counts.samples += 1
-            self._guarded("write", self._sink.write, message)
+            message = None
+        if message is not None:
+            is_sample = isinstance(message, wire.ContainerStats)
+            if is_sample:
+                self.counts.samples += 1
+                self._guarded("write", self._sink.write, message)
+            else:
+                self.counts.events += 1
+                self._guarded("handle_event", self._sink.handle_event, message)
         else:
-            self.counts.events += 1
-            self._guarded("handle_event", self._sink.handle_event, message)
+            is_sample = False
+        if position is not None and self._resume is not None:
+            # A malformed message is handed too: the checkpoint moves past it.
+            self._resume.handed(position, is_sample)
+
+    def checkpoint(self) -> None:
+        """Save the route position the sink has settled (after a flush, and after close)."""
+        if self._resume is not None:
+            try:
+                unsettled = self._sink.unsettled()
+            except Exception as exc:  # a sink's bug must not end the worker; save nothing
+                self._errors.error("sink %s.unsettled failed: %r", self._sink.name, exc)
+                return
+            self._resume.save(unsettled)
 
     def _malformed(self, reason: Exception) -> None:
         self.counts.malformed += 1
@@ -142,5 +190,7 @@ class SinkWorker:
             )
 
     def report(self) -> None:
-        figures = {**asdict(self.counts), **self._sink.counters()}
+        figures = {**asdict(self.counts),
+                   **(self._resume.counters() if self._resume is not None else {}),
+                   **self._sink.counters()}
         log.info("%s: %s", self._sink.name, " ".join(f"{k}={v}" for k, v in figures.items()))

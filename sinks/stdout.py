@@ -7,8 +7,10 @@ Data model:
   ``[name] TIME EVENT: stop`` (``EVENT: rename from OLD`` for a rename).
 - ``json``: one JSON object per line with every wire field (docs/wire-schema.md), events too.
 
-Delivery: a line counts as delivered when written to the process's stdout; output is flushed
-about once a second and at shutdown.
+Delivery: a line counts as delivered when written to the process's stdout. Lines are held and
+written together at each flush (about once a second, at shutdown, and whenever
+``PENDING_LINES`` are held), right before the worker checkpoints the route position: a sink
+killed between the two writes those lines again after its restart (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import TextIO
 
 from statspout.sinks.base import Option, Sink
 from statspout.wire import ContainerEvent, ContainerStats
+
+# Lines held between flushes at most; beyond, they are written out early.
+PENDING_LINES = 10_000
 
 
 def format_time(timestamp_ns: int) -> str:
@@ -53,6 +58,7 @@ class StdoutSink(Sink):
         super().__init__(settings)
         self._stream = stream or sys.stdout
         self._json = settings.format == "json"
+        self._pending: list[str] = []
 
     def write(self, sample: ContainerStats) -> None:
         self._emit(sample.to_dict() if self._json else format_line(sample))
@@ -62,7 +68,14 @@ class StdoutSink(Sink):
 
     def _emit(self, record: dict | str) -> None:
         text = json.dumps(record, ensure_ascii=False) if isinstance(record, dict) else record
-        self._stream.write(text + "\n")
+        self._pending.append(text + "\n")
+        if len(self._pending) >= PENDING_LINES:
+            self._write_pending()
 
     def flush(self) -> None:
+        self._write_pending()
         self._stream.flush()
+
+    def _write_pending(self) -> None:
+        self._stream.write("".join(self._pending))
+        self._pending.clear()

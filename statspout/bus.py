@@ -8,7 +8,12 @@ Flow and socket roles:
 Collector → router messages are one frame: the wire payload. Router → sink messages are three
 frames: the route's topic, the router's own sequence number for that topic (8 bytes, big
 endian), and the payload exactly as the collector sent it. Sinks subscribe to one topic, so a
-gap in that sequence is loss between router and sink, never filtering.
+gap in that sequence is loss between router and sink, never filtering. Since bus version 1 the
+topic frame carries the router's run id after the subscription prefix (``routed_topic``), so a
+sink tells a restarted router from a hole; a sink that reads only the prefix is unaffected.
+
+Replay (``docs/reliability.md``): the router also binds a REP socket (default :5558) from which
+a sink asks for the messages of its route that it missed (``statspout/replay.py``).
 
 Security: with CURVE the router's two sockets are CURVE servers and every collector and sink
 a CURVE client (``security.py`` loads the keys). The router's control socket (``--status``) is
@@ -51,7 +56,26 @@ def topic_for(route: str) -> bytes:
 
 
 def route_of(topic: bytes) -> str:
-    return topic.rstrip(b"\0").decode(errors="replace")
+    return topic.split(b"\0", 1)[0].decode(errors="replace")
+
+
+# Bus version 1: after the route's NUL, one version byte and the router's run id (8 bytes, big
+# endian). Subscriptions match the prefix only, so sinks of bus version 0 keep working.
+ROUTED_TOPIC_VERSION = 1
+
+
+def routed_topic(route: str, run_id: int) -> bytes:
+    """The topic frame the router sends: the route's prefix, then its run id."""
+    return topic_for(route) + bytes([ROUTED_TOPIC_VERSION]) + run_id.to_bytes(8, "big")
+
+
+def run_of(topic: bytes) -> int | None:
+    """The router run id in a topic frame; None from a router of bus version 0 (or a topic
+    whose suffix is of an unknown version)."""
+    _, _, suffix = topic.partition(b"\0")
+    if len(suffix) != 9 or suffix[0] != ROUTED_TOPIC_VERSION:
+        return None
+    return int.from_bytes(suffix[1:], "big")
 
 
 def pack_sequence(number: int) -> bytes:
@@ -205,9 +229,11 @@ def router_output(
     hwm: int = DEFAULT_HWM,
     security: ServerSecurity | None = None,
 ) -> zmq.Socket:
-    """PUB bound on the output endpoint. A slow sink loses its own messages at its HWM (and
-    sees the gap in the router's sequence); it never holds back the others."""
-    sock = _configure(context.socket(zmq.PUB), hwm, server=security)
+    """XPUB bound on the output endpoint. A slow sink loses its own messages at its HWM (and
+    sees the gap in the router's sequence); it never holds back the others. An XPUB rather
+    than a PUB so that the router sees the sinks' subscriptions arrive (it holds its input
+    after a start until they do); the router must read them."""
+    sock = _configure(context.socket(zmq.XPUB), hwm, server=security)
     sock.bind(endpoint)
     return sock
 
@@ -262,3 +288,43 @@ def control_request(
         return sock.recv()
     finally:
         sock.close()
+
+
+def replay_endpoint_for(output: str) -> str:
+    """The default replay endpoint of a router output: the next port of a tcp:// output
+    (``:5557`` → ``:5558``), ``PATH.replay`` of an ipc:// one. Sinks derive it from the output
+    they connect to, so one setting (the output) places both."""
+    if output.startswith("tcp://"):
+        address, port = output.rsplit(":", 1)
+        if int(port) >= 65535:
+            raise ValueError(f"{output}: no port after it for the replay endpoint; give one")
+        return f"{address}:{int(port) + 1}"
+    return output + ".replay"
+
+
+def replay_server(
+    context: zmq.Context,
+    endpoint: str,
+    security: ServerSecurity | None = None,
+) -> zmq.Socket:
+    """REP bound on the router's replay endpoint: sinks ask it for messages they missed."""
+    sock = _configure(context.socket(zmq.REP), 64, server=security)
+    sock.bind(endpoint)
+    return sock
+
+
+def replay_client(
+    context: zmq.Context,
+    endpoint: str,
+    security: ClientKeys | None = None,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+) -> zmq.Socket:
+    """REQ connected to the router's replay endpoint. After a request without an answer the
+    socket cannot send again: close it and make a new one (the "lazy pirate" pattern). Each
+    replayed payload is a frame of its own, so the sink's own limit applies to them as to the
+    live stream."""
+    sock = _configure(context.socket(zmq.REQ), 64, max_message_bytes=max_message_bytes,
+                      client=security)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return sock

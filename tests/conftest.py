@@ -50,6 +50,14 @@ def make_container(
             pass
 
 
+@pytest.fixture(autouse=True)
+def own_state_home(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sink processes of a test keep their checkpoints (docs/reliability.md) in a folder of
+    that test, not in the user's ~/.local/state, where another test's would be found."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state-home")))
+
+
 @pytest.fixture
 def endpoints() -> tuple[str, str]:
     """A fresh (router input, router output) pair of loopback endpoints."""

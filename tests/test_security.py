@@ -19,6 +19,7 @@ from support.processes import Process, program
 from support.waiting import wait_for
 
 from statspout import bus, security
+from statspout.sinks.resume import ReplayClient
 
 
 def keygen(folder: Path, *names: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -172,3 +173,32 @@ def _status(control: str) -> dict:
         return json.loads(bus.control_request(context, control, b"status"))
     finally:
         context.term()
+
+
+def test_the_replay_socket_answers_only_authorized_sinks(
+    tmp_path: Path, context: zmq.Context
+) -> None:
+    keys, authorized = tmp_path / "keys", tmp_path / "authorized"
+    keygen(keys, "router", "s1", "s2")
+    authorized.mkdir()
+    shutil.copy(keys / "s1.key", authorized)  # s2 is a stranger
+    publish, replay = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    router = Process([program("statspout-router"), "--listen", f"tcp://127.0.0.1:{free_port()}",
+                      "--publish", publish, "--replay", replay,
+                      "--control", f"ipc://{tmp_path}/router.ctl",
+                      "--curve-secret-key", str(keys / "router.key_secret"),
+                      "--authorized-keys", str(authorized)])
+    try:
+        wait_for(lambda: "CURVE on" in router.log(), 15, "the router to start with CURVE")
+        server_key = security.load_public_key(keys / "router.key")
+
+        def client(name: str | None) -> ReplayClient:
+            own = None if name is None else security.ClientKeys(
+                security.load_key_pair(keys / f"{name}.key_secret"), server_key)
+            return ReplayClient(lambda: bus.replay_client(context, replay, own), timeout_ms=1000)
+
+        answers = {name: client(name).fetch("all", 1) for name in ("s1", "s2", None)}
+        assert answers["s1"] is not None and answers["s1"].messages == []
+        assert answers["s2"] is None and answers[None] is None
+    finally:
+        router.stop()

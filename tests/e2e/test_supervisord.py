@@ -127,6 +127,8 @@ def test_one_line_turns_curve_on_for_every_program(tmp_path, endpoints, run_id, 
         (keys / "authorized" / f"{name}.key").write_bytes((keys / f"{name}.key").read_bytes())
 
     def uncomment(conf: str) -> str:
+        conf = re.sub(r"^(environment = STATSPOUT_SINK_STATE_DIR=)", r"; \1", conf,
+                      flags=re.MULTILINE)
         return re.sub(r"^; (environment = STATSPOUT_KEYS_DIR=)", r"\1", conf, flags=re.MULTILINE)
 
     container = make_container("sleep 3600", name=f"curve-{run_id}")

@@ -305,3 +305,48 @@ def test_status_into_a_closed_pipe_ends_quietly(places) -> None:
         router.stop()
     assert result.returncode == 0
     assert "Traceback" not in result.stderr and "BrokenPipeError" not in result.stderr
+
+
+def _status(places: dict[str, str]) -> dict:
+    result = subprocess.run(
+        [program("statspout-router"), "--status", "--json", "--control", places["control"]],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_started_router_holds_its_input_until_a_sink_subscribes(places, context) -> None:
+    router = start_router(places, "--start-grace", "60")
+    publisher = Process(publish_argv(places["listen"], "h1", names="web1", interval="0.1"),
+                        env=PUBLISH_ENV)
+    sink = None
+    try:
+        # The publisher sends every 0.1 s from its start; give it time to send many.
+        held = wait_for(lambda: (s := _status(places))["uptime_seconds"] >= 3 and s, 15,
+                        "three seconds of the router")
+        assert held["start"] == {"open": False, "opened_by": None, "held_seconds": 0.0}
+        assert held["hosts"] == {} and held["routes"]["all"]["out"] == 0  # nothing read yet
+        sink = Subscriber(context, places["publish"], "all")
+        wait_for(lambda: sink.drain(), 15, "data once a sink subscribed")
+        # Nothing was forwarded before the subscription: the sink has the route from number 1.
+        assert sink.received[0][0] == 1
+        opened = _status(places)
+        assert opened["start"]["opened_by"] == "a subscription"
+        assert opened["replay"]["routes"]["all"]["oldest_seq"] == 1
+    finally:
+        publisher.stop()
+        router.stop()
+        if sink is not None:
+            sink.socket.close()
+
+
+def test_without_sinks_the_router_forwards_after_the_grace(places) -> None:
+    router = start_router(places, "--start-grace", "1")
+    try:
+        opened = wait_for(lambda: (s := _status(places))["start"]["open"] and s, 10,
+                          "the grace period to pass")
+        assert opened["start"]["opened_by"] == "the grace period"
+        assert opened["start"]["held_seconds"] >= 1.0
+    finally:
+        router.stop()

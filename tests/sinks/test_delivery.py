@@ -337,3 +337,19 @@ def test_a_url_password_in_a_failure_reason_is_never_logged(
         delivery.close()
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "s3cr3t" not in logged and "http://admin:***@db.example:8086" in logged
+
+
+def test_unsettled_counts_only_what_the_database_has_not_confirmed() -> None:
+    """The confirmed watermark a replay checkpoint uses: samples settle in put order."""
+    db = FakeDatabase()
+    db.down.set()
+    delivery = make(db, batch_size=10, flush_interval=0.01)
+    delivery.start()
+    for item in range(25):
+        delivery.put(item)
+    wait_until(lambda: delivery.counters()["retries"] >= 1)
+    assert delivery.unsettled() == 25  # nothing confirmed while the database is down
+    db.down.clear()
+    wait_until(lambda: delivery.unsettled() == 0)
+    assert db.items == list(range(25))
+    delivery.close()

@@ -16,6 +16,7 @@ def output_of(fmt: str, *messages) -> str:
     sink = StdoutSink(SimpleNamespace(format=fmt), stream=stream)
     for message in messages:
         (sink.handle_event if message.kind == "event" else sink.write)(message)
+    sink.flush()
     return stream.getvalue()
 
 
