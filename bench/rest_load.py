@@ -32,8 +32,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from support.ports import free_port  # noqa: E402 - the tests' helpers
-from support.samples import make_container_stats  # noqa: E402
+from support.ports import free_port
+from support.samples import make_container_stats
 
 
 def serve(sink_class: str, port: int, containers: int, ready: multiprocessing.synchronize.Event,

@@ -23,10 +23,10 @@ import zmq
 import zmq.auth
 
 from statspout import bus, security, wire
-from statspout.router.forwarder import Router
+from statspout.router.loop import Router
 from statspout.router.replay import ReplayLimits, ReplayStore
-from statspout.router.routes import parse_routes
-from statspout.router.routing import RouteTable
+from statspout.router.route_table import RouteTable
+from statspout.router.routes_file import parse_routes
 
 ROUTES = parse_routes({"routes": {
     "prod": {"include": ["label=env=prod"], "exclude": ["name=*-debug"]},

@@ -31,11 +31,11 @@ import requests
 from statspout import wire
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from support.browser import headless_chromium  # noqa: E402 - the tests' helpers
-from support.feed import RouterFeed  # noqa: E402
-from support.ports import free_port  # noqa: E402
-from support.processes import program  # noqa: E402
-from support.waiting import wait_for  # noqa: E402
+from support.browser import headless_chromium
+from support.feed import RouterFeed
+from support.ports import free_port
+from support.processes import program
+from support.waiting import wait_for
 
 
 def cpu_seconds(pid: int) -> float:

@@ -16,7 +16,7 @@ import zmq
 
 from statspout import bus, cli, handshakes, security
 from statspout.router import status
-from statspout.router.forwarder import (
+from statspout.router.loop import (
     DEFAULT_HOST_EXPIRY_S,
     DEFAULT_MAX_HOSTS,
     OTHER_HOSTS,
@@ -31,8 +31,8 @@ from statspout.router.replay import (
     ReplayStore,
     StartGate,
 )
-from statspout.router.routes import BadRoutes, load_routes
-from statspout.router.routing import RouteTable
+from statspout.router.route_table import RouteTable
+from statspout.router.routes_file import BadRoutes, load_routes
 from statspout.router.selectors import BadSelector, SelectorFilter
 
 log = logging.getLogger("statspout.router")

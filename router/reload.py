@@ -17,8 +17,8 @@ from pathlib import Path
 import zmq
 
 from statspout.backoff import Backoff
-from statspout.router.forwarder import Router
-from statspout.router.routes import BadRoutes, load_routes
+from statspout.router.loop import Router
+from statspout.router.routes_file import BadRoutes, load_routes
 from statspout.security import Authenticator, BadKey
 
 log = logging.getLogger("statspout.router")

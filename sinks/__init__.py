@@ -1,1 +1,1 @@
-"""Sinks (repositories): the shared worker runtime, the Sink interface, and the built-in sinks."""
+"""Sinks: the shared worker runtime, the Sink interface, and the built-in sinks."""

@@ -32,9 +32,9 @@ from __future__ import annotations
 import logging
 import re
 import time
-from wsgiref.simple_server import WSGIServer
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import zmq
@@ -179,7 +180,7 @@ class SinkWorker:
         self.counts.duplicates = self.sequence.duplicates
         self.counts.restarts = self.sequence.restarts
 
-    def _guarded(self, what: str, call, *args) -> None:  # noqa: ANN001 - any sink method
+    def _guarded(self, what: str, call: Callable[..., object], *args: object) -> None:
         try:
             call(*args)
         except Exception as exc:  # a sink's bug must not end the worker

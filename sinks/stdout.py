@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, timezone
+from types import SimpleNamespace
 from typing import TextIO
 
 from statspout.sinks.base import Option, Sink
@@ -54,7 +55,7 @@ class StdoutSink(Sink):
                default="line", choices=("line", "json")),
     )
 
-    def __init__(self, settings, stream: TextIO | None = None) -> None:  # noqa: ANN001
+    def __init__(self, settings: SimpleNamespace, stream: TextIO | None = None) -> None:
         super().__init__(settings)
         self._stream = stream or sys.stdout
         self._json = settings.format == "json"

@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-
 ENV_PREFIX = "STATSPOUT_"
 
 def env_name(flag: str, prefix: str = ENV_PREFIX) -> str:

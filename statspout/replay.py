@@ -21,6 +21,7 @@ router restarted and its numbers started again at 1.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import msgpack
@@ -107,6 +108,6 @@ class ReplayAnswer:
         messages = []
         for index in range(1, len(frames), 2):
             messages.append((bus.unpack_sequence(frames[index]), frames[index + 1]))
-        if any(b[0] <= a[0] for a, b in zip(messages, messages[1:], strict=False)):
+        if any(b[0] <= a[0] for a, b in itertools.pairwise(messages)):
             raise BadReplay("messages are not in ascending order")
         return cls(run, oldest, head, messages, error if isinstance(error, str) else None)

@@ -30,7 +30,7 @@ from support.samples import make_event, make_stats
 from support.waiting import wait_for
 
 from statspout import bus, wire
-from statspout.router.routing import RouteTable
+from statspout.router.route_table import RouteTable
 
 SEND_TIMEOUT_MS = 10_000
 EXAMPLES = 2000  # batches of 5 to 40 inputs; every input goes to the router and to the sink

@@ -53,7 +53,7 @@ def test_bad_key_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(security.BadKey, match="holds no secret key"):
         security.load_key_pair(tmp_path / "a.key")
     (tmp_path / "junk.key").write_text("hello\n")
-    with pytest.raises(security.BadKey, match="junk.key"):
+    with pytest.raises(security.BadKey, match=r"junk\.key"):
         security.load_authorized_keys(tmp_path)
     with pytest.raises(security.BadKey, match="does not exist"):
         security.load_authorized_keys(tmp_path / "nowhere")

@@ -64,7 +64,7 @@ def test_missing_field_is_named():
 
 
 def test_bytes_that_are_not_msgpack():
-    with pytest.raises(wire.MalformedMessage, match="not msgpack|expected a map"):
+    with pytest.raises(wire.MalformedMessage, match=r"not msgpack|expected a map"):
         wire.decode(b"\xc1garbage")
 
 

@@ -17,8 +17,17 @@ from typing import Any
 from statspout.router.selectors import BadSelector, SelectorFilter
 from statspout.top.fleet import RUNNING, HostSeen, Row
 
-__all__ = ["BadSelector", "COLUMNS", "Column", "HostLine", "Row", "filter_rows", "host_lines",
-           "parse_filter", "sort_rows"]
+__all__ = [
+    "COLUMNS",
+    "BadSelector",
+    "Column",
+    "HostLine",
+    "Row",
+    "filter_rows",
+    "host_lines",
+    "parse_filter",
+    "sort_rows",
+]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""IDB: the example repository of the original statspout guide, as a statspout sink.
+"""IDB: the example of the original statspout guide (a "repository" there), as a statspout sink.
 
 IDB is an imaginary database; here it is a file of JSON lines, one record per sample, so the
 example runs anywhere. Replace ``IDBClient`` with a real client library.

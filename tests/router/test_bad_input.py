@@ -17,8 +17,8 @@ from support.netns import synthetic_sample
 from support.waiting import wait_for
 
 from statspout import bus, wire
-from statspout.router.forwarder import OTHER_HOSTS, STATUS_HOSTS, UNKNOWN_HOST, Router
-from statspout.router.routing import DECISION_CACHE_BYTES, RouteTable
+from statspout.router.loop import OTHER_HOSTS, STATUS_HOSTS, UNKNOWN_HOST, Router
+from statspout.router.route_table import DECISION_CACHE_BYTES, RouteTable
 from statspout.router.status import format_table
 
 

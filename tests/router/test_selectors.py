@@ -40,7 +40,7 @@ def test_selector_matches(text, matches):
 
 @pytest.mark.parametrize("text", ["env=prod", "label=", "name=", "colour=red", "label"])
 def test_bad_selectors_say_what_a_selector_is(text):
-    with pytest.raises(BadSelector, match="selector|nothing after"):
+    with pytest.raises(BadSelector, match=r"selector|nothing after"):
         Selector.parse(text)
 
 

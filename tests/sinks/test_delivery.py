@@ -290,7 +290,7 @@ def test_a_split_part_that_meets_an_outage_is_retried_and_nothing_is_lost() -> N
             raise Unreachable()
         original(batch)
 
-    delivery._write_batch = flaky  # noqa: SLF001 - inject one outage mid-split
+    delivery._write_batch = flaky
     delivery.start()
     wait_until(lambda: delivery.counters()["buffered"] == 0)
     delivery.close()

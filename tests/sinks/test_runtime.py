@@ -86,7 +86,7 @@ def test_gaps_in_the_router_numbering_are_counted(worker_and_publisher):
 
 
 def test_other_routes_are_not_received(worker_and_publisher):
-    worker, sink, send = worker_and_publisher
+    _worker, sink, send = worker_and_publisher
     send(bus.topic_for("allx"), bus.pack_sequence(1), wire.encode(make_stats(name="other")))
     send(bus.topic_for("all"), bus.pack_sequence(2), wire.encode(make_stats(name="ours")))
     wait_for(lambda: sink.samples, 5, "our sample")

@@ -6,8 +6,8 @@ import pytest
 from support.netns import synthetic_sample
 
 from statspout import wire
-from statspout.router.routes import parse_routes
-from statspout.router.routing import RouteTable
+from statspout.router.route_table import RouteTable
+from statspout.router.routes_file import parse_routes
 from statspout.router.selectors import SelectorFilter
 
 ROUTES = parse_routes({"routes": {

@@ -23,7 +23,7 @@ import zmq
 from statspout import bus, wire
 from statspout.logs import ThrottledErrors
 from statspout.router.replay import ReplayStore, StartGate
-from statspout.router.routing import RouteTable
+from statspout.router.route_table import RouteTable
 from statspout.sequence import SequenceTracker
 
 log = logging.getLogger("statspout.router")
@@ -45,7 +45,7 @@ REPORT_HOSTS = 10
 
 
 @dataclass
-class CollectorCounts:
+class HostCounts:
     """What one collector (by host name) sent us."""
 
     messages: int = 0
@@ -91,7 +91,7 @@ class Router:
         self._started = time.monotonic()
         # Per host, at most max_hosts (plus the two pseudo-hosts); a host silent for
         # host_expiry_s is forgotten, so that the table holds the collectors of now.
-        self.collectors: dict[str, CollectorCounts] = {}
+        self.collectors: dict[str, HostCounts] = {}
         self._max_hosts = max_hosts
         self._host_expiry_s = host_expiry_s
         self.hosts_over_limit = 0  # messages counted under OTHER_HOSTS
@@ -124,7 +124,7 @@ class Router:
         next_expiry = time.monotonic() + min(self._host_expiry_s, 60.0)
         while not stop.is_set():
             held = not self._gate.is_open
-            timeout = min(POLL_MS, self._gate.seconds_left() * 1000 + 1) if held else POLL_MS
+            timeout = min(POLL_MS, int(self._gate.seconds_left() * 1000) + 1) if held else POLL_MS
             ready = dict(poller.poll(timeout))
             if self._output in ready:
                 self._read_subscriptions()
@@ -258,7 +258,7 @@ class Router:
     def output(self) -> zmq.Socket:
         return self._output
 
-    def _counts_of(self, host: str) -> CollectorCounts:
+    def _counts_of(self, host: str) -> HostCounts:
         """The host's counts; a new host while the table is full is counted under OTHER_HOSTS."""
         counts = self.collectors.get(host)
         if counts is None:
@@ -267,7 +267,7 @@ class Router:
                 host = OTHER_HOSTS
                 counts = self.collectors.get(host)
             if counts is None:
-                counts = self.collectors[host] = CollectorCounts()
+                counts = self.collectors[host] = HostCounts()
         return counts
 
     def _count_input(self, message: wire.Message) -> None:
@@ -287,7 +287,7 @@ class Router:
     def _malformed(self, host: str | None, reason: str) -> None:
         self.malformed += 1
         counts = self._counts_of(host) if host is not None else \
-            self.collectors.setdefault(UNKNOWN_HOST, CollectorCounts())
+            self.collectors.setdefault(UNKNOWN_HOST, HostCounts())
         counts.malformed += 1
         counts.last_seen = time.monotonic()
         self._errors.error("skipped a malformed message from %s (%d so far): %s",
@@ -309,18 +309,20 @@ class Router:
 
 
     def _answer_control(self) -> None:
+        control = self._control
+        assert control is not None  # polled only when there is one
         try:
             # Every frame, so that the REP socket may answer whatever shape the request had.
-            request = b"".join(self._control.recv_multipart(zmq.NOBLOCK))
+            request = b"".join(control.recv_multipart(zmq.NOBLOCK))
         except zmq.Again:
             return
         if request.strip() == b"status":
             reply = self.status()
         else:
             reply = {"error": f"unknown request {request[:40]!r}; known: status"}
-        self._control.send_json(reply)
+        control.send_json(reply)
 
-    def busiest_hosts(self, count: int) -> tuple[list[tuple[str, CollectorCounts]], int]:
+    def busiest_hosts(self, count: int) -> tuple[list[tuple[str, HostCounts]], int]:
         """The ``count`` hosts with the most messages (malformed ones included), and how many
         more there are."""
         ranked = heapq.nlargest(count, self.collectors.items(),
@@ -386,5 +388,5 @@ class Router:
 _PSEUDO_HOSTS = (UNKNOWN_HOST, OTHER_HOSTS)
 
 
-def _pseudo_hosts(collectors: dict[str, CollectorCounts]) -> int:
+def _pseudo_hosts(collectors: dict[str, HostCounts]) -> int:
     return sum(1 for host in _PSEUDO_HOSTS if host in collectors)

@@ -13,9 +13,9 @@ from support.netns import synthetic_sample
 from support.waiting import wait_for
 
 from statspout import bus, wire
-from statspout.router.forwarder import UNKNOWN_HOST, Router
-from statspout.router.routes import parse_routes
-from statspout.router.routing import RouteTable
+from statspout.router.loop import UNKNOWN_HOST, Router
+from statspout.router.route_table import RouteTable
+from statspout.router.routes_file import parse_routes
 
 ROUTES = parse_routes({"routes": {
     "prod": {"include": ["label=env=prod"]},

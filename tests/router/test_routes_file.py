@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from statspout.router.routes import BadRoutes, load_routes
+from statspout.router.routes_file import BadRoutes, load_routes
 
 GOOD = """
 [routes.prod]
