@@ -6,7 +6,6 @@ import argparse
 import functools
 import logging
 import os
-import signal
 import socket
 import sys
 import threading
@@ -143,9 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = security.client_keys_from_args(args, parser)
     cli.configure_logging(args.log_level)
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = cli.stop_on_termination()
 
     client = connect_docker(args.max_concurrency, stop)
     if client is None:

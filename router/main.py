@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -174,10 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _close(context, server_security)
         return 1
 
-    stop, reload_requested = threading.Event(), threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
+    stop = cli.stop_on_termination()
+    reload_requested = cli.event_on_signals(signal.SIGHUP)
 
     authenticator = server_security.authenticator if server_security else None
     input_label = f"--listen {args.listen}"

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from types import SimpleNamespace
 
@@ -134,9 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("sink %s could not start: %s", sink_class.name, mask_secrets(str(exc)))
         return 1
 
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = cli.stop_on_termination()
 
     context = zmq.Context()
     socket = bus.sink_subscriber(context, parsed.connect, parsed.route, parsed.hwm, keys,

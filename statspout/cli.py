@@ -17,7 +17,9 @@ import importlib.metadata
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -267,3 +269,17 @@ def configure_logging(level: str) -> None:
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def event_on_signals(*signums: signal.Signals) -> threading.Event:
+    """An event that ``signums`` set; the handler only sets it, and the program's loop looks
+    at it between polls (a handler must not touch sockets or locks the loop may hold)."""
+    event = threading.Event()
+    for signum in signums:
+        signal.signal(signum, lambda *_: event.set())
+    return event
+
+
+def stop_on_termination() -> threading.Event:
+    """The stop event of every program: SIGTERM (how supervisord stops a program) or SIGINT."""
+    return event_on_signals(signal.SIGTERM, signal.SIGINT)
