@@ -37,7 +37,6 @@ from statspout.wire import STATS_FIELDS, ContainerStats
 
 log = logging.getLogger("statspout.sink.mongodb")
 
-_INT64_MAX = 2**63 - 1
 _DUPLICATE_KEY = 11000
 _INDEX_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
 # Refusals of the client, not of a document: every part of a split batch would meet them.
@@ -69,10 +68,9 @@ def to_document(sample: ContainerStats) -> dict[str, Any]:
     }
     for name in _FIGURES:
         value = getattr(sample, name)
-        # Int64 always, so that a field has one BSON type whatever its size. BSON integers are
-        # signed; the wire allows unsigned: cap rather than let one absurd counter get its
-        # whole batch rejected.
-        document[name] = Int64(min(value, _INT64_MAX)) if type(value) is int else value
+        # Int64 always, so that a field has one BSON type whatever its size; the wire's checks
+        # keep every integer below 2^63, so none needs capping here.
+        document[name] = Int64(value) if type(value) is int else value
     return document
 
 
