@@ -24,12 +24,26 @@ from statspout.bus import PublishCounts
 from statspout.collector import discovery
 from statspout.collector.discovery import ContainerInfo, DockerEvent, Resync
 from statspout.collector.figures import Reading, stats_message
+from statspout.collector.states import (
+    ContainerStateFigures,
+    engine_from_info,
+    engine_message,
+    engine_name,
+    state_from_inspect,
+    state_message,
+)
 from statspout.logs import ThrottledErrors
 
 log = logging.getLogger("statspout.collector")
 
 # Stopped containers remembered for their destroy event.
 STOPPED_REMEMBERED = 10_000
+# Containers whose state is kept (running or not) for the periodic state messages; beyond
+# this the oldest known is forgotten (counted as states_dropped) until its next change.
+STATES_KEPT = 10_000
+# --states: which containers get a state message every interval (changes are always sent,
+# except with "none", which sends no state message at all and inspects only on start).
+STATES_MODES = ("all", "running", "none")
 
 
 class ReadingSource(Protocol):
@@ -67,6 +81,11 @@ class CollectorCounts:
     # this cycle is skipped, and counted here.
     skipped_busy: int = 0
     late_cycles: int = 0
+    states: int = 0
+    states_dropped: int = 0
+    engines: int = 0
+    # /info failed (or was still running from the previous interval): no engine message then.
+    failed_engine_reads: int = 0
 
 
 class Collector:
@@ -80,6 +99,7 @@ class Collector:
         interval: float,
         max_concurrency: int,
         report_interval: float = 60.0,
+        states: str = "all",
     ) -> None:
         self._client_factory = client_factory
         self._client: docker.DockerClient | None = None
@@ -95,6 +115,13 @@ class Collector:
         # the same routes as their samples did. Bounded: the oldest are forgotten first.
         self._stopped: OrderedDict[str, ContainerInfo] = OrderedDict()
         self._previous: dict[str, Reading] = {}
+        self._states_mode = states
+        # Every container known to exist, running or not, with its last inspected state.
+        self._states: dict[str, tuple[ContainerInfo, ContainerStateFigures]] = {}
+        # Docker "oom" events counted per container, until it is destroyed.
+        self._oom_events: dict[str, int] = {}
+        self._engine: str | None = None  # "docker" or "podman", from /version per connection
+        self._engine_read: Future | None = None
         self._in_flight: dict[Future, list[ContainerInfo]] = {}
         self._listed_once = False
         self._seq = 0
@@ -135,6 +162,10 @@ class Collector:
 
     def _handle(self, item: DockerEvent | Resync | Future) -> None:
         if isinstance(item, Future):
+            if item is self._engine_read:
+                self._engine_read = None
+                self._publish_engine(item)
+                return
             self._in_flight.pop(item)
             for info, outcome in item.result():
                 self._publish_reading(info, outcome)
@@ -158,7 +189,11 @@ class Collector:
         if self._client is not None:  # a new connection: the daemon may have restarted
             self._client.close()
             self._client = None
-        running = discovery.list_running(self._docker())
+        client = self._docker()
+        self._engine = engine_name(client.api.version())
+        listed = discovery.list_containers(client)
+        running = {cid: info for cid, (info, status) in listed.items()
+                   if status in discovery.SAMPLED_STATUSES}
         if self._listed_once:
             now = time.time_ns()
             for gone in set(self._containers) - set(running):
@@ -167,13 +202,39 @@ class Collector:
                 self._publish_event(running[new], "start", now)
         self._containers = running
         self._listed_once = True
-        log.info("%d running containers", len(running))
+        for gone in set(self._states) - set(listed):
+            self._states.pop(gone)
+            self._oom_events.pop(gone, None)
+        if self._states_mode != "none":
+            # One inspect per container new to us or whose status moved while we did not look.
+            for cid, (_info, status) in listed.items():
+                known = self._states.get(cid)
+                if known is None or known[1].status != status:
+                    self._update_state(cid, discovery.inspect(client, cid))
+        log.info("%d running containers, %d in all (%s)", len(running), len(listed),
+                 self._engine)
 
     def _apply_event(self, event: DockerEvent) -> None:
         known = self._containers.get(event.id)
+        if event.action == "destroy":
+            gone = self._containers.pop(event.id, None) or self._stopped.pop(event.id, None)
+            self._previous.pop(event.id, None)
+            self._source.forget(event.id)
+            self._states.pop(event.id, None)
+            self._oom_events.pop(event.id, None)
+            info = gone or ContainerInfo(event.id, event.name, event.image)
+            self._publish_event(info, "destroy", event.timestamp)
+            return
+        if event.action == "oom":
+            self._oom_events[event.id] = self._oom_events.get(event.id, 0) + 1
+        # One inspect per change: it tells the state, and the pid and labels of a start.
+        attrs = None
+        if event.action == "start" or self._states_mode != "none":
+            attrs = discovery.inspect(self._docker(), event.id)
         if event.action == "start":
-            info = discovery.inspect_running(self._docker(), event.id)
-            if info is not None:  # it may have died already; its "die" event follows
+            # it may have died already; its "die" event follows
+            if attrs is not None and discovery.is_running(attrs):
+                info = discovery.container_info(attrs)
                 self._stopped.pop(event.id, None)
                 self._containers[event.id] = info
                 self._previous.pop(event.id, None)
@@ -186,14 +247,24 @@ class Collector:
                 renamed = ContainerInfo(known.id, event.name, known.image, known.labels, known.pid)
                 self._containers[event.id] = renamed
                 self._publish_event(renamed, "rename", event.timestamp, event.old_name)
-        elif event.action == "destroy":
-            gone = self._containers.pop(event.id, None) or self._stopped.pop(event.id, None)
-            self._previous.pop(event.id, None)
-            self._source.forget(event.id)
-            info = gone or ContainerInfo(event.id, event.name, event.image)
-            self._publish_event(info, "destroy", event.timestamp)
-        elif known is not None:  # pause, unpause: still sampled, the daemon still answers
+        elif event.action in ("pause", "unpause") and known is not None:
+            # still sampled: the daemon still answers for a paused container
             self._publish_event(known, event.action, event.timestamp)
+        if self._states_mode != "none":
+            self._update_state(event.id, attrs)
+
+    def _update_state(self, container_id: str, attrs: dict | None) -> None:
+        """Keep and publish the state one inspect gave; None: the container is gone."""
+        if attrs is None:
+            self._states.pop(container_id, None)
+            return
+        info, figures = discovery.container_info(attrs), state_from_inspect(attrs)
+        self._states.pop(container_id, None)  # the newest change last: the oldest go first
+        self._states[container_id] = (info, figures)
+        if len(self._states) > STATES_KEPT:
+            self._states.pop(next(iter(self._states)))
+            self.counts.states_dropped += 1
+        self._publish_state(info, figures, time.time_ns())
 
     def _forget(self, container_id: str, action: str, timestamp: int) -> None:
         info = self._containers.pop(container_id)
@@ -208,6 +279,8 @@ class Collector:
 
     def _start_cycle(self) -> None:
         self.counts.cycles += 1
+        self._publish_states()
+        self._start_engine_read()
         busy = {info.id for batch in self._in_flight.values() for info in batch}
         due = [info for info in self._containers.values() if info.id not in busy]
         self.counts.skipped_busy += len(self._containers) - len(due)
@@ -242,7 +315,40 @@ class Collector:
         previous = self._previous.get(info.id)
         self._previous[info.id] = reading
         self.counts.samples += 1
-        self._publish(stats_message(self._next_seq(), self._host, current, reading, previous))
+        self._publish(stats_message(
+            self._next_seq(), self._host, current, reading, previous,
+            interval_s=self._interval, oom_events=self._oom_events.get(info.id, 0),
+        ))
+
+    # States and the engine, every interval
+
+    def _publish_states(self) -> None:
+        if self._states_mode == "none":
+            return
+        now = time.time_ns()
+        for info, figures in self._states.values():
+            if self._states_mode == "all" or figures.exists_running:
+                self._publish_state(info, figures, now)
+
+    def _start_engine_read(self) -> None:
+        if self._engine_read is not None:  # the last one has not answered yet
+            self.counts.failed_engine_reads += 1
+            return
+        client, engine = self._docker(), self._engine or "docker"
+        self._engine_read = self._pool.submit(
+            lambda: (time.time_ns(), engine_from_info(engine, client.api.info())))
+        self._engine_read.add_done_callback(self._inbox.put)
+
+    def _publish_engine(self, done: Future) -> None:
+        try:
+            timestamp, figures = done.result()
+        except Exception as exc:  # the daemon went away; the watcher reconnects
+            self.counts.failed_engine_reads += 1
+            self._errors.error("reading the engine's /info failed: %s", exc)
+            return
+        self.counts.engines += 1
+        self._publish(engine_message(self._next_seq(), self._host, figures,
+                                     timestamp=timestamp, interval_s=self._interval))
 
     # Publishing
 
@@ -255,6 +361,13 @@ class Collector:
             labels=info.labels, timestamp=timestamp, action=action, old_name=old_name,
         ))
 
+    def _publish_state(
+        self, info: ContainerInfo, figures: ContainerStateFigures, timestamp: int
+    ) -> None:
+        self.counts.states += 1
+        self._publish(state_message(self._next_seq(), self._host, info, figures,
+                                    timestamp=timestamp, interval_s=self._interval))
+
     def _publish(self, message: wire.Message) -> None:
         self._publisher.publish(wire.encode(message))
 
@@ -265,5 +378,5 @@ class Collector:
 
     def report(self) -> None:
         figures = {**asdict(self.counts), **asdict(self._publisher.counts),
-                   "containers": len(self._containers)}
+                   "containers": len(self._containers), "known_containers": len(self._states)}
         log.info("collector: %s", " ".join(f"{k}={v}" for k, v in figures.items()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import logging
+import os
 import signal
 import socket
 import sys
@@ -17,7 +18,7 @@ import zmq
 from statspout import bus, cli, security
 from statspout.collector.api_source import ApiSource
 from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
-from statspout.collector.loop import Collector, ReadingSource
+from statspout.collector.loop import STATES_MODES, Collector, ReadingSource
 
 log = logging.getLogger("statspout.collector")
 
@@ -30,6 +31,8 @@ as the docker package reads them (the local unix socket by default). Only GET re
 
 MIN_INTERVAL_S = 1.0
 CONNECT_BACKOFF_MAX_S = 30.0
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+ROOTFUL_PODMAN_SOCKET = "/run/podman/podman.sock"
 
 
 def build_parser() -> cli.OptionParser:
@@ -52,11 +55,30 @@ def build_parser() -> cli.OptionParser:
                   default=DEFAULT_PROC_ROOT)
     parser.option("--cgroup-root", help="the host's /sys/fs/cgroup as the collector sees it "
                   "(cgroup source)", default=DEFAULT_CGROUP_ROOT)
+    parser.option("--states", help="containers that get a state message every interval: all "
+                  "(running or not, until removed), running (running, paused, restarting; "
+                  "changes of the others are still sent), none (no state messages)",
+                  default="all", choices=list(STATES_MODES))
     parser.option("--hwm", help="messages queued for the router before they are dropped",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
     security.add_client_options(parser)
     cli.add_common_options(parser)
     return parser
+
+
+def engine_socket(environ: dict[str, str]) -> str | None:
+    """The endpoint to use when DOCKER_HOST is unset and /var/run/docker.sock is absent: a
+    rootless Docker ($XDG_RUNTIME_DIR/docker.sock) or Podman (…/podman/podman.sock, or
+    /run/podman/podman.sock when rootful) socket that exists; None to leave it to docker-py."""
+    if environ.get("DOCKER_HOST") or os.path.exists(DEFAULT_DOCKER_SOCKET):
+        return None
+    runtime = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    for path in (os.path.join(runtime, "docker.sock"),
+                 os.path.join(runtime, "podman", "podman.sock"),
+                 ROOTFUL_PODMAN_SOCKET):
+        if os.path.exists(path):
+            return f"unix://{path}"
+    return None
 
 
 def connect_docker(max_pool_size: int, stop: threading.Event) -> docker.DockerClient | None:
@@ -102,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--source cgroup: {reason} (see --proc-root, --cgroup-root)")
     keys = security.client_keys_from_args(args, parser)
     cli.configure_logging(args.log_level)
+    detected = engine_socket(dict(os.environ))
+    if detected is not None:
+        os.environ["DOCKER_HOST"] = detected  # read by docker.from_env, here and per thread
+        log.info("DOCKER_HOST unset and %s absent: using %s", DEFAULT_DOCKER_SOCKET, detected)
 
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -120,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         interval=args.interval,
         max_concurrency=args.max_concurrency,
         report_interval=args.report_interval,
+        states=args.states,
     )
     log.info("collecting every %g s as host %r, publishing to %s",
              args.interval, args.host, args.connect)

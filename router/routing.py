@@ -7,18 +7,20 @@
    the operator's exclude keeps the last word. Names of routes that do not exist are skipped.
 4. Otherwise: ``all``, plus every route whose include matches (or has none) and exclude does not.
 
-Events carry the container's labels, name, image and host, so they take the same routes as
-its samples.
+Events and states carry the container's labels, name, image and host, so they take the same
+routes as its samples. Engine messages (one per host, no container) go to every route, the
+router's own filter included, whose selectors are all ``host=`` ones (or none) and pass.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 
 from statspout import bus
 from statspout.router.selectors import SelectorFilter
-from statspout.wire import Message
+from statspout.wire import ContainerScoped, EngineInfo, Message
 
 IGNORE_LABEL = "statspout.ignore"
 DECISIONS_KEPT = 100_000
@@ -52,6 +54,8 @@ class RouteTable:
 
     def routes_for(self, message: Message) -> list[str]:
         """The routes of this message, in table order. The list is shared: do not change it."""
+        if isinstance(message, EngineInfo):
+            return self._engine_routes(message.host)
         key = (message.host, message.name, message.image, frozenset(message.labels.items()))
         routes = self._decided.get(key)
         if routes is None:
@@ -60,7 +64,18 @@ class RouteTable:
             routes = self._decided[key] = self._decide(message)
         return routes
 
-    def _decide(self, message: Message) -> list[str]:
+    def _engine_routes(self, host: str) -> list[str]:
+        key = ("engine", host)
+        routes = self._decided.get(key)
+        if routes is None:
+            if len(self._decided) >= DECISIONS_KEPT:
+                self._decided.clear()
+            routes = self._decided[key] = [
+                name for name, route in self._routes.items()
+                if _host_only_passes(self._filter, host) and _host_only_passes(route, host)]
+        return routes
+
+    def _decide(self, message: ContainerScoped) -> list[str]:
         labels = message.labels
         if labels.get(IGNORE_LABEL, "").strip().lower() == "true":
             return []
@@ -71,7 +86,7 @@ class RouteTable:
             return [name for name in named if self._named_route_takes(name, message)]
         return [name for name, route in self._routes.items() if route.passes(message)]
 
-    def _named_route_takes(self, name: str, message: Message) -> bool:
+    def _named_route_takes(self, name: str, message: ContainerScoped) -> bool:
         route = self._routes.get(name)
         if route is None:
             if name not in self._unknown_logged:  # once per name, not once per sample
@@ -80,6 +95,16 @@ class RouteTable:
                             message.name, message.host, name, ROUTES_LABEL)
             return False
         return not any(selector.matches(message) for selector in route.exclude)
+
+
+def _host_only_passes(selectors: SelectorFilter, host: str) -> bool:
+    """A filter judged on the host alone: False when it has any other selector."""
+    every = selectors.include + selectors.exclude
+    if any(selector.kind != "host" for selector in every):
+        return False
+    if selectors.include and not any(fnmatchcase(host, s.key) for s in selectors.include):
+        return False
+    return not any(fnmatchcase(host, s.key) for s in selectors.exclude)
 
 
 def _named_routes(value: str) -> list[str]:

@@ -13,11 +13,17 @@ from typing import Any
 import msgpack
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 0
+SCHEMA_MINOR = 1
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 
 # Lifecycle actions a collector publishes as `kind: "event"`.
 EVENT_ACTIONS = ("start", "stop", "rename", "destroy", "pause", "unpause")
+# Container states as Docker (and Podman) name them, carried by `kind: "state"`.
+CONTAINER_STATUSES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+HEALTH_STATUSES = ("starting", "healthy", "unhealthy")
+# Entries allowed in one map-valued field (interfaces, block devices, memory.stat keys), at
+# each level: a collector keeps the first ones in sorted order and drops the rest.
+MAX_MAP_ENTRIES = 256
 
 
 class MalformedMessage(ValueError):
@@ -29,7 +35,9 @@ class FieldSpec:
     """What one wire field holds: used to validate payloads and to write the docs table."""
 
     name: str
-    type: str  # "int" (64-bit), "float", "str", "labels" (map str → str)
+    # "int" (64-bit), "float", "str", "bool", "labels" (map str → str), "int_map" (map str →
+    # int), "int_maps" (map str → int_map); maps hold at most MAX_MAP_ENTRIES entries each
+    type: str
     unit: str
     description: str
     nullable: bool = False
@@ -37,7 +45,7 @@ class FieldSpec:
 
 _IDENTITY = (
     FieldSpec("v", "str", "", 'schema version "MAJOR.MINOR"'),
-    FieldSpec("kind", "str", "", '"stats" or "event"'),
+    FieldSpec("kind", "str", "", '"stats", "event", "state" or "engine"'),
     FieldSpec("seq", "int", "count", "per collector, +1 for every message it publishes"),
     FieldSpec("host", "str", "", "the collector's host name (--host)"),
     FieldSpec("id", "str", "", "full container id"),
@@ -51,7 +59,17 @@ _IDENTITY = (
     ),
 )
 
-STATS_FIELDS: tuple[FieldSpec, ...] = _IDENTITY + (
+_INTERVAL = FieldSpec(
+    "interval_s", "float", "s",
+    "the collector's --interval: one such message comes every interval (a sink judges "
+    "staleness by it)",
+)
+
+_INTERVAL_1_1 = FieldSpec(_INTERVAL.name, _INTERVAL.type, _INTERVAL.unit,
+                          _INTERVAL.description, nullable=True)
+
+STATS_FIELDS: tuple[FieldSpec, ...] = (
+    *_IDENTITY,
     FieldSpec(
         "cpu_percent", "float", "%",
         "CPU use over the last interval; 100 = one full core; null without a previous sample",
@@ -76,9 +94,160 @@ STATS_FIELDS: tuple[FieldSpec, ...] = _IDENTITY + (
     FieldSpec("blk_read_bytes", "int", "bytes", "block device reads, cumulative"),
     FieldSpec("blk_write_bytes", "int", "bytes", "block device writes, cumulative"),
     FieldSpec("pids", "int", "count", "processes and threads in the container"),
+    # From here on, fields of version 1.1: all nullable, as a 1.0 collector sends none of them.
+    _INTERVAL_1_1,
+    FieldSpec(
+        "cpu_user_ns", "int", "ns",
+        "CPU time in user mode, cumulative (API usage_in_usermode; v1 cpuacct.stat user, "
+        "v2 cpu.stat user_usec)", nullable=True,
+    ),
+    FieldSpec(
+        "cpu_system_ns", "int", "ns",
+        "CPU time in kernel mode, cumulative (API usage_in_kernelmode; v1 cpuacct.stat system, "
+        "v2 cpu.stat system_usec)", nullable=True,
+    ),
+    FieldSpec(
+        "cpu_periods", "int", "count",
+        "CFS enforcement periods elapsed, cumulative; 0 without a CPU quota (cpu.stat "
+        "nr_periods)", nullable=True,
+    ),
+    FieldSpec(
+        "cpu_throttled_periods", "int", "count",
+        "periods in which the container was throttled, cumulative (cpu.stat nr_throttled)",
+        nullable=True,
+    ),
+    FieldSpec(
+        "cpu_throttled_ns", "int", "ns",
+        "time the container was throttled, cumulative (v1 cpu.stat throttled_time, v2 "
+        "throttled_usec)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_cgroup_usage", "int", "bytes",
+        "memory charged to the cgroup, page cache included (v1 memory.usage_in_bytes, v2 "
+        "memory.current; the API's memory_stats.usage): Telegraf's mem usage, cAdvisor's "
+        "container_memory_usage_bytes", nullable=True,
+    ),
+    FieldSpec(
+        "mem_max_usage", "int", "bytes",
+        "highest mem_cgroup_usage recorded (v1 memory.max_usage_in_bytes, v2 memory.peak); "
+        "null where the kernel has none", nullable=True,
+    ),
+    FieldSpec(
+        "mem_failcnt", "int", "count",
+        "times usage hit the limit, cumulative (v1 memory.failcnt); null on v2", nullable=True,
+    ),
+    FieldSpec(
+        "mem_rss", "int", "bytes",
+        "anonymous memory (v1 memory.stat total_rss, v2 anon): cAdvisor's container_memory_rss",
+        nullable=True,
+    ),
+    FieldSpec(
+        "mem_cache", "int", "bytes",
+        "page cache (v1 memory.stat total_cache, v2 file): cAdvisor's container_memory_cache",
+        nullable=True,
+    ),
+    FieldSpec(
+        "mem_active_file", "int", "bytes",
+        "page cache on the active list (v1 total_active_file, v2 active_file)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_inactive_file", "int", "bytes",
+        "page cache on the inactive list (v1 total_inactive_file, v2 inactive_file); "
+        "mem_cgroup_usage − this = cAdvisor's working set = mem_usage", nullable=True,
+    ),
+    FieldSpec(
+        "mem_mapped_file", "int", "bytes",
+        "memory-mapped page cache (v1 total_mapped_file, v2 file_mapped)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_swap", "int", "bytes",
+        "swap used (v1 memory.stat total_swap, with swap accounting; v2 memory.swap.current, "
+        "cgroup source only)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_pgfault", "int", "count",
+        "page faults, cumulative (v1 total_pgfault, v2 pgfault)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_pgmajfault", "int", "count",
+        "major page faults, cumulative (v1 total_pgmajfault, v2 pgmajfault)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_stat", "int_map", "bytes or count",
+        "the cgroup's memory.stat as the kernel writes it (the API's memory_stats.stats): v1 or "
+        "v2 names, which tell the version; null where the engine does not give it (Podman)",
+        nullable=True,
+    ),
+    FieldSpec(
+        "oom_kills", "int", "count",
+        "processes the kernel OOM-killed in the cgroup, cumulative (v1 memory.oom_control "
+        "oom_kill, v2 memory.events oom_kill); null on the API source or an older kernel",
+        nullable=True,
+    ),
+    FieldSpec(
+        "oom_events", "int", "count",
+        "Docker `oom` events the collector saw for this container since it began watching it "
+        "(kept over the container's restarts, not over the collector's)", nullable=True,
+    ),
+    FieldSpec(
+        "net_interfaces", "int_maps", "bytes, packets, count",
+        "per interface but lo: {name: {rx_bytes, tx_bytes, rx_packets, tx_packets, rx_errors, "
+        "tx_errors, rx_dropped, tx_dropped}}, cumulative; the rx_*/tx_* fields are their sums",
+        nullable=True,
+    ),
+    FieldSpec(
+        "blk_devices", "int_maps", "bytes",
+        'per block device "MAJOR:MINOR": {read_bytes, write_bytes}, cumulative; '
+        "blk_read_bytes/blk_write_bytes are their sums", nullable=True,
+    ),
 )
 
-EVENT_FIELDS: tuple[FieldSpec, ...] = _IDENTITY + (
+STATE_FIELDS: tuple[FieldSpec, ...] = (
+    *_IDENTITY,
+    _INTERVAL,
+    FieldSpec("status", "str", "", "one of: " + ", ".join(CONTAINER_STATUSES)),
+    FieldSpec(
+        "health", "str", "",
+        "one of: " + ", ".join(HEALTH_STATUSES) + "; null without a health check",
+        nullable=True,
+    ),
+    FieldSpec(
+        "health_failing_streak", "int", "count",
+        "consecutive failed health checks; null without a health check", nullable=True,
+    ),
+    FieldSpec("restart_count", "int", "count", "restarts by the restart policy (Docker's)"),
+    FieldSpec(
+        "exit_code", "int", "", "the last exit code; null while running or never started",
+        nullable=True,
+    ),
+    FieldSpec("oom_killed", "bool", "", "the last exit was an OOM kill"),
+    FieldSpec(
+        "started_at", "int", "ns", "last start, since the epoch, UTC; null when never started",
+        nullable=True,
+    ),
+    FieldSpec(
+        "finished_at", "int", "ns", "last exit, since the epoch, UTC; null when never exited",
+        nullable=True,
+    ),
+    FieldSpec("pid", "int", "", "the main process on the host; 0 when not running"),
+)
+
+ENGINE_FIELDS: tuple[FieldSpec, ...] = (
+    _IDENTITY[0], _IDENTITY[1], _IDENTITY[2], _IDENTITY[3],
+    FieldSpec("timestamp", "int", "ns", "when the engine was asked, since the epoch, UTC"),
+    _INTERVAL,
+    FieldSpec("engine", "str", "", '"docker" or "podman": which engine answered'),
+    FieldSpec("server_version", "str", "", "the engine's version"),
+    FieldSpec("containers_running", "int", "count", "containers running"),
+    FieldSpec("containers_paused", "int", "count", "containers paused"),
+    FieldSpec("containers_stopped", "int", "count", "containers neither running nor paused"),
+    FieldSpec("images", "int", "count", "images"),
+    FieldSpec("cpus", "int", "count", "CPUs of the host"),
+    FieldSpec("memory_total", "int", "bytes", "memory of the host"),
+)
+
+EVENT_FIELDS: tuple[FieldSpec, ...] = (
+    *_IDENTITY,
     FieldSpec("action", "str", "", "one of: " + ", ".join(EVENT_ACTIONS)),
     FieldSpec("old_name", "str", "", "the name before a rename; null otherwise", nullable=True),
 )
@@ -118,6 +287,30 @@ class ContainerStats(ContainerMessage):
     blk_read_bytes: int
     blk_write_bytes: int
     pids: int
+    # Version 1.1 on: null (the default) only in a 1.0 collector's messages,
+    # which have none of them.
+    interval_s: float | None = None
+    cpu_user_ns: int | None = None
+    cpu_system_ns: int | None = None
+    cpu_periods: int | None = None
+    cpu_throttled_periods: int | None = None
+    cpu_throttled_ns: int | None = None
+    mem_cgroup_usage: int | None = None
+    mem_max_usage: int | None = None
+    mem_failcnt: int | None = None
+    mem_rss: int | None = None
+    mem_cache: int | None = None
+    mem_active_file: int | None = None
+    mem_inactive_file: int | None = None
+    mem_mapped_file: int | None = None
+    mem_swap: int | None = None
+    mem_pgfault: int | None = None
+    mem_pgmajfault: int | None = None
+    mem_stat: dict[str, int] | None = None
+    oom_kills: int | None = None
+    oom_events: int | None = None
+    net_interfaces: dict[str, dict[str, int]] | None = None
+    blk_devices: dict[str, dict[str, int]] | None = None
     kind: str = field(default="stats", init=False)
     v: str = field(default=SCHEMA_VERSION, init=False)
 
@@ -138,16 +331,66 @@ class ContainerEvent(ContainerMessage):
         return {name: getattr(self, name) for name in _EVENT_NAMES}
 
 
-Message = ContainerStats | ContainerEvent
+@dataclass(frozen=True, slots=True)
+class ContainerState(ContainerMessage):
+    """A container's lifecycle state (``kind: "state"``): on every change, and every interval
+    for each container that exists, running or not."""
+
+    interval_s: float
+    status: str
+    health: str | None
+    health_failing_streak: int | None
+    restart_count: int
+    exit_code: int | None
+    oom_killed: bool
+    started_at: int | None
+    finished_at: int | None
+    pid: int
+    kind: str = field(default="state", init=False)
+    v: str = field(default=SCHEMA_VERSION, init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _STATE_NAMES}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """One host's engine counts (``kind: "engine"``), once per interval; no container."""
+
+    seq: int
+    host: str
+    timestamp: int
+    interval_s: float
+    engine: str
+    server_version: str
+    containers_running: int
+    containers_paused: int
+    containers_stopped: int
+    images: int
+    cpus: int
+    memory_total: int
+    kind: str = field(default="engine", init=False)
+    v: str = field(default=SCHEMA_VERSION, init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _ENGINE_NAMES}
+
+
+Message = ContainerStats | ContainerEvent | ContainerState | EngineInfo
+# The messages about one container, routed by its labels, name, image and host.
+ContainerScoped = ContainerStats | ContainerEvent | ContainerState
 
 _STATS_NAMES = tuple(spec.name for spec in STATS_FIELDS)
 _EVENT_NAMES = tuple(spec.name for spec in EVENT_FIELDS)
+_STATE_NAMES = tuple(spec.name for spec in STATE_FIELDS)
+_ENGINE_NAMES = tuple(spec.name for spec in ENGINE_FIELDS)
+_SPECS = {"stats": STATS_FIELDS, "event": EVENT_FIELDS, "state": STATE_FIELDS,
+          "engine": ENGINE_FIELDS}
+_CLASSES: dict[str, Any] = {"stats": ContainerStats, "event": ContainerEvent,
+                            "state": ContainerState, "engine": EngineInfo}
 _INIT_NAMES = {
-    "stats": tuple(f.name for f in fields(ContainerStats) if f.init),
-    "event": tuple(f.name for f in fields(ContainerEvent) if f.init),
+    kind: tuple(f.name for f in fields(cls) if f.init) for kind, cls in _CLASSES.items()
 }
-_SPECS = {"stats": STATS_FIELDS, "event": EVENT_FIELDS}
-_CLASSES = {"stats": ContainerStats, "event": ContainerEvent}
 
 
 def encode(message: Message) -> bytes:
@@ -170,8 +413,7 @@ def from_dict(raw: Any) -> Message:
         raise MalformedMessage(f"expected a map, got {type(raw).__name__}")
     check_version(raw.get("v"))
     kind = raw.get("kind")
-    specs = _SPECS.get(kind)  # type: ignore[arg-type]
-    if specs is None:
+    if not isinstance(kind, str) or kind not in _SPECS:
         raise MalformedMessage(f"unknown kind {kind!r}")
     for name, expected, nullable in _CHECKS[kind]:
         value = raw.get(name)
@@ -201,7 +443,18 @@ def check_version(version: Any) -> None:
 
 
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
-_PYTHON_TYPES = {"int": int, "float": float, "str": str, "labels": dict}
+
+
+class _IntMap:
+    """Marker of the "int_map" type in _CHECKS: map str → int."""
+
+
+class _IntMaps:
+    """Marker of the "int_maps" type in _CHECKS: map str → int_map."""
+
+
+_PYTHON_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "labels": dict,
+                 "int_map": _IntMap, "int_maps": _IntMaps}
 # Every message is validated, in the router and in every sink: the field table is turned into
 # (name, Python type, nullable) once, so the per-message loop does no lookups in FieldSpecs.
 _CHECKS = {
@@ -218,12 +471,28 @@ def _has_type(value: Any, expected: type) -> bool:
         return actual is float or actual is int
     if expected is str:
         return actual is str
+    if expected is bool:
+        return actual is bool
+    if expected is _IntMap:
+        return _is_int_map(value)
+    if expected is _IntMaps:
+        return (actual is dict and len(value) <= MAX_MAP_ENTRIES
+                and all(type(k) is str and _is_int_map(v) for k, v in value.items()))
     return actual is dict and all(type(k) is str and type(v) is str for k, v in value.items())
 
 
-# The stats fields a collector computes from two readings; every other stats field beyond the
-# identity is a figure read as it is, which a collector's reading holds under the same name.
+def _is_int_map(value: Any) -> bool:
+    return type(value) is dict and len(value) <= MAX_MAP_ENTRIES and all(
+        type(k) is str and type(v) is int and _INT64_MIN <= v <= _UINT64_MAX
+        for k, v in value.items())
+
+
+# The stats fields a collector computes from two readings, and those its loop adds (its
+# interval, the oom events it counted); every other stats field beyond the identity is a
+# figure read as it is, which a collector's reading holds under the same name.
 COMPUTED_STATS = ("cpu_percent", "mem_percent")
+COLLECTOR_STATS = ("interval_s", "oom_events")
 READ_FIGURES: tuple[str, ...] = tuple(
-    spec.name for spec in STATS_FIELDS[len(_IDENTITY):] if spec.name not in COMPUTED_STATS
+    spec.name for spec in STATS_FIELDS[len(_IDENTITY):]
+    if spec.name not in COMPUTED_STATS + COLLECTOR_STATS
 )

@@ -6,25 +6,36 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from statspout import wire
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
-def documented_fields() -> dict[str, tuple[str, str]]:
+TYPES = {"int": "integer", "float": "float", "str": "string", "bool": "boolean",
+         "labels": "map string → string", "int_map": "map string → integer",
+         "int_maps": "map string → (map"}
+
+
+def documented_fields(kind: str) -> dict[str, tuple[str, str]]:
+    """The rows of the table under the heading of ``kind: "<kind>"``."""
     text = (DOCS / "wire-schema.md").read_text()
-    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|", text, re.MULTILINE)
+    section = text.split(f'### `kind: "{kind}"`', 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \|", section, re.MULTILINE)
     return {name: (kind.strip(), unit.strip()) for name, kind, unit in rows}
 
 
-def test_every_wire_field_is_documented_with_type_and_unit():
-    documented = documented_fields()
-    for spec in wire.STATS_FIELDS + wire.EVENT_FIELDS:
-        assert spec.name in documented, f"{spec.name} is missing from docs/wire-schema.md"
-        kind, unit = documented[spec.name]
-        assert kind.startswith({"int": "integer", "float": "float", "str": "string",
-                                "labels": "map"}[spec.type]), spec.name
-        assert (" or null" in kind) == spec.nullable, spec.name
+@pytest.mark.parametrize("kind", ["stats", "event", "state", "engine"])
+def test_every_wire_field_is_documented_with_type_and_unit(kind):
+    documented = documented_fields(kind)
+    specs = {"stats": wire.STATS_FIELDS, "event": wire.EVENT_FIELDS,
+             "state": wire.STATE_FIELDS, "engine": wire.ENGINE_FIELDS}[kind]
+    assert list(documented) == [spec.name for spec in specs]
+    for spec in specs:
+        type_text, unit = documented[spec.name]
+        assert type_text.startswith(TYPES[spec.type]), spec.name
+        assert (" or null" in type_text) == spec.nullable, spec.name
         assert unit == (spec.unit or "—"), spec.name
 
 
