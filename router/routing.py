@@ -8,8 +8,9 @@
 4. Otherwise: ``all``, plus every route whose include matches (or has none) and exclude does not.
 
 Events and states carry the container's labels, name, image and host, so they take the same
-routes as its samples. Engine messages (one per host, no container) go to every route, the
-router's own filter included, whose selectors are all ``host=`` ones (or none) and pass.
+routes as its samples. Engine messages (one per host, no container) are judged on ``host=``
+selectors alone, in the router's filter and in each route: they go to every route whose host
+selectors pass (a route without any takes them); ``statspout.*`` labels do not apply.
 """
 
 from __future__ import annotations
@@ -98,13 +99,13 @@ class RouteTable:
 
 
 def _host_only_passes(selectors: SelectorFilter, host: str) -> bool:
-    """A filter judged on the host alone: False when it has any other selector."""
-    every = selectors.include + selectors.exclude
-    if any(selector.kind != "host" for selector in every):
+    """A filter judged on its ``host=`` selectors alone: the others are about containers, which
+    an engine message has none of, so they neither let it in nor keep it out."""
+    include = [s for s in selectors.include if s.kind == "host"]
+    exclude = [s for s in selectors.exclude if s.kind == "host"]
+    if include and not any(fnmatchcase(host, s.key) for s in include):
         return False
-    if selectors.include and not any(fnmatchcase(host, s.key) for s in selectors.include):
-        return False
-    return not any(fnmatchcase(host, s.key) for s in selectors.exclude)
+    return not any(fnmatchcase(host, s.key) for s in exclude)
 
 
 def _named_routes(value: str) -> list[str]:

@@ -3,7 +3,8 @@
 #   scripts/test.sh                 the whole suite
 #   scripts/test.sh tests/router    any pytest arguments
 # Needs root (or sudo) on Debian/Ubuntu: Docker engine, InfluxDB 1.x, Prometheus, busybox-static
-# (the test image is made from it), iproute2 (network namespaces), Python venv support.
+# (the test image is made from it), iproute2 (network namespaces), Podman (the collector against
+# its Docker-compatible API), Python venv support.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,7 @@ command -v influxd >/dev/null || missing+=(influxdb)
 command -v prometheus >/dev/null || missing+=(prometheus)
 [ -x /bin/busybox ] && /bin/busybox --list >/dev/null 2>&1 || missing+=(busybox-static)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v podman >/dev/null || missing+=(podman)
 python_venv_missing && missing+=(python3-venv)
 apt_install "${missing[@]}"
 
