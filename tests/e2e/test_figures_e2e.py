@@ -56,7 +56,9 @@ class RouterTap:
 
 
 @pytest.fixture
-def internal_network(docker_client: docker.DockerClient) -> Iterator[docker.models.networks.Network]:
+def internal_network(
+    docker_client: docker.DockerClient,
+) -> Iterator[docker.models.networks.Network]:
     network = docker_client.networks.create(f"statspout-test-{uuid.uuid4().hex[:8]}",
                                             internal=True, labels={"statspout.test": "figures"})
     yield network
