@@ -66,16 +66,19 @@ def build_parser() -> cli.OptionParser:
     return parser
 
 
-def engine_socket(environ: dict[str, str]) -> str | None:
+def engine_socket(
+    environ: dict[str, str], *, docker_socket: str = DEFAULT_DOCKER_SOCKET,
+    rootful_podman: str = ROOTFUL_PODMAN_SOCKET,
+) -> str | None:
     """The endpoint to use when DOCKER_HOST is unset and /var/run/docker.sock is absent: a
-    rootless Docker ($XDG_RUNTIME_DIR/docker.sock) or Podman (…/podman/podman.sock, or
-    /run/podman/podman.sock when rootful) socket that exists; None to leave it to docker-py."""
-    if environ.get("DOCKER_HOST") or os.path.exists(DEFAULT_DOCKER_SOCKET):
+    rootless Docker ($XDG_RUNTIME_DIR/docker.sock) or Podman (…/podman/podman.sock) socket, or
+    a rootful Podman one, that exists; None to leave it to docker-py."""
+    if environ.get("DOCKER_HOST") or os.path.exists(docker_socket):
         return None
     runtime = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
     for path in (os.path.join(runtime, "docker.sock"),
                  os.path.join(runtime, "podman", "podman.sock"),
-                 ROOTFUL_PODMAN_SOCKET):
+                 rootful_podman):
         if os.path.exists(path):
             return f"unix://{path}"
     return None
