@@ -33,8 +33,11 @@ class ContainerFiles:
     # on v2 the one cpu.stat (``cpu``) has both.
     cpuacct_stat: str | None
     cpu_stat_v1: str | None
-    memory_dir: str
-    memory_v2: bool
+    # memory.stat, the usage (v1 memory.usage_in_bytes, v2 memory.current) and the limit (v1
+    # memory.limit_in_bytes, v2 memory.max), joined once here rather than at every sample
+    memory_stat: str
+    memory_usage: str
+    memory_limit: str
     # The memory files a kernel may lack (None then): v1 memory.max_usage_in_bytes / v2
     # memory.peak (5.19+), v1 memory.failcnt, v1 memory.oom_control / v2 memory.events (the
     # oom_kill line: v1 since 4.13), v2 memory.swap.current.
@@ -171,8 +174,11 @@ def locate_files(
         cpu_v2=cpu_dir is None,
         cpuacct_stat=os.path.join(cpu_dir, "cpuacct.stat") if cpu_dir else None,
         cpu_stat_v1=os.path.join(cpu_v1_dir, "cpu.stat") if cpu_v1_dir else None,
-        memory_dir=memory_dir,
-        memory_v2=memory_v2,
+        memory_stat=os.path.join(memory_dir, "memory.stat"),
+        memory_usage=os.path.join(
+            memory_dir, "memory.current" if memory_v2 else "memory.usage_in_bytes"),
+        memory_limit=os.path.join(
+            memory_dir, "memory.max" if memory_v2 else "memory.limit_in_bytes"),
         max_usage=memory_file("memory.max_usage_in_bytes", "memory.peak"),
         failcnt=memory_file("memory.failcnt", None),
         oom=memory_file("memory.oom_control", "memory.events"),

@@ -243,16 +243,12 @@ class CgroupSource:
             cpu_system_ns = _times(ticks.get("system"), NS_PER_TICK)
             cpu_stat = parse_flat_keyed(read_text(files.cpu_stat_v1)) if files.cpu_stat_v1 else {}
             throttled_ns = cpu_stat.get("throttled_time")
-        memory_stat = parse_flat_keyed(read_text(os.path.join(files.memory_dir, "memory.stat")))
+        memory_stat = parse_flat_keyed(read_text(files.memory_stat))
         breakdown = memory_breakdown(memory_stat)
-        if files.memory_v2:
-            usage = int(read_text(os.path.join(files.memory_dir, "memory.current")))
-            limit = parse_limit(read_text(os.path.join(files.memory_dir, "memory.max")))
-            if files.swap is not None:
-                breakdown["mem_swap"] = int(read_text(files.swap))
-        else:
-            usage = int(read_text(os.path.join(files.memory_dir, "memory.usage_in_bytes")))
-            limit = parse_limit(read_text(os.path.join(files.memory_dir, "memory.limit_in_bytes")))
+        usage = int(read_text(files.memory_usage))
+        limit = parse_limit(read_text(files.memory_limit))
+        if files.swap is not None:  # v2 only: v1 has total_swap in memory.stat
+            breakdown["mem_swap"] = int(read_text(files.swap))
         host_memory = self._host_memory_bytes()
         if limit is None or limit > host_memory:  # the daemon caps the limit the same way
             limit = host_memory

@@ -26,9 +26,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("statspout.collector")
 
 # The Docker actions we follow. "die" is sent for every exit (docker stop, a crash, the main
-# process ending), so it, not "stop", is what makes a container leave the running set. "oom",
-# "health_status" (sent as "health_status: healthy" …) and "restart" change only the state.
-WATCHED_ACTIONS = ("start", "die", "rename", "destroy", "pause", "unpause", "oom",
+# process ending), so it, not "stop", is what makes a container leave the running set. "create",
+# "oom", "health_status" (sent as "health_status: healthy" …) and "restart" change only the
+# state.
+WATCHED_ACTIONS = ("create", "start", "die", "rename", "destroy", "pause", "unpause", "oom",
                    "health_status", "restart")
 # Statuses of a listing's "State" that are sampled: the daemon answers stats for them.
 SAMPLED_STATUSES = ("running", "paused")

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 import docker
@@ -26,6 +26,7 @@ from statspout.collector.discovery import ContainerInfo, DockerEvent, Resync
 from statspout.collector.figures import Reading, stats_message
 from statspout.collector.states import (
     ContainerStateFigures,
+    EngineFigures,
     engine_from_info,
     engine_message,
     engine_name,
@@ -44,6 +45,10 @@ STATES_KEPT = 10_000
 # --states: which containers get a state message every interval (changes are always sent,
 # except with "none", which sends no state message at all and inspects only on start).
 STATES_MODES = ("all", "running", "none")
+# GET /info is asked at most this often for the images, CPUs, memory and version of the engine
+# message; its container counts come every interval from the collector's own table of states
+# (kept current by the events), or from /info each interval under --states none.
+ENGINE_INFO_EVERY_S = 60.0
 
 
 class ReadingSource(Protocol):
@@ -84,7 +89,7 @@ class CollectorCounts:
     states: int = 0
     states_dropped: int = 0
     engines: int = 0
-    # /info failed (or was still running from the previous interval): no engine message then.
+    # /info failed: the engine message goes on with the figures of the last answer.
     failed_engine_reads: int = 0
 
 
@@ -122,6 +127,8 @@ class Collector:
         self._oom_events: dict[str, int] = {}
         self._engine: str | None = None  # "docker" or "podman", from /version per connection
         self._engine_read: Future | None = None
+        self._engine_info: EngineFigures | None = None
+        self._engine_info_at = 0.0  # monotonic time of the last /info answer
         self._in_flight: dict[Future, list[ContainerInfo]] = {}
         self._listed_once = False
         self._seq = 0
@@ -164,7 +171,7 @@ class Collector:
         if isinstance(item, Future):
             if item is self._engine_read:
                 self._engine_read = None
-                self._publish_engine(item)
+                self._engine_answered(item)
                 return
             self._in_flight.pop(item)
             for info, outcome in item.result():
@@ -280,7 +287,7 @@ class Collector:
     def _start_cycle(self) -> None:
         self.counts.cycles += 1
         self._publish_states()
-        self._start_engine_read()
+        self._publish_engine()
         busy = {info.id for batch in self._in_flight.values() for info in batch}
         due = [info for info in self._containers.values() if info.id not in busy]
         self.counts.skipped_busy += len(self._containers) - len(due)
@@ -330,25 +337,44 @@ class Collector:
             if self._states_mode == "all" or figures.exists_running:
                 self._publish_state(info, figures, now)
 
+    def _publish_engine(self) -> None:
+        """The engine message of this interval, from the last /info; /info asked again when
+        due (every interval under --states none, else every ENGINE_INFO_EVERY_S)."""
+        info = self._engine_info
+        if info is not None:
+            if self._states_mode != "none":
+                running, paused, stopped = self._own_counts()
+                info = replace(info, containers_running=running, containers_paused=paused,
+                               containers_stopped=stopped)
+            self.counts.engines += 1
+            self._publish(engine_message(self._next_seq(), self._host, info,
+                                         timestamp=time.time_ns(), interval_s=self._interval))
+        due = self._engine_info_at + ENGINE_INFO_EVERY_S
+        if info is None or self._states_mode == "none" or time.monotonic() >= due:
+            self._start_engine_read()
+
+    def _own_counts(self) -> tuple[int, int, int]:
+        """Containers (running, paused, stopped) as the daemon's /info counts them: restarting
+        ones are stopped."""
+        statuses = [figures.status for _info, figures in self._states.values()]
+        running, paused = statuses.count("running"), statuses.count("paused")
+        return running, paused, len(statuses) - running - paused
+
     def _start_engine_read(self) -> None:
         if self._engine_read is not None:  # the last one has not answered yet
-            self.counts.failed_engine_reads += 1
             return
         client, engine = self._docker(), self._engine or "docker"
-        self._engine_read = self._pool.submit(
-            lambda: (time.time_ns(), engine_from_info(engine, client.api.info())))
+        self._engine_read = self._pool.submit(lambda: engine_from_info(engine, client.api.info()))
         self._engine_read.add_done_callback(self._inbox.put)
 
-    def _publish_engine(self, done: Future) -> None:
+    def _engine_answered(self, done: Future) -> None:
         try:
-            timestamp, figures = done.result()
+            self._engine_info = done.result()
         except Exception as exc:  # the daemon went away; the watcher reconnects
             self.counts.failed_engine_reads += 1
             self._errors.error("reading the engine's /info failed: %s", exc)
             return
-        self.counts.engines += 1
-        self._publish(engine_message(self._next_seq(), self._host, figures,
-                                     timestamp=timestamp, interval_s=self._interval))
+        self._engine_info_at = time.monotonic()
 
     # Publishing
 

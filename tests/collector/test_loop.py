@@ -237,17 +237,36 @@ def test_each_event_inspects_once_and_oom_events_are_counted(stateful, daemon):
     assert ID not in loop._states and ID not in loop._oom_events
 
 
-def test_engine_message_from_info(stateful):
+def test_engine_message_from_info_with_the_collector_s_own_counts(stateful, daemon):
     loop, publisher, _ = stateful
     loop._resync()
-    loop._start_engine_read()
-    done = loop._engine_read
-    assert done is not None
-    done.result(timeout=5)
+    loop._publish_engine()  # no /info answer yet: none this interval, and /info is asked
+    assert not [m for m in publisher.sent if isinstance(m, wire.EngineInfo)]
+    loop._engine_read.result(timeout=5)
     loop._handle(loop._inbox.get(timeout=5))
-    (engine,) = [m for m in publisher.sent if isinstance(m, wire.EngineInfo)]
+    loop._publish_engine()
+    loop._publish_engine()  # the next interval: from the same answer, /info not asked again
+    assert daemon.requests.count("info") == 1
+    engines = [m for m in publisher.sent if isinstance(m, wire.EngineInfo)]
+    assert len(engines) == 2
     info = load_engine()["info"]
-    assert (engine.engine, engine.server_version, engine.containers_running, engine.images,
-            engine.cpus, engine.memory_total) == (
-        "docker", info["ServerVersion"], info["ContainersRunning"], info["Images"],
-        info["NCPU"], info["MemTotal"])
+    assert (engines[-1].engine, engines[-1].server_version, engines[-1].images,
+            engines[-1].cpus, engines[-1].memory_total) == (
+        "docker", info["ServerVersion"], info["Images"], info["NCPU"], info["MemTotal"])
+    # the counts: the collector's table (the one recorded container, running)
+    assert (engines[-1].containers_running, engines[-1].containers_paused,
+            engines[-1].containers_stopped) == (1, 0, 0)
+
+
+def test_engine_counts_from_info_every_interval_under_states_none(collector, daemon):
+    loop, publisher, _ = collector
+    loop._resync()
+    for _ in range(2):
+        loop._publish_engine()
+        loop._engine_read.result(timeout=5)
+        loop._handle(loop._inbox.get(timeout=5))
+    loop._publish_engine()
+    loop._engine_read.result(timeout=5)
+    assert daemon.requests.count("info") == 3
+    (engine,) = [m for m in publisher.sent if isinstance(m, wire.EngineInfo)][-1:]
+    assert engine.containers_running == load_engine()["info"]["ContainersRunning"]
