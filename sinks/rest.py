@@ -41,7 +41,13 @@ log = logging.getLogger("statspout.sink.rest")
 OPEN_PATHS = ("/healthz", "/openapi.json")
 _JSON_TYPES = {"int": {"type": "integer", "format": "int64"}, "float": {"type": "number"},
                "str": {"type": "string"},
-               "labels": {"type": "object", "additionalProperties": {"type": "string"}}}
+               "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+               "bool": {"type": "boolean"},
+               "int_map": {"type": "object", "additionalProperties": {
+                   "type": "integer", "format": "int64"}},
+               "int_maps": {"type": "object", "additionalProperties": {
+                   "type": "object", "additionalProperties": {
+                       "type": "integer", "format": "int64"}}}}
 
 
 def _field_schema(spec: wire.FieldSpec) -> dict[str, Any]:
