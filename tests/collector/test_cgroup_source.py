@@ -364,6 +364,18 @@ def test_v2_unified_layouts(tmp_path, systemd):
     )
 
 
+def test_v2_memory_peak_where_the_kernel_has_it(tmp_path):
+    """memory.peak (kernel 5.19+; written by hand, as the kernel docs describe it) is the v2
+    max_usage; no memory.events (an old kernel) leaves oom_kills null, not 0."""
+    make_v2(tmp_path / "cgroup", tmp_path / "proc")
+    scope = tmp_path / "cgroup" / f"system.slice/docker-{ID}.scope"
+    (scope / "memory.peak").write_text("50331648\n")
+    (scope / "memory.events").unlink()
+    reading = source_for(tmp_path).read(ContainerInfo(ID, "rec", "busybox", pid=PID))
+    assert reading.figures["mem_max_usage"] == 50331648
+    assert reading.figures["oom_kills"] is None
+
+
 def test_v2_memory_limit_and_a_limit_above_the_host_memory(tmp_path):
     make_v2(tmp_path / "cgroup", tmp_path / "proc", limit="536870912")
     source = source_for(tmp_path)
