@@ -209,9 +209,11 @@ class Collector:
                 self._publish_event(running[new], "start", now)
         self._containers = running
         self._listed_once = True
+        # Removed while we did not look (their destroy event missed): forgotten here.
         for gone in set(self._states) - set(listed):
             self._states.pop(gone)
-            self._oom_events.pop(gone, None)
+        for gone in set(self._oom_events) - set(listed):
+            self._oom_events.pop(gone)
         if self._states_mode != "none":
             # One inspect per container new to us or whose status moved while we did not look.
             for cid, (_info, status) in listed.items():
