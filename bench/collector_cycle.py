@@ -110,13 +110,10 @@ def sleeping_containers(client: docker.DockerClient) -> Iterator[SleepingContain
 
 def cgroup_files_of(files: ContainerFiles) -> list[str]:
     """Every file a reading of this container opens (the raw floor reads just these)."""
-    paths = [files.cpu, os.path.join(files.memory_dir, "memory.stat"), files.net_dev]
-    if files.memory_v2:
-        paths += [os.path.join(files.memory_dir, n) for n in ("memory.current", "memory.max")]
-    else:
-        paths += [os.path.join(files.memory_dir, n)
-                  for n in ("memory.usage_in_bytes", "memory.limit_in_bytes")]
-    paths += [p for p in (files.blkio, files.pids) if p is not None]
+    paths = [files.cpu, files.memory_stat, files.memory_usage, files.memory_limit,
+             files.net_dev]
+    paths += [p for p in (files.cpuacct_stat, files.cpu_stat_v1, files.max_usage, files.failcnt,
+                          files.oom, files.swap, files.blkio, files.pids) if p is not None]
     return paths
 
 

@@ -10,6 +10,11 @@
 4. the collector's peak RSS (VmHWM) at the largest N.
 
     .venv/bin/python bench/collector_suite.py [-n 50] [--window 20] [--scale 50,100,200]
+                                              [--before DIR]
+
+``--before DIR`` measures, in part 2 of the same run, the collector of another checkout of this
+repository (e.g. ``git worktree add /tmp/before main``) beside this one, and prints the ratios
+after / before of the collector's and Docker's CPU per 1000 samples.
 
 Prints a table and writes JSON to bench/results/. The collector publishes to a SUB socket this
 script binds on 127.0.0.1, which counts what arrives. Containers are created and removed here,
@@ -23,8 +28,10 @@ import argparse
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -146,17 +153,30 @@ class Subscriber:
         self.socket.close()
 
 
+def package_root(checkout: Path, into: Path) -> Path:
+    """The ``statspout`` package of another checkout, laid out as the installed one is
+    (collector/ as statspout/collector, …), under ``into``: put it first on PYTHONPATH."""
+    package = into / "statspout"
+    shutil.copytree(checkout / "statspout", package)
+    for part in ("collector", "router", "sinks"):
+        (package / part).symlink_to((checkout / part).resolve())
+    return into
+
+
 def run_collector(source: str, infos: list[ContainerInfo], subscriber: Subscriber,
-                  window_s: float, log_path: Path) -> Window:
+                  window_s: float, log_path: Path, pythonpath: Path | None = None) -> Window:
     """The real collector process at a 1 s interval: wait until it samples all of ``infos``,
-    then measure one window."""
+    then measure one window. ``pythonpath``: run another checkout's collector."""
     wanted = {info.id for info in infos}
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = str(pythonpath)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "statspout.collector.main", "--source", source,
              "--interval", str(INTERVAL_S), "--connect", subscriber.endpoint,
              "--log-level", "warning", "--report-interval", "3600"],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, env=env,
         )
     try:
         warm: dict[str, list[float]] = defaultdict(list)
@@ -235,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of each measured window in parts 2 and 3 (default 20)")
     parser.add_argument("--scale", default="50,100,200",
                         help="container counts tried in part 3 (default 50,100,200)")
+    parser.add_argument("--before", type=Path,
+                        help="another checkout whose collector part 2 measures beside this one")
     args = parser.parse_args(argv)
     scale = sorted(int(n) for n in args.scale.split(","))
     if args.repeat < 5 or not 5 <= args.window <= 300 or not (
@@ -257,14 +279,16 @@ def main(argv: list[str] | None = None) -> int:
             report["cycle"] = cycle.measure_cycles(client, infos, args.repeat)
 
             say(f"2. CPU per 1000 samples, {args.window:g} s windows")
-            cost = {
-                "idle (nothing sampling)": idle_window(args.window),
-                "collector, API path": run_collector("api", infos, subscriber, args.window,
-                                                     log_path),
-                "collector, fast path": run_collector("cgroup", infos, subscriber,
-                                                      args.window, log_path),
-                "docker stats --no-stream, 1/s": docker_stats_window(infos, args.window),
-            }
+            cost = {"idle (nothing sampling)": idle_window(args.window)}
+            with tempfile.TemporaryDirectory() as tmp:
+                before = package_root(args.before, Path(tmp)) if args.before else None
+                for source, path in (("api", "API path"), ("cgroup", "fast path")):
+                    if before is not None:  # before and after one after the other
+                        cost[f"collector, {path}, before"] = run_collector(
+                            source, infos, subscriber, args.window, log_path, before)
+                    cost[f"collector, {path}"] = run_collector(
+                        source, infos, subscriber, args.window, log_path)
+            cost["docker stats --no-stream, 1/s"] = docker_stats_window(infos, args.window)
             report["cost"] = {name: vars(w) | {"per_container": None} for name, w in cost.items()}
 
             say(f"3. sustained scale at {INTERVAL_S:g} s: {scale}")
@@ -316,6 +340,16 @@ def render(report: dict, cost: dict[str, Window], scaled: dict[str, dict[int, Wi
             f"{fmt(window.docker_cpu_s):>13} {fmt(window.per_1000(window.docker_cpu_s)):>9}")
     lines.append("(docker = dockerd + containerd + shims, whatever asked them; for docker stats"
                  " the sampler is the docker CLI)")
+    for path in ("API path", "fast path"):
+        before, after = cost.get(f"collector, {path}, before"), cost[f"collector, {path}"]
+        if before is None:
+            continue
+        ratios = []
+        for what in ("collector_cpu_s", "docker_cpu_s"):
+            old, new = before.per_1000(getattr(before, what)), after.per_1000(getattr(after, what))
+            ratios.append(fmt(new / old if old and new is not None else None, 2))
+        lines.append(f"{path}: after / before per 1000 samples: collector {ratios[0]}, "
+                     f"docker {ratios[1]}")
     lines += ["", f"Sustained scale at {INTERVAL_S:g} s (sampled every interval: no gap over "
               f"{MAX_GAP_S:g} s in {args.window:g} s)",
               f"{'':14} {'N':>5} {'every 1 s':>10} {'worst gap':>10} {'collector CPU':>14} "

@@ -29,8 +29,22 @@ class ContainerFiles:
     pid: int
     cpu: str
     cpu_v2: bool
-    memory_dir: str
-    memory_v2: bool
+    # v1 only: cpuacct.stat (user/system ticks) and the cpu controller's cpu.stat (throttling);
+    # on v2 the one cpu.stat (``cpu``) has both.
+    cpuacct_stat: str | None
+    cpu_stat_v1: str | None
+    # memory.stat, the usage (v1 memory.usage_in_bytes, v2 memory.current) and the limit (v1
+    # memory.limit_in_bytes, v2 memory.max), joined once here rather than at every sample
+    memory_stat: str
+    memory_usage: str
+    memory_limit: str
+    # The memory files a kernel may lack (None then): v1 memory.max_usage_in_bytes / v2
+    # memory.peak (5.19+), v1 memory.failcnt, v1 memory.oom_control / v2 memory.events (the
+    # oom_kill line: v1 since 4.13), v2 memory.swap.current.
+    max_usage: str | None
+    failcnt: str | None
+    oom: str | None
+    swap: str | None
     blkio: str | None
     blkio_v2: bool
     pids: str | None
@@ -126,6 +140,7 @@ def locate_files(
     if cpu is None:
         raise CgroupUnreadable(f"{where}: neither cpuacct.usage (v1) nor cpu.stat (v2) found; "
                                f"paths in /proc/{pid}/cgroup: {text.strip()!r}")
+    cpu_v1_dir = v1_dir("cpu")
     memory_dir = v1_dir("memory")
     memory_v2 = memory_dir is None
     if memory_dir is None:
@@ -133,6 +148,13 @@ def locate_files(
         if current is None:
             raise CgroupUnreadable(f"{where}: no memory cgroup (v1 memory nor v2 memory.current)")
         memory_dir = os.path.dirname(current)
+
+    def memory_file(v1_name: str | None, v2_name: str | None) -> str | None:
+        name = v2_name if memory_v2 else v1_name
+        if name is None:
+            return None
+        path = os.path.join(memory_dir, name)
+        return path if os.path.exists(path) else None
     blkio_dir = v1_dir("blkio")
     blkio = None
     if blkio_dir:
@@ -150,8 +172,17 @@ def locate_files(
         pid=pid,
         cpu=cpu,
         cpu_v2=cpu_dir is None,
-        memory_dir=memory_dir,
-        memory_v2=memory_v2,
+        cpuacct_stat=os.path.join(cpu_dir, "cpuacct.stat") if cpu_dir else None,
+        cpu_stat_v1=os.path.join(cpu_v1_dir, "cpu.stat") if cpu_v1_dir else None,
+        memory_stat=os.path.join(memory_dir, "memory.stat"),
+        memory_usage=os.path.join(
+            memory_dir, "memory.current" if memory_v2 else "memory.usage_in_bytes"),
+        memory_limit=os.path.join(
+            memory_dir, "memory.max" if memory_v2 else "memory.limit_in_bytes"),
+        max_usage=memory_file("memory.max_usage_in_bytes", "memory.peak"),
+        failcnt=memory_file("memory.failcnt", None),
+        oom=memory_file("memory.oom_control", "memory.events"),
+        swap=memory_file(None, "memory.swap.current"),
         blkio=blkio,
         blkio_v2=blkio_dir is None,
         pids=pids,

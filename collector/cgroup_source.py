@@ -6,19 +6,26 @@ daemon and no wait for its one-second collection tick:
 
     figure            cgroup v1                                   cgroup v2 (unified)
     cpu_usage_ns      cpuacct.usage                               cpu.stat usage_usec × 1000
-    mem_usage         memory.usage_in_bytes − total_inactive_file memory.current − inactive_file
+    cpu_user/system   cpuacct.stat user/system × ns per tick      cpu.stat user/system_usec
+    cpu throttling    cpu.stat nr_periods, nr_throttled,          cpu.stat nr_periods,
+                      throttled_time                              nr_throttled, throttled_usec
+    mem_cgroup_usage  memory.usage_in_bytes                       memory.current
+    mem_usage         mem_cgroup_usage − total_inactive_file      mem_cgroup_usage − inactive_file
     mem_limit         memory.limit_in_bytes                       memory.max
-    blk_*_bytes       blkio.throttle.io_service_bytes(_recursive) io.stat rbytes/wbytes
+    mem_max_usage     memory.max_usage_in_bytes                   memory.peak (kernel 5.19+)
+    mem_failcnt       memory.failcnt                              (none: null)
+    mem_rss, … swap   memory.stat total_* (figures.MEMORY_STAT_V1) memory.stat, memory.swap.current
+    oom_kills         memory.oom_control oom_kill (kernel 4.13+)  memory.events oom_kill
+    blk_devices       blkio.throttle.io_service_bytes(_recursive) io.stat rbytes/wbytes
     pids              pids.current                                pids.current
-    network                /proc/<pid>/net/dev, summed over every interface but lo
+    net_interfaces         /proc/<pid>/net/dev, every interface but lo (totals: their sums)
     online_cpus            the cpuN lines of /proc/stat, as the daemon counts them
 
 The container's cgroup is found from its main process, whatever the layout
 (``cgroup_hierarchy.py``); the files are parsed by ``cgroup_files.py``.
 
 Like the daemon, an unlimited memory limit is reported as the host's memory. CPU percent is
-computed by ``figures.cpu_percent`` over wall-clock time (``system_cpu_ns`` is None): for a
-host whose CPUs are all online this is the same quantity docker stats shows.
+computed by ``figures.cpu_percent`` over wall-clock time, as for the API source.
 """
 
 from __future__ import annotations
@@ -53,7 +60,14 @@ from statspout.collector.cgroup_hierarchy import (
     locate_files,
 )
 from statspout.collector.discovery import ContainerInfo
-from statspout.collector.figures import Reading, usage_minus_inactive
+from statspout.collector.figures import (
+    Reading,
+    block_totals,
+    bounded,
+    memory_breakdown,
+    network_totals,
+    usage_minus_inactive,
+)
 from statspout.logs import ThrottledErrors
 
 log = logging.getLogger("statspout.collector")
@@ -68,6 +82,18 @@ ONLINE_CPUS_TTL_S = 5.0
 # A read through the fallback loses nothing (the same figures, from the API) but costs the
 # daemon work: said at most this often, with the container and the reason.
 FALLBACK_LOG_EVERY_S = 60.0
+
+
+# cpuacct.stat counts USER_HZ ticks; the daemon converts them to ns with the same factor.
+NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def _times(value: int | None, factor: int) -> int | None:
+    return None if value is None else value * factor
+
+
+def _read_int(path: str | None) -> int | None:
+    return None if path is None else int(read_text(path))
 
 
 class FallbackSource(Protocol):
@@ -203,34 +229,56 @@ class CgroupSource:
     def _read_files(self, files: ContainerFiles) -> Reading:
         timestamp = self._clock_ns()
         if files.cpu_v2:
-            cpu_usage_ns = parse_flat_keyed(read_text(files.cpu))["usage_usec"] * 1000
+            cpu_stat = parse_flat_keyed(read_text(files.cpu))
+            cpu_usage_ns = cpu_stat["usage_usec"] * 1000
+            cpu_user_ns = _times(cpu_stat.get("user_usec"), 1000)
+            cpu_system_ns = _times(cpu_stat.get("system_usec"), 1000)
+            throttled_ns = _times(cpu_stat.get("throttled_usec"), 1000)
         else:
             cpu_usage_ns = int(read_text(files.cpu))
-        memory_stat = parse_flat_keyed(read_text(os.path.join(files.memory_dir, "memory.stat")))
-        if files.memory_v2:
-            usage = int(read_text(os.path.join(files.memory_dir, "memory.current")))
-            inactive = memory_stat.get("inactive_file")
-            limit = parse_limit(read_text(os.path.join(files.memory_dir, "memory.max")))
-        else:
-            usage = int(read_text(os.path.join(files.memory_dir, "memory.usage_in_bytes")))
-            inactive = memory_stat.get("total_inactive_file")
-            limit = parse_limit(read_text(os.path.join(files.memory_dir, "memory.limit_in_bytes")))
+            # ticks of USER_HZ, which Docker's API turns into ns the same way
+            ticks = (parse_flat_keyed(read_text(files.cpuacct_stat))
+                     if files.cpuacct_stat else {})
+            cpu_user_ns = _times(ticks.get("user"), NS_PER_TICK)
+            cpu_system_ns = _times(ticks.get("system"), NS_PER_TICK)
+            cpu_stat = parse_flat_keyed(read_text(files.cpu_stat_v1)) if files.cpu_stat_v1 else {}
+            throttled_ns = cpu_stat.get("throttled_time")
+        memory_stat = parse_flat_keyed(read_text(files.memory_stat))
+        breakdown = memory_breakdown(memory_stat)
+        usage = int(read_text(files.memory_usage))
+        limit = parse_limit(read_text(files.memory_limit))
+        if files.swap is not None:  # v2 only: v1 has total_swap in memory.stat
+            breakdown["mem_swap"] = int(read_text(files.swap))
         host_memory = self._host_memory_bytes()
         if limit is None or limit > host_memory:  # the daemon caps the limit the same way
             limit = host_memory
-        blk_read = blk_write = 0
+        devices = {}
         if files.blkio is not None:
             text = read_text(files.blkio)
-            blk_read, blk_write = parse_io_stat(text) if files.blkio_v2 else parse_blkio_v1(text)
-        return Reading(timestamp=timestamp, system_cpu_ns=None, figures={
+            devices = parse_io_stat(text) if files.blkio_v2 else parse_blkio_v1(text)
+        interfaces = parse_net_dev(read_text(files.net_dev))
+        return Reading(timestamp=timestamp, figures={
             "cpu_usage_ns": cpu_usage_ns,
             "online_cpus": self._online_cpu_count(),
-            "mem_usage": usage_minus_inactive(usage, inactive),
+            "mem_usage": usage_minus_inactive(usage, breakdown["mem_inactive_file"]),
             "mem_limit": limit,
-            "blk_read_bytes": blk_read,
-            "blk_write_bytes": blk_write,
             "pids": int(read_text(files.pids)) if files.pids is not None else 0,
-            **parse_net_dev(read_text(files.net_dev)),
+            "cpu_user_ns": cpu_user_ns,
+            "cpu_system_ns": cpu_system_ns,
+            "cpu_periods": cpu_stat.get("nr_periods"),
+            "cpu_throttled_periods": cpu_stat.get("nr_throttled"),
+            "cpu_throttled_ns": throttled_ns,
+            "mem_cgroup_usage": usage,
+            "mem_max_usage": _read_int(files.max_usage),
+            "mem_failcnt": _read_int(files.failcnt),
+            **breakdown,
+            "mem_stat": bounded(memory_stat),
+            "oom_kills": (parse_flat_keyed(read_text(files.oom)).get("oom_kill")
+                          if files.oom is not None else None),
+            "net_interfaces": bounded(interfaces),
+            "blk_devices": bounded(devices),
+            **network_totals(interfaces),
+            **block_totals(devices),
         })
 
     def _host_memory_bytes(self) -> int:

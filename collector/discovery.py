@@ -26,8 +26,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("statspout.collector")
 
 # The Docker actions we follow. "die" is sent for every exit (docker stop, a crash, the main
-# process ending), so it, not "stop", is what makes a container leave the running set.
-WATCHED_ACTIONS = ("start", "die", "rename", "destroy", "pause", "unpause")
+# process ending), so it, not "stop", is what makes a container leave the running set. "create",
+# "oom", "health_status" (sent as "health_status: healthy" …) and "restart" change only the
+# state.
+WATCHED_ACTIONS = ("create", "start", "die", "rename", "destroy", "pause", "unpause", "oom",
+                   "health_status", "restart")
+# Statuses of a listing's "State" that are sampled: the daemon answers stats for them.
+SAMPLED_STATUSES = ("running", "paused")
 
 # Waits between attempts to reopen the events stream (statspout/backoff.py).
 RECONNECT_FIRST_S = 0.5
@@ -72,39 +77,44 @@ def container_info(attrs: dict) -> ContainerInfo:
     )
 
 
-def list_running(client: docker.DockerClient) -> dict[str, ContainerInfo]:
-    """Running (and paused) containers by id, from ``GET /containers/json``."""
-    running = {}
-    for entry in client.api.containers():
+def list_containers(client: docker.DockerClient) -> dict[str, tuple[ContainerInfo, str]]:
+    """Every container, running or not, by id, with its status ("running", "exited", …), from
+    ``GET /containers/json?all=1``."""
+    listed = {}
+    for entry in client.api.containers(all=True):
         names = entry.get("Names") or ["/"]
-        running[entry["Id"]] = ContainerInfo(
+        info = ContainerInfo(
             id=entry["Id"],
             name=names[0].lstrip("/"),
             image=entry.get("Image", ""),
             labels=dict(entry.get("Labels") or {}),
         )
-    return running
+        listed[entry["Id"]] = (info, str(entry.get("State") or "").lower())
+    return listed
 
 
-def inspect_running(client: docker.DockerClient, container_id: str) -> ContainerInfo | None:
-    """The container's metadata, or None when it is gone or no longer running."""
+def inspect(client: docker.DockerClient, container_id: str) -> dict[str, Any] | None:
+    """``GET /containers/{id}/json``; None when the container is gone."""
     try:
-        attrs = client.api.inspect_container(container_id)
+        return client.api.inspect_container(container_id)
     except docker.errors.NotFound:
         return None
-    if not (attrs.get("State") or {}).get("Running"):
-        return None
-    return container_info(attrs)
+
+
+def is_running(attrs: dict[str, Any]) -> bool:
+    return bool((attrs.get("State") or {}).get("Running"))
 
 
 def parse_event(raw: dict) -> DockerEvent | None:
-    if raw.get("Type") != "container" or raw.get("Action") not in WATCHED_ACTIONS:
+    # "health_status: healthy" → "health_status"
+    action = str(raw.get("Action") or "").partition(":")[0]
+    if raw.get("Type") != "container" or action not in WATCHED_ACTIONS:
         return None
     actor = raw.get("Actor") or {}
     attributes = actor.get("Attributes") or {}
     old_name = attributes.get("oldName")
     return DockerEvent(
-        action=raw["Action"],
+        action=action,
         id=actor.get("ID") or raw.get("id", ""),
         name=attributes.get("name", ""),
         image=attributes.get("image", ""),

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Protocol
 
 import docker
@@ -24,12 +24,31 @@ from statspout.bus import PublishCounts
 from statspout.collector import discovery
 from statspout.collector.discovery import ContainerInfo, DockerEvent, Resync
 from statspout.collector.figures import Reading, stats_message
+from statspout.collector.states import (
+    ContainerStateFigures,
+    EngineFigures,
+    engine_from_info,
+    engine_message,
+    engine_name,
+    state_from_inspect,
+    state_message,
+)
 from statspout.logs import ThrottledErrors
 
 log = logging.getLogger("statspout.collector")
 
 # Stopped containers remembered for their destroy event.
 STOPPED_REMEMBERED = 10_000
+# Containers whose state is kept (running or not) for the periodic state messages; beyond
+# this the oldest known is forgotten (counted as states_dropped) until its next change.
+STATES_KEPT = 10_000
+# --states: which containers get a state message every interval (changes are always sent,
+# except with "none", which sends no state message at all and inspects only on start).
+STATES_MODES = ("all", "running", "none")
+# GET /info is asked at most this often for the images, CPUs, memory and version of the engine
+# message; its container counts come every interval from the collector's own table of states
+# (kept current by the events), or from /info each interval under --states none.
+ENGINE_INFO_EVERY_S = 60.0
 
 
 class ReadingSource(Protocol):
@@ -67,6 +86,11 @@ class CollectorCounts:
     # this cycle is skipped, and counted here.
     skipped_busy: int = 0
     late_cycles: int = 0
+    states: int = 0
+    states_dropped: int = 0
+    engines: int = 0
+    # /info failed: the engine message goes on with the figures of the last answer.
+    failed_engine_reads: int = 0
 
 
 class Collector:
@@ -80,6 +104,7 @@ class Collector:
         interval: float,
         max_concurrency: int,
         report_interval: float = 60.0,
+        states: str = "all",
     ) -> None:
         self._client_factory = client_factory
         self._client: docker.DockerClient | None = None
@@ -95,6 +120,15 @@ class Collector:
         # the same routes as their samples did. Bounded: the oldest are forgotten first.
         self._stopped: OrderedDict[str, ContainerInfo] = OrderedDict()
         self._previous: dict[str, Reading] = {}
+        self._states_mode = states
+        # Every container known to exist, running or not, with its last inspected state.
+        self._states: dict[str, tuple[ContainerInfo, ContainerStateFigures]] = {}
+        # Docker "oom" events counted per container, until it is destroyed.
+        self._oom_events: dict[str, int] = {}
+        self._engine: str | None = None  # "docker" or "podman", from /version per connection
+        self._engine_read: Future | None = None
+        self._engine_info: EngineFigures | None = None
+        self._engine_info_at = 0.0  # monotonic time of the last /info answer
         self._in_flight: dict[Future, list[ContainerInfo]] = {}
         self._listed_once = False
         self._seq = 0
@@ -135,6 +169,10 @@ class Collector:
 
     def _handle(self, item: DockerEvent | Resync | Future) -> None:
         if isinstance(item, Future):
+            if item is self._engine_read:
+                self._engine_read = None
+                self._engine_answered(item)
+                return
             self._in_flight.pop(item)
             for info, outcome in item.result():
                 self._publish_reading(info, outcome)
@@ -158,7 +196,11 @@ class Collector:
         if self._client is not None:  # a new connection: the daemon may have restarted
             self._client.close()
             self._client = None
-        running = discovery.list_running(self._docker())
+        client = self._docker()
+        self._engine = engine_name(client.api.version())
+        listed = discovery.list_containers(client)
+        running = {cid: info for cid, (info, status) in listed.items()
+                   if status in discovery.SAMPLED_STATUSES}
         if self._listed_once:
             now = time.time_ns()
             for gone in set(self._containers) - set(running):
@@ -167,14 +209,42 @@ class Collector:
                 self._publish_event(running[new], "start", now)
         self._containers = running
         self._listed_once = True
-        log.info("%d running containers%s", len(running),
+        # Removed while we did not look (their destroy event missed): forgotten here.
+        for gone in set(self._states) - set(listed):
+            self._states.pop(gone)
+        for gone in set(self._oom_events) - set(listed):
+            self._oom_events.pop(gone)
+        if self._states_mode != "none":
+            # One inspect per container new to us or whose status moved while we did not look.
+            for cid, (_info, status) in listed.items():
+                known = self._states.get(cid)
+                if known is None or known[1].status != status:
+                    self._update_state(cid, discovery.inspect(client, cid))
+        log.info("%d running containers, %d in all (%s)%s", len(running), len(listed),
+                 self._engine,
                  "" if running else ": nothing to sample (the sinks stay empty until one starts)")
 
     def _apply_event(self, event: DockerEvent) -> None:
         known = self._containers.get(event.id)
+        if event.action == "destroy":
+            gone = self._containers.pop(event.id, None) or self._stopped.pop(event.id, None)
+            self._previous.pop(event.id, None)
+            self._source.forget(event.id)
+            self._states.pop(event.id, None)
+            self._oom_events.pop(event.id, None)
+            info = gone or ContainerInfo(event.id, event.name, event.image)
+            self._publish_event(info, "destroy", event.timestamp)
+            return
+        if event.action == "oom":
+            self._oom_events[event.id] = self._oom_events.get(event.id, 0) + 1
+        # One inspect per change: it tells the state, and the pid and labels of a start.
+        attrs = None
+        if event.action == "start" or self._states_mode != "none":
+            attrs = discovery.inspect(self._docker(), event.id)
         if event.action == "start":
-            info = discovery.inspect_running(self._docker(), event.id)
-            if info is not None:  # it may have died already; its "die" event follows
+            # it may have died already; its "die" event follows
+            if attrs is not None and discovery.is_running(attrs):
+                info = discovery.container_info(attrs)
                 self._stopped.pop(event.id, None)
                 self._containers[event.id] = info
                 self._previous.pop(event.id, None)
@@ -187,14 +257,24 @@ class Collector:
                 renamed = ContainerInfo(known.id, event.name, known.image, known.labels, known.pid)
                 self._containers[event.id] = renamed
                 self._publish_event(renamed, "rename", event.timestamp, event.old_name)
-        elif event.action == "destroy":
-            gone = self._containers.pop(event.id, None) or self._stopped.pop(event.id, None)
-            self._previous.pop(event.id, None)
-            self._source.forget(event.id)
-            info = gone or ContainerInfo(event.id, event.name, event.image)
-            self._publish_event(info, "destroy", event.timestamp)
-        elif known is not None:  # pause, unpause: still sampled, the daemon still answers
+        elif event.action in ("pause", "unpause") and known is not None:
+            # still sampled: the daemon still answers for a paused container
             self._publish_event(known, event.action, event.timestamp)
+        if self._states_mode != "none":
+            self._update_state(event.id, attrs)
+
+    def _update_state(self, container_id: str, attrs: dict | None) -> None:
+        """Keep and publish the state one inspect gave; None: the container is gone."""
+        if attrs is None:
+            self._states.pop(container_id, None)
+            return
+        info, figures = discovery.container_info(attrs), state_from_inspect(attrs)
+        self._states.pop(container_id, None)  # the newest change last: the oldest go first
+        self._states[container_id] = (info, figures)
+        if len(self._states) > STATES_KEPT:
+            self._states.pop(next(iter(self._states)))
+            self.counts.states_dropped += 1
+        self._publish_state(info, figures, time.time_ns())
 
     def _forget(self, container_id: str, action: str, timestamp: int) -> None:
         info = self._containers.pop(container_id)
@@ -209,6 +289,8 @@ class Collector:
 
     def _start_cycle(self) -> None:
         self.counts.cycles += 1
+        self._publish_states()
+        self._publish_engine()
         busy = {info.id for batch in self._in_flight.values() for info in batch}
         due = [info for info in self._containers.values() if info.id not in busy]
         self.counts.skipped_busy += len(self._containers) - len(due)
@@ -243,7 +325,59 @@ class Collector:
         previous = self._previous.get(info.id)
         self._previous[info.id] = reading
         self.counts.samples += 1
-        self._publish(stats_message(self._next_seq(), self._host, current, reading, previous))
+        self._publish(stats_message(
+            self._next_seq(), self._host, current, reading, previous,
+            interval_s=self._interval, oom_events=self._oom_events.get(info.id, 0),
+        ))
+
+    # States and the engine, every interval
+
+    def _publish_states(self) -> None:
+        if self._states_mode == "none":
+            return
+        now = time.time_ns()
+        for info, figures in self._states.values():
+            if self._states_mode == "all" or figures.exists_running:
+                self._publish_state(info, figures, now)
+
+    def _publish_engine(self) -> None:
+        """The engine message of this interval, from the last /info; /info asked again when
+        due (every interval under --states none, else every ENGINE_INFO_EVERY_S)."""
+        info = self._engine_info
+        if info is not None:
+            if self._states_mode != "none":
+                running, paused, stopped = self._own_counts()
+                info = replace(info, containers_running=running, containers_paused=paused,
+                               containers_stopped=stopped)
+            self.counts.engines += 1
+            self._publish(engine_message(self._next_seq(), self._host, info,
+                                         timestamp=time.time_ns(), interval_s=self._interval))
+        due = self._engine_info_at + ENGINE_INFO_EVERY_S
+        if info is None or self._states_mode == "none" or time.monotonic() >= due:
+            self._start_engine_read()
+
+    def _own_counts(self) -> tuple[int, int, int]:
+        """Containers (running, paused, stopped) as the daemon's /info counts them: restarting
+        ones are stopped."""
+        statuses = [figures.status for _info, figures in self._states.values()]
+        running, paused = statuses.count("running"), statuses.count("paused")
+        return running, paused, len(statuses) - running - paused
+
+    def _start_engine_read(self) -> None:
+        if self._engine_read is not None:  # the last one has not answered yet
+            return
+        client, engine = self._docker(), self._engine or "docker"
+        self._engine_read = self._pool.submit(lambda: engine_from_info(engine, client.api.info()))
+        self._engine_read.add_done_callback(self._inbox.put)
+
+    def _engine_answered(self, done: Future) -> None:
+        try:
+            self._engine_info = done.result()
+        except Exception as exc:  # the daemon went away; the watcher reconnects
+            self.counts.failed_engine_reads += 1
+            self._errors.error("reading the engine's /info failed: %s", exc)
+            return
+        self._engine_info_at = time.monotonic()
 
     # Publishing
 
@@ -256,6 +390,13 @@ class Collector:
             labels=info.labels, timestamp=timestamp, action=action, old_name=old_name,
         ))
 
+    def _publish_state(
+        self, info: ContainerInfo, figures: ContainerStateFigures, timestamp: int
+    ) -> None:
+        self.counts.states += 1
+        self._publish(state_message(self._next_seq(), self._host, info, figures,
+                                    timestamp=timestamp, interval_s=self._interval))
+
     def _publish(self, message: wire.Message) -> None:
         self._publisher.publish(wire.encode(message))
 
@@ -266,5 +407,5 @@ class Collector:
 
     def report(self) -> None:
         figures = {**asdict(self.counts), **asdict(self._publisher.counts),
-                   "containers": len(self._containers)}
+                   "containers": len(self._containers), "known_containers": len(self._states)}
         log.info("collector: %s", " ".join(f"{k}={v}" for k, v in figures.items()))

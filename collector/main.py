@@ -15,9 +15,10 @@ import docker
 import zmq
 
 from statspout import bus, cli, handshakes, security
+from statspout.backoff import Backoff
 from statspout.collector.api_source import ApiSource
 from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
-from statspout.collector.loop import Collector, ReadingSource
+from statspout.collector.loop import STATES_MODES, Collector, ReadingSource
 
 log = logging.getLogger("statspout.collector")
 
@@ -31,7 +32,9 @@ as the docker package reads them (the local unix socket by default). Only GET re
 MIN_INTERVAL_S = 1.0
 CONNECT_BACKOFF_FIRST_S = 1.0
 CONNECT_BACKOFF_MAX_S = 30.0
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+DEFAULT_DOCKER_HOST = f"unix://{DEFAULT_DOCKER_SOCKET}"
+ROOTFUL_PODMAN_SOCKET = "/run/podman/podman.sock"
 
 
 def build_parser() -> cli.OptionParser:
@@ -54,6 +57,10 @@ def build_parser() -> cli.OptionParser:
                   default=DEFAULT_PROC_ROOT, metavar="DIR")
     parser.option("--cgroup-root", help="the host's /sys/fs/cgroup as the collector sees it "
                   "(cgroup source)", default=DEFAULT_CGROUP_ROOT, metavar="DIR")
+    parser.option("--states", help="containers that get a state message every interval: all "
+                  "(running or not, until removed), running (running, paused, restarting; "
+                  "changes of the others are still sent), none (no state messages)",
+                  default="all", choices=list(STATES_MODES))
     parser.option("--hwm", help="messages queued for the router before they are dropped",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
     handshakes.add_unlinked_warning_option(parser)
@@ -62,17 +69,35 @@ def build_parser() -> cli.OptionParser:
     return parser
 
 
+def engine_socket(
+    environ: dict[str, str], *, docker_socket: str = DEFAULT_DOCKER_SOCKET,
+    rootful_podman: str = ROOTFUL_PODMAN_SOCKET,
+) -> str | None:
+    """The endpoint to use when DOCKER_HOST is unset and /var/run/docker.sock is absent: a
+    rootless Docker ($XDG_RUNTIME_DIR/docker.sock) or Podman (…/podman/podman.sock) socket, or
+    a rootful Podman one, that exists; None to leave it to docker-py."""
+    if environ.get("DOCKER_HOST") or os.path.exists(docker_socket):
+        return None
+    runtime = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    for path in (os.path.join(runtime, "docker.sock"),
+                 os.path.join(runtime, "podman", "podman.sock"),
+                 rootful_podman):
+        if os.path.exists(path):
+            return f"unix://{path}"
+    return None
+
+
 def connect_docker(max_pool_size: int, stop: threading.Event) -> docker.DockerClient | None:
     """A client for the daemon, waiting (with backoff) until it answers; None if stopped."""
-    delay = CONNECT_BACKOFF_FIRST_S
+    waits = Backoff(CONNECT_BACKOFF_FIRST_S, CONNECT_BACKOFF_MAX_S)
     while not stop.is_set():
         try:
             return docker.from_env(max_pool_size=max_pool_size, timeout=30)
         except docker.errors.DockerException as exc:
-            log.warning("Docker is not answering at %s (%s); trying again in %g s",
+            delay = waits.next_delay()
+            log.warning("Docker is not answering at %s (%s); trying again in %.1f s",
                         docker_host(), docker_problem(exc), delay)
             stop.wait(delay)
-            delay = min(delay * 2, CONNECT_BACKOFF_MAX_S)
     return None
 
 
@@ -141,6 +166,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--source cgroup: {reason} (see --proc-root, --cgroup-root)")
     keys = security.client_keys_from_args(args, parser)
     cli.configure_logging(args.log_level)
+    detected = engine_socket(dict(os.environ))
+    if detected is not None:
+        os.environ["DOCKER_HOST"] = detected  # read by docker.from_env, here and per thread
+        log.info("DOCKER_HOST unset and %s absent: using %s", DEFAULT_DOCKER_SOCKET, detected)
 
     stop = cli.stop_on_termination()
 
@@ -161,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         interval=args.interval,
         max_concurrency=args.max_concurrency,
         report_interval=args.report_interval,
+        states=args.states,
     )
     log.info("collecting every %g s as host %r, publishing to %s",
              args.interval, args.host, args.connect)

@@ -7,18 +7,21 @@
    the operator's exclude keeps the last word. Names of routes that do not exist are skipped.
 4. Otherwise: ``all``, plus every route whose include matches (or has none) and exclude does not.
 
-Events carry the container's labels, name, image and host, so they take the same routes as
-its samples.
+Events and states carry the container's labels, name, image and host, so they take the same
+routes as its samples. Engine messages (one per host, no container) are judged on ``host=``
+selectors alone, in the router's filter and in each route: they go to every route whose host
+selectors pass (a route without any takes them); ``statspout.*`` labels do not apply.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from fnmatch import fnmatchcase
 
 from statspout import bus
 from statspout.router.selectors import SelectorFilter
-from statspout.wire import Message
+from statspout.wire import ContainerScoped, EngineInfo, Message
 
 IGNORE_LABEL = "statspout.ignore"
 # The route-decision cache holds at most this many bytes of keys (host, name, image and
@@ -57,11 +60,17 @@ class RouteTable:
 
     def routes_for(self, message: Message) -> list[str]:
         """The routes of this message, in table order. The list is shared: do not change it."""
+        if isinstance(message, EngineInfo):
+            host = message.host
+            return self._cached(("engine", host), _OVERHEAD_PER_STRING + 4 * len(host),
+                                lambda: self._engine_routes(host))
         key = (message.host, message.name, message.image, frozenset(message.labels.items()))
+        return self._cached(key, _key_bytes(message), lambda: self._decide(message))
+
+    def _cached(self, key: tuple, size: int, decide: Callable[[], list[str]]) -> list[str]:
         routes = self._decided.get(key)
         if routes is None:
-            routes = self._decide(message)
-            size = _key_bytes(message)
+            routes = decide()
             if self._decided_bytes + size > DECISION_CACHE_BYTES:
                 self._decided.clear()
                 self._decided_bytes = 0
@@ -75,7 +84,12 @@ class RouteTable:
         """The size of the decision cache's keys, as counted against DECISION_CACHE_BYTES."""
         return self._decided_bytes
 
-    def _decide(self, message: Message) -> list[str]:
+    def _engine_routes(self, host: str) -> list[str]:
+        if not _host_only_passes(self._filter, host):
+            return []
+        return [name for name, route in self._routes.items() if _host_only_passes(route, host)]
+
+    def _decide(self, message: ContainerScoped) -> list[str]:
         labels = message.labels
         if labels.get(IGNORE_LABEL, "").strip().lower() == "true":
             return []
@@ -86,7 +100,7 @@ class RouteTable:
             return [name for name in named if self._named_route_takes(name, message)]
         return [name for name, route in self._routes.items() if route.passes(message)]
 
-    def _named_route_takes(self, name: str, message: Message) -> bool:
+    def _named_route_takes(self, name: str, message: ContainerScoped) -> bool:
         route = self._routes.get(name)
         if route is None:
             if name not in self._unknown_logged:  # once per name, not once per sample
@@ -97,13 +111,23 @@ class RouteTable:
         return not any(selector.matches(message) for selector in route.exclude)
 
 
-def _key_bytes(message: Message) -> int:
+def _key_bytes(message: ContainerScoped) -> int:
     """About what a cache key of ``message`` holds: its strings (counted as UTF-8 upper bound:
     4 bytes a character) and an overhead for each."""
     strings = 3 + 2 * len(message.labels)
     characters = len(message.host) + len(message.name) + len(message.image) + sum(
         len(key) + len(value) for key, value in message.labels.items())
     return 4 * characters + _OVERHEAD_PER_STRING * strings
+
+
+def _host_only_passes(selectors: SelectorFilter, host: str) -> bool:
+    """A filter judged on its ``host=`` selectors alone: the others are about containers, which
+    an engine message has none of, so they neither let it in nor keep it out."""
+    include = [s for s in selectors.include if s.kind == "host"]
+    exclude = [s for s in selectors.exclude if s.kind == "host"]
+    if include and not any(fnmatchcase(host, s.key) for s in include):
+        return False
+    return not any(fnmatchcase(host, s.key) for s in exclude)
 
 
 def _named_routes(value: str) -> list[str]:

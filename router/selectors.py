@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from statspout.wire import Message
+from statspout.wire import ContainerScoped
 
 KINDS = ("label", "name", "image", "host")
 
@@ -48,7 +48,7 @@ class Selector:
             return cls("label", key[:-1], value, negated=True)
         return cls("label", key, value if sep else None)
 
-    def matches(self, message: Message) -> bool:
+    def matches(self, message: ContainerScoped) -> bool:
         if self.kind == "label":
             actual = message.labels.get(self.key)
             if self.negated:
@@ -80,7 +80,7 @@ class SelectorFilter:
             tuple(Selector.parse(text) for text in exclude),
         )
 
-    def passes(self, message: Message) -> bool:
+    def passes(self, message: ContainerScoped) -> bool:
         if self.include and not any(s.matches(message) for s in self.include):
             return False
         return not any(s.matches(message) for s in self.exclude)

@@ -3,10 +3,10 @@
 #   scripts/test.sh                 the whole suite
 #   scripts/test.sh tests/router    any pytest arguments
 # Needs root (or sudo) on Debian/Ubuntu: Docker engine, InfluxDB 1.x, Prometheus, busybox-static
-# (the test image is made from it), iproute2 (network namespaces), chromium and chromium-driver
-# (the web page's browser tests), tmux (statspout-top's tests), Python venv support, debootstrap
-# (the base of the collector's container image, made offline) and docker-compose (runs our
-# docker-compose.yml).
+# (the test image is made from it), iproute2 (network namespaces), Podman (the collector against
+# its Docker-compatible API), chromium and chromium-driver (the web page's browser tests), tmux
+# (statspout-top's tests), Python venv support, debootstrap (the base of the collector's
+# container image, made offline) and docker-compose (runs our docker-compose.yml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +23,7 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v chromium >/dev/null || missing+=(chromium)               # the REST sink's web page
 command -v chromedriver >/dev/null || missing+=(chromium-driver)   # driven through Selenium
 command -v tmux >/dev/null || missing+=(tmux)  # the terminal statspout-top is tested in
+command -v podman >/dev/null || missing+=(podman)
 python_venv_missing && missing+=(python3-venv)
 apt_install "${missing[@]}"
 

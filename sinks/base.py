@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from statspout.logs import mask_secrets
-from statspout.wire import ContainerEvent, ContainerStats
+from statspout.wire import ContainerEvent, ContainerState, ContainerStats, EngineInfo
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,13 @@ class Sink:
 
     def handle_event(self, event: ContainerEvent) -> None:
         """A container started, stopped, was renamed or destroyed; forget what it has to."""
+
+    def handle_state(self, state: ContainerState) -> None:
+        """A container's lifecycle state (on a change, and every interval). A sink that does
+        not override this has these messages counted as ``skipped_kinds`` and skipped."""
+
+    def handle_engine(self, engine: EngineInfo) -> None:
+        """A host's engine counts, every interval; not overridden: counted and skipped."""
 
     def flush(self) -> None:
         """Called about once a second and at shutdown: push out anything buffered."""

@@ -50,10 +50,15 @@ log = logging.getLogger("statspout.sink.rest")
 
 OPEN_PATHS = frozenset({"/healthz", "/openapi.json"}) | PAGE_PATHS
 EVENTS_PATH = "/events"
+_INT64 = {"type": "integer", "format": "int64"}
 _JSON_TYPES: dict[str, dict[str, Any]] = {
-    "int": {"type": "integer", "format": "int64"}, "float": {"type": "number"},
-    "str": {"type": "string"},
-    "labels": {"type": "object", "additionalProperties": {"type": "string"}}}
+    "int": _INT64, "float": {"type": "number"}, "str": {"type": "string"},
+    "bool": {"type": "boolean"},
+    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+    "int_map": {"type": "object", "additionalProperties": _INT64},
+    "int_maps": {"type": "object", "additionalProperties": {
+        "type": "object", "additionalProperties": _INT64}},
+}
 
 
 def _field_schema(spec: wire.FieldSpec) -> dict[str, Any]:

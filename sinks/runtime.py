@@ -35,6 +35,10 @@ class WorkerCounts:
     received: int = 0
     samples: int = 0
     events: int = 0
+    # state and engine messages (schema 1.1); skipped_kinds: those the sink does not handle
+    states: int = 0
+    engines: int = 0
+    skipped_kinds: int = 0
     malformed: int = 0
     sink_errors: int = 0
     # Messages the router numbered for our route that never arrived: lost between router and
@@ -145,19 +149,29 @@ class SinkWorker:
         except Exception as exc:  # decode raises only MalformedMessage; this is the last resort
             self._malformed(exc)
             message = None
-        if message is not None:
-            is_sample = isinstance(message, wire.ContainerStats)
-            if is_sample:
-                self.counts.samples += 1
-                self._guarded("write", self._sink.write, message)
-            else:
-                self.counts.events += 1
-                self._guarded("handle_event", self._sink.handle_event, message)
-        else:
-            is_sample = False
+        is_sample = isinstance(message, wire.ContainerStats)
+        if isinstance(message, wire.ContainerStats):
+            self.counts.samples += 1
+            self._guarded("write", self._sink.write, message)
+        elif isinstance(message, wire.ContainerEvent):
+            self.counts.events += 1
+            self._guarded("handle_event", self._sink.handle_event, message)
+        elif isinstance(message, wire.ContainerState):
+            self.counts.states += 1
+            self._dispatch_optional("handle_state", message)
+        elif isinstance(message, wire.EngineInfo):
+            self.counts.engines += 1
+            self._dispatch_optional("handle_engine", message)
         if position is not None and self._resume is not None:
             # A malformed message is handed too: the checkpoint moves past it.
             self._resume.handed(position, is_sample)
+
+    def _dispatch_optional(self, method: str, message: wire.Message) -> None:
+        """A kind a sink may leave to the base class's no-op: then counted as skipped."""
+        if getattr(type(self._sink), method) is getattr(Sink, method):
+            self.counts.skipped_kinds += 1
+            return
+        self._guarded(method, getattr(self._sink, method), message)
 
     def checkpoint(self) -> None:
         """Save the route position the sink has settled (after a flush, and after close)."""

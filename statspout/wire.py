@@ -20,11 +20,17 @@ from typing import Any
 import msgpack
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 0
+SCHEMA_MINOR = 1
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 
 # Lifecycle actions a collector publishes as `kind: "event"`.
 EVENT_ACTIONS = ("start", "stop", "rename", "destroy", "pause", "unpause")
+# Container states as Docker (and Podman) name them, carried by `kind: "state"`.
+CONTAINER_STATUSES = ("created", "running", "paused", "restarting", "removing", "exited", "dead")
+HEALTH_STATUSES = ("starting", "healthy", "unhealthy")
+# Entries allowed in one map-valued field (interfaces, block devices, memory.stat keys), at
+# each level: a collector keeps the first ones in sorted order and drops the rest.
+MAX_MAP_ENTRIES = 256
 
 
 # The bounds of every integer field: 64-bit signed stores (InfluxDB, MongoDB) hold them all.
@@ -36,6 +42,8 @@ MAX_TEXT_BYTES = 1024
 MAX_LABEL_KEY_BYTES = 1024
 MAX_LABEL_VALUE_BYTES = 4096
 MAX_LABELS = 256
+# Keys of map-valued fields (interface names, "MAJOR:MINOR", memory.stat names).
+MAX_MAP_KEY_BYTES = 255
 _MAX_VERSION_CHARS = 16
 
 
@@ -56,13 +64,15 @@ class FieldSpec:
     """What one wire field holds: used to validate payloads and to write the docs table."""
 
     name: str
-    type: str  # "int" (64-bit), "float", "str", "labels" (map str → str)
+    # "int" (64-bit), "float", "str", "bool", "labels" (map str → str), "int_map" (map str →
+    # int), "int_maps" (map str → int_map); maps hold at most MAX_MAP_ENTRIES entries each
+    type: str
     unit: str
     description: str
     nullable: bool = False
     # "int": the inclusive range; "str": the longest value in UTF-8 bytes; "labels": the most
     # labels (each key and value bounded by MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES);
-    # "float": always finite.
+    # "float": always finite; maps: MAX_MAP_ENTRIES, MAX_MAP_KEY_BYTES, values in the int range.
     minimum: int = INT_MIN
     maximum: int = INT_MAX
     max_bytes: int = MAX_TEXT_BYTES
@@ -78,12 +88,17 @@ class FieldSpec:
         if self.type == "labels":
             return (f"≤ {MAX_LABELS} labels; key ≤ {MAX_LABEL_KEY_BYTES} B, "
                     f"value ≤ {MAX_LABEL_VALUE_BYTES} B")
+        if self.type == "bool":
+            return "true or false"
+        if self.type in ("int_map", "int_maps"):
+            return (f"≤ {MAX_MAP_ENTRIES} entries a level; key ≤ {MAX_MAP_KEY_BYTES} B; "
+                    "values 0 … 2^63−1")
         return f"≤ {self.max_bytes} B"
 
 
 _IDENTITY = (
     FieldSpec("v", "str", "", 'schema version "MAJOR.MINOR"', max_bytes=_MAX_VERSION_CHARS),
-    FieldSpec("kind", "str", "", '"stats" or "event"', max_bytes=16),
+    FieldSpec("kind", "str", "", '"stats", "event", "state" or "engine"', max_bytes=16),
     FieldSpec("seq", "int", "count", "per collector, +1 for every message it publishes"),
     FieldSpec("host", "str", "", "the collector's host name (--host)", max_bytes=MAX_HOST_BYTES),
     FieldSpec("id", "str", "", "full container id"),
@@ -97,7 +112,17 @@ _IDENTITY = (
     ),
 )
 
-STATS_FIELDS: tuple[FieldSpec, ...] = _IDENTITY + (
+_INTERVAL = FieldSpec(
+    "interval_s", "float", "s",
+    "the collector's --interval: one such message comes every interval (a sink judges "
+    "staleness by it)",
+)
+
+_INTERVAL_1_1 = FieldSpec(_INTERVAL.name, _INTERVAL.type, _INTERVAL.unit,
+                          _INTERVAL.description, nullable=True)
+
+STATS_FIELDS: tuple[FieldSpec, ...] = (
+    *_IDENTITY,
     FieldSpec(
         "cpu_percent", "float", "%",
         "CPU use over the last interval; 100 = one full core; null without a previous sample",
@@ -122,9 +147,160 @@ STATS_FIELDS: tuple[FieldSpec, ...] = _IDENTITY + (
     FieldSpec("blk_read_bytes", "int", "bytes", "block device reads, cumulative"),
     FieldSpec("blk_write_bytes", "int", "bytes", "block device writes, cumulative"),
     FieldSpec("pids", "int", "count", "processes and threads in the container"),
+    # From here on, fields of version 1.1: all nullable, as a 1.0 collector sends none of them.
+    _INTERVAL_1_1,
+    FieldSpec(
+        "cpu_user_ns", "int", "ns",
+        "CPU time in user mode, cumulative (API usage_in_usermode; v1 cpuacct.stat user, "
+        "v2 cpu.stat user_usec)", nullable=True,
+    ),
+    FieldSpec(
+        "cpu_system_ns", "int", "ns",
+        "CPU time in kernel mode, cumulative (API usage_in_kernelmode; v1 cpuacct.stat system, "
+        "v2 cpu.stat system_usec)", nullable=True,
+    ),
+    FieldSpec(
+        "cpu_periods", "int", "count",
+        "CFS enforcement periods elapsed, cumulative; 0 without a CPU quota (cpu.stat "
+        "nr_periods)", nullable=True,
+    ),
+    FieldSpec(
+        "cpu_throttled_periods", "int", "count",
+        "periods in which the container was throttled, cumulative (cpu.stat nr_throttled)",
+        nullable=True,
+    ),
+    FieldSpec(
+        "cpu_throttled_ns", "int", "ns",
+        "time the container was throttled, cumulative (v1 cpu.stat throttled_time, v2 "
+        "throttled_usec)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_cgroup_usage", "int", "bytes",
+        "memory charged to the cgroup, page cache included (v1 memory.usage_in_bytes, v2 "
+        "memory.current; the API's memory_stats.usage): Telegraf's mem usage, cAdvisor's "
+        "container_memory_usage_bytes", nullable=True,
+    ),
+    FieldSpec(
+        "mem_max_usage", "int", "bytes",
+        "highest mem_cgroup_usage recorded (v1 memory.max_usage_in_bytes, v2 memory.peak); "
+        "null where the kernel has none", nullable=True,
+    ),
+    FieldSpec(
+        "mem_failcnt", "int", "count",
+        "times usage hit the limit, cumulative (v1 memory.failcnt); null on v2", nullable=True,
+    ),
+    FieldSpec(
+        "mem_rss", "int", "bytes",
+        "anonymous memory (v1 memory.stat total_rss, v2 anon): cAdvisor's container_memory_rss",
+        nullable=True,
+    ),
+    FieldSpec(
+        "mem_cache", "int", "bytes",
+        "page cache (v1 memory.stat total_cache, v2 file): cAdvisor's container_memory_cache",
+        nullable=True,
+    ),
+    FieldSpec(
+        "mem_active_file", "int", "bytes",
+        "page cache on the active list (v1 total_active_file, v2 active_file)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_inactive_file", "int", "bytes",
+        "page cache on the inactive list (v1 total_inactive_file, v2 inactive_file); "
+        "mem_cgroup_usage − this = cAdvisor's working set = mem_usage", nullable=True,
+    ),
+    FieldSpec(
+        "mem_mapped_file", "int", "bytes",
+        "memory-mapped page cache (v1 total_mapped_file, v2 file_mapped)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_swap", "int", "bytes",
+        "swap used (v1 memory.stat total_swap, with swap accounting; v2 memory.swap.current, "
+        "cgroup source only)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_pgfault", "int", "count",
+        "page faults, cumulative (v1 total_pgfault, v2 pgfault)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_pgmajfault", "int", "count",
+        "major page faults, cumulative (v1 total_pgmajfault, v2 pgmajfault)", nullable=True,
+    ),
+    FieldSpec(
+        "mem_stat", "int_map", "bytes or count",
+        "the cgroup's memory.stat as the kernel writes it (the API's memory_stats.stats): v1 or "
+        "v2 names, which tell the version; null where the engine does not give it (Podman)",
+        nullable=True,
+    ),
+    FieldSpec(
+        "oom_kills", "int", "count",
+        "processes the kernel OOM-killed in the cgroup, cumulative (v1 memory.oom_control "
+        "oom_kill, v2 memory.events oom_kill); null on the API source or an older kernel",
+        nullable=True,
+    ),
+    FieldSpec(
+        "oom_events", "int", "count",
+        "Docker `oom` events the collector saw for this container since it began watching it "
+        "(kept over the container's restarts, not over the collector's)", nullable=True,
+    ),
+    FieldSpec(
+        "net_interfaces", "int_maps", "bytes, packets, count",
+        "per interface but lo: {name: {rx_bytes, tx_bytes, rx_packets, tx_packets, rx_errors, "
+        "tx_errors, rx_dropped, tx_dropped}}, cumulative; the rx_*/tx_* fields are their sums",
+        nullable=True,
+    ),
+    FieldSpec(
+        "blk_devices", "int_maps", "bytes",
+        'per block device "MAJOR:MINOR": {read_bytes, write_bytes}, cumulative; '
+        "blk_read_bytes/blk_write_bytes are their sums", nullable=True,
+    ),
 )
 
-EVENT_FIELDS: tuple[FieldSpec, ...] = _IDENTITY + (
+STATE_FIELDS: tuple[FieldSpec, ...] = (
+    *_IDENTITY,
+    _INTERVAL,
+    FieldSpec("status", "str", "", "one of: " + ", ".join(CONTAINER_STATUSES), max_bytes=16),
+    FieldSpec(
+        "health", "str", "",
+        "one of: " + ", ".join(HEALTH_STATUSES) + "; null without a health check",
+        nullable=True, max_bytes=16,
+    ),
+    FieldSpec(
+        "health_failing_streak", "int", "count",
+        "consecutive failed health checks; null without a health check", nullable=True,
+    ),
+    FieldSpec("restart_count", "int", "count", "restarts by the restart policy (Docker's)"),
+    FieldSpec(
+        "exit_code", "int", "", "the last exit code; null while running or never started",
+        nullable=True,
+    ),
+    FieldSpec("oom_killed", "bool", "", "the last exit was an OOM kill"),
+    FieldSpec(
+        "started_at", "int", "ns", "last start, since the epoch, UTC; null when never started",
+        nullable=True,
+    ),
+    FieldSpec(
+        "finished_at", "int", "ns", "last exit, since the epoch, UTC; null when never exited",
+        nullable=True,
+    ),
+    FieldSpec("pid", "int", "", "the main process on the host; 0 when not running"),
+)
+
+ENGINE_FIELDS: tuple[FieldSpec, ...] = (
+    _IDENTITY[0], _IDENTITY[1], _IDENTITY[2], _IDENTITY[3],
+    FieldSpec("timestamp", "int", "ns", "when the engine was asked, since the epoch, UTC"),
+    _INTERVAL,
+    FieldSpec("engine", "str", "", '"docker" or "podman": which engine answered', max_bytes=16),
+    FieldSpec("server_version", "str", "", "the engine's version", max_bytes=64),
+    FieldSpec("containers_running", "int", "count", "containers running"),
+    FieldSpec("containers_paused", "int", "count", "containers paused"),
+    FieldSpec("containers_stopped", "int", "count", "containers neither running nor paused"),
+    FieldSpec("images", "int", "count", "images"),
+    FieldSpec("cpus", "int", "count", "CPUs of the host"),
+    FieldSpec("memory_total", "int", "bytes", "memory of the host"),
+)
+
+EVENT_FIELDS: tuple[FieldSpec, ...] = (
+    *_IDENTITY,
     FieldSpec("action", "str", "", "one of: " + ", ".join(EVENT_ACTIONS), max_bytes=16),
     FieldSpec("old_name", "str", "", "the name before a rename; null otherwise", nullable=True),
 )
@@ -164,6 +340,30 @@ class ContainerStats(ContainerMessage):
     blk_read_bytes: int
     blk_write_bytes: int
     pids: int
+    # Version 1.1 on: null (the default) only in a 1.0 collector's messages,
+    # which have none of them.
+    interval_s: float | None = None
+    cpu_user_ns: int | None = None
+    cpu_system_ns: int | None = None
+    cpu_periods: int | None = None
+    cpu_throttled_periods: int | None = None
+    cpu_throttled_ns: int | None = None
+    mem_cgroup_usage: int | None = None
+    mem_max_usage: int | None = None
+    mem_failcnt: int | None = None
+    mem_rss: int | None = None
+    mem_cache: int | None = None
+    mem_active_file: int | None = None
+    mem_inactive_file: int | None = None
+    mem_mapped_file: int | None = None
+    mem_swap: int | None = None
+    mem_pgfault: int | None = None
+    mem_pgmajfault: int | None = None
+    mem_stat: dict[str, int] | None = None
+    oom_kills: int | None = None
+    oom_events: int | None = None
+    net_interfaces: dict[str, dict[str, int]] | None = None
+    blk_devices: dict[str, dict[str, int]] | None = None
     kind: str = field(default="stats", init=False)
     v: str = field(default=SCHEMA_VERSION, init=False)
 
@@ -184,16 +384,66 @@ class ContainerEvent(ContainerMessage):
         return {name: getattr(self, name) for name in _EVENT_NAMES}
 
 
-Message = ContainerStats | ContainerEvent
+@dataclass(frozen=True, slots=True)
+class ContainerState(ContainerMessage):
+    """A container's lifecycle state (``kind: "state"``): on every change, and every interval
+    for each container that exists, running or not."""
+
+    interval_s: float
+    status: str
+    health: str | None
+    health_failing_streak: int | None
+    restart_count: int
+    exit_code: int | None
+    oom_killed: bool
+    started_at: int | None
+    finished_at: int | None
+    pid: int
+    kind: str = field(default="state", init=False)
+    v: str = field(default=SCHEMA_VERSION, init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _STATE_NAMES}
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """One host's engine counts (``kind: "engine"``), once per interval; no container."""
+
+    seq: int
+    host: str
+    timestamp: int
+    interval_s: float
+    engine: str
+    server_version: str
+    containers_running: int
+    containers_paused: int
+    containers_stopped: int
+    images: int
+    cpus: int
+    memory_total: int
+    kind: str = field(default="engine", init=False)
+    v: str = field(default=SCHEMA_VERSION, init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _ENGINE_NAMES}
+
+
+Message = ContainerStats | ContainerEvent | ContainerState | EngineInfo
+# The messages about one container, routed by its labels, name, image and host.
+ContainerScoped = ContainerStats | ContainerEvent | ContainerState
 
 _STATS_NAMES = tuple(spec.name for spec in STATS_FIELDS)
 _EVENT_NAMES = tuple(spec.name for spec in EVENT_FIELDS)
+_STATE_NAMES = tuple(spec.name for spec in STATE_FIELDS)
+_ENGINE_NAMES = tuple(spec.name for spec in ENGINE_FIELDS)
+_SPECS = {"stats": STATS_FIELDS, "event": EVENT_FIELDS, "state": STATE_FIELDS,
+          "engine": ENGINE_FIELDS}
+_CLASSES: dict[str, Any] = {"stats": ContainerStats, "event": ContainerEvent,
+                            "state": ContainerState, "engine": EngineInfo}
 _INIT_NAMES = {
-    "stats": tuple(f.name for f in fields(ContainerStats) if f.init),
-    "event": tuple(f.name for f in fields(ContainerEvent) if f.init),
+    kind: tuple(f.name for f in fields(cls) if f.init) for kind, cls in _CLASSES.items()
 }
-_SPECS = {"stats": STATS_FIELDS, "event": EVENT_FIELDS}
-_CLASSES = {"stats": ContainerStats, "event": ContainerEvent}
 
 
 def encode(message: Message) -> bytes:
@@ -316,13 +566,54 @@ def _labels_check(value: Any) -> str | None:
     return None
 
 
+def _bool_check(value: Any) -> str | None:
+    return None if type(value) is bool else "has the wrong type"
+
+
+def _int_map_problem(value: Any) -> str | None:
+    if type(value) is not dict:
+        return "has the wrong type"
+    if len(value) > MAX_MAP_ENTRIES:
+        return f"has more than {MAX_MAP_ENTRIES} entries"
+    for key, number in value.items():
+        if type(key) is not str or type(number) is not int:
+            return "has the wrong type"
+        if _utf8_bytes_over(key, MAX_MAP_KEY_BYTES):
+            return f"has a key longer than {MAX_MAP_KEY_BYTES} bytes"
+        if not INT_MIN <= number <= INT_MAX:
+            return f"has a value out of range ({INT_MIN} … 2^63−1)"
+    return None
+
+
+def _int_maps_problem(value: Any) -> str | None:
+    if type(value) is not dict:
+        return "has the wrong type"
+    if len(value) > MAX_MAP_ENTRIES:
+        return f"has more than {MAX_MAP_ENTRIES} entries"
+    for key, inner in value.items():
+        if type(key) is not str:
+            return "has the wrong type"
+        if _utf8_bytes_over(key, MAX_MAP_KEY_BYTES):
+            return f"has a key longer than {MAX_MAP_KEY_BYTES} bytes"
+        problem = _int_map_problem(inner)
+        if problem is not None:
+            return f"at {key[:40]!r} {problem}"
+    return None
+
+
 def _check_for(spec: FieldSpec) -> Callable[[Any], str | None]:
     if spec.type == "int":
         return _int_check(spec)
     if spec.type == "float":
         return _float_check
+    if spec.type == "bool":
+        return _bool_check
     if spec.type == "labels":
         return _labels_check
+    if spec.type == "int_map":
+        return _int_map_problem
+    if spec.type == "int_maps":
+        return _int_maps_problem
     return lambda value: _text_problem(value, spec.max_bytes)
 
 
@@ -339,9 +630,12 @@ _CHECKS = {
 }
 
 
-# The stats fields a collector computes from two readings; every other stats field beyond the
-# identity is a figure read as it is, which a collector's reading holds under the same name.
+# The stats fields a collector computes from two readings, and those its loop adds (its
+# interval, the oom events it counted); every other stats field beyond the identity is a
+# figure read as it is, which a collector's reading holds under the same name.
 COMPUTED_STATS = ("cpu_percent", "mem_percent")
+COLLECTOR_STATS = ("interval_s", "oom_events")
 READ_FIGURES: tuple[str, ...] = tuple(
-    spec.name for spec in STATS_FIELDS[len(_IDENTITY):] if spec.name not in COMPUTED_STATS
+    spec.name for spec in STATS_FIELDS[len(_IDENTITY):]
+    if spec.name not in COMPUTED_STATS + COLLECTOR_STATS
 )

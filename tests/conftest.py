@@ -30,14 +30,15 @@ def run_id() -> str:
 def make_container(
     docker_client: docker.DockerClient, run_id: str
 ) -> Iterator[Callable[..., docker.models.containers.Container]]:
-    """Start a test container: no network, labelled with this test's run id, removed after."""
+    """Start a test container: no network (or the internal network_mode a test made),
+    labelled with this test's run id, removed after."""
     made = []
 
     def make(command: str = "sleep 3600", **options) -> docker.models.containers.Container:
         labels = {docker_engine.TEST_LABEL: run_id, **options.pop("labels", {})}
         container = docker_client.containers.run(
             docker_engine.IMAGE, ["sh", "-c", command], detach=True,
-            network_mode="none", labels=labels, **options,
+            network_mode=options.pop("network_mode", "none"), labels=labels, **options,
         )
         made.append(container)
         return container

@@ -1,33 +1,44 @@
-"""The documentation says what the code does: the wire schema page lists every field of the
-one definition in statspout/wire.py, with its type, unit and limits."""
+"""The documentation says what the code does: the wire schema page shows every field of the one
+definition in statspout/wire.py, with its type, unit and limits, as statspout/wire_docs.py
+writes them."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from statspout import wire
+import pytest
+
+from statspout import wire, wire_docs
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
+SCHEMA_PAGE = DOCS / "wire-schema.md"
 
 
-def documented_fields() -> dict[str, tuple[str, str, str]]:
-    text = (DOCS / "wire-schema.md").read_text()
-    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \|", text, re.MULTILINE)
-    return {name: (kind.strip(), unit.strip(), limit.strip()) for name, kind, unit, limit in rows}
+def test_the_schema_page_has_a_table_for_every_kind():
+    assert wire_docs.marked_kinds(SCHEMA_PAGE.read_text()) == list(wire_docs.KINDS)
 
 
-def test_every_wire_field_is_documented_with_type_and_unit():
-    documented = documented_fields()
-    for spec in wire.STATS_FIELDS + wire.EVENT_FIELDS:
-        assert spec.name in documented, f"{spec.name} is missing from docs/wire-schema.md"
-        kind, unit, limit = documented[spec.name]
-        assert kind.startswith({"int": "integer", "float": "float", "str": "string",
-                                "labels": "map"}[spec.type]), spec.name
-        assert (" or null" in kind) == spec.nullable, spec.name
-        assert unit == (spec.unit or "—"), spec.name
-        assert limit == spec.limit, spec.name
+def test_the_schema_page_tables_are_the_field_list():
+    text = SCHEMA_PAGE.read_text()
+    assert wire_docs.rewrite(text) == text, (
+        "docs/wire-schema.md differs from statspout/wire.py: run "
+        "`python -m statspout.wire_docs docs/wire-schema.md`")
+
+
+@pytest.mark.parametrize("kind", list(wire_docs.KINDS))
+def test_every_field_row_says_type_unit_and_limits(kind: str):
+    section = SCHEMA_PAGE.read_text().split(f"<!-- fields: {kind} -->", 1)[1]
+    section = section.split("<!-- end fields -->", 1)[0]
+    rows = re.findall(r"^\| `(\w+)` \| ([^|]+) \| ([^|]+) \| ([^|]+) \|", section, re.MULTILINE)
+    specs = wire_docs.KINDS[kind]
+    assert [name for name, *_ in rows] == [spec.name for spec in specs]
+    for (name, type_text, unit, limit), spec in zip(rows, specs, strict=True):
+        assert type_text.strip().startswith(wire_docs.TYPE_NAMES[spec.type]), name
+        assert (" or null" in type_text) == spec.nullable, name
+        assert unit.strip() == (spec.unit or "—"), name
+        assert limit.strip() == spec.limit, name
 
 
 def test_the_schema_page_names_the_current_version():
-    assert f"version {wire.SCHEMA_VERSION}" in (DOCS / "wire-schema.md").read_text()
+    assert f"version {wire.SCHEMA_VERSION}" in SCHEMA_PAGE.read_text()

@@ -177,3 +177,46 @@ def test_decoding_is_total(payload):
     except wire.MalformedMessage:
         return
     assert wire.decode(wire.encode(message)) == message
+
+
+# Version 1.1: maps, a 1.0 collector's messages, the new kinds
+
+# The stats fields of 1.1 begin with interval_s.
+NEW_IN_1_1 = wire.STATS_FIELDS[[s.name for s in wire.STATS_FIELDS].index("interval_s"):]
+
+
+def test_per_key_maps_round_trip_exact():
+    sample = make_stats(
+        net_interfaces={"eth0": {"rx_bytes": 2**63 - 1, "tx_bytes": 1}},
+        blk_devices={"8:0": {"read_bytes": 4096, "write_bytes": 0}},
+        mem_stat={"total_cache": 2**40}, interval_s=5.0, oom_events=0,
+    )
+    assert wire.decode(wire.encode(sample)) == sample
+
+
+@pytest.mark.parametrize("change", [
+    {"net_interfaces": {"eth0": {"rx_bytes": "1"}}},
+    {"net_interfaces": {"eth0": 1}},
+    {"net_interfaces": {"eth0": {"rx_bytes": 1.0}}},
+    {"mem_stat": {"cache": True}},
+    {"mem_stat": {str(n): n for n in range(wire.MAX_MAP_ENTRIES + 1)}},
+    {"blk_devices": {f"8:{n}": {} for n in range(wire.MAX_MAP_ENTRIES + 1)}},
+    {"net_interfaces": {"eth0": {"rx_bytes": 2**63}}},
+    {"net_interfaces": {"x" * 256: {"rx_bytes": 1}}},
+    {"mem_stat": {"cache": -1}},
+])
+def test_maps_are_checked_and_bounded(change):
+    with pytest.raises(wire.MalformedMessage, match=r"wrong type|more than|out of range|longer"):
+        wire.decode(msgpack.packb(make_stats().to_dict() | change))
+
+
+def test_a_1_0_collector_s_stats_read_with_the_new_fields_null():
+    raw = {name: value for name, value in make_stats().to_dict().items()
+           if name not in {spec.name for spec in NEW_IN_1_1}} | {"v": "1.0"}
+    sample = wire.decode(msgpack.packb(raw))
+    assert isinstance(sample, wire.ContainerStats)
+    assert sample.interval_s is None and sample.net_interfaces is None
+
+
+def test_every_1_1_stats_field_is_nullable():
+    assert len(NEW_IN_1_1) > 20 and all(spec.nullable for spec in NEW_IN_1_1)

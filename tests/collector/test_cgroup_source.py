@@ -131,10 +131,16 @@ V2_CPU_STAT = """\
 usage_usec 44059
 user_usec 17623
 system_usec 26435
-nr_periods 0
-nr_throttled 0
-throttled_usec 0
+nr_periods 120
+nr_throttled 31
+throttled_usec 2345678
 """
+# The other v2 files, written by hand after Documentation/admin-guide/cgroup-v2.rst.
+V2_MEMORY_EVENTS = "low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n"
+# v1 files as this machine's kernel (6.1) writes them, for a container with a CPU quota.
+V1_CPUACCT_STAT = "user 2\nsystem 3\n"
+V1_CPU_STAT = "nr_periods 250\nnr_throttled 180\nthrottled_time 9876543210\n"
+V1_OOM_CONTROL = "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"
 NET_DEV = (
     "Inter-|   Receive                                                |  Transmit\n"
     " face |bytes    packets errs drop fifo frame compressed multicast"
@@ -176,6 +182,11 @@ def make_v1(cgroup: Path, proc: Path, *, container_id: str = ID, pid: int = PID,
     path = f"system.slice/docker-{container_id}.scope" if systemd else f"docker/{container_id}"
     cpu_mount = "cpu,cpuacct" if systemd else "cpuacct"
     write(cgroup / cpu_mount / path / "cpuacct.usage", "44059375\n")
+    write(cgroup / cpu_mount / path / "cpuacct.stat", V1_CPUACCT_STAT)
+    write(cgroup / ("cpu,cpuacct" if systemd else "cpu") / path / "cpu.stat", V1_CPU_STAT)
+    write(cgroup / "memory" / path / "memory.max_usage_in_bytes", "30000000\n")
+    write(cgroup / "memory" / path / "memory.failcnt", "7\n")
+    write(cgroup / "memory" / path / "memory.oom_control", V1_OOM_CONTROL)
     write(cgroup / "memory" / path / "memory.usage_in_bytes", "22171648\n")
     write(cgroup / "memory" / path / "memory.limit_in_bytes", limit + "\n")
     write(cgroup / "memory" / path / "memory.stat", V1_MEMORY_STAT)
@@ -205,6 +216,8 @@ def make_v2(cgroup: Path, proc: Path, *, container_id: str = ID, pid: int = PID,
     write(cgroup / path / "memory.stat", V2_MEMORY_STAT)
     write(cgroup / path / "io.stat", V2_IO_STAT)
     write(cgroup / path / "pids.current", "3\n")
+    write(cgroup / path / "memory.events", V2_MEMORY_EVENTS)
+    write(cgroup / path / "memory.swap.current", "65536\n")
     make_proc(proc, pid, f"0::/{path}\n")
 
 
@@ -239,24 +252,38 @@ def source_for(tmp_path: Path, pids: dict[str, int] | None = None, **kwargs) -> 
 
 NETWORK = dict(rx_bytes=13345, rx_packets=77, rx_errors=1, rx_dropped=2,
                tx_bytes=7432, tx_packets=41, tx_errors=3, tx_dropped=5)
+INTERFACES = {
+    "eth0": dict(rx_bytes=12345, rx_packets=67, rx_errors=1, rx_dropped=2,
+                 tx_bytes=5432, tx_packets=21, tx_errors=3, tx_dropped=4),
+    "eth1": dict(rx_bytes=1000, rx_packets=10, rx_errors=0, rx_dropped=0,
+                 tx_bytes=2000, tx_packets=20, tx_errors=0, tx_dropped=1),
+}
+V1_DEVICES = {"8:0": {"read_bytes": 4096, "write_bytes": 1048576},
+              "8:16": {"read_bytes": 8192, "write_bytes": 0}}
+V2_DEVICES = {"254:0": {"read_bytes": 4096, "write_bytes": 2097152},
+              "259:0": {"read_bytes": 12288, "write_bytes": 0}}
+
+
+def memory_stat(text: str) -> dict[str, int]:
+    return {line.split()[0]: int(line.split()[1]) for line in text.splitlines()}
 
 
 # Parsing
 
 
-def test_net_dev_sums_every_interface_but_lo():
-    assert parse_net_dev(NET_DEV) == NETWORK
+def test_net_dev_per_interface_but_lo():
+    assert parse_net_dev(NET_DEV) == INTERFACES
 
 
-def test_net_dev_of_a_container_without_network_is_all_zero():
+def test_net_dev_of_a_container_without_network_has_no_interface():
     only_lo = "\n".join(NET_DEV.splitlines()[:3])
-    assert set(parse_net_dev(only_lo).values()) == {0}
+    assert parse_net_dev(only_lo) == {}
 
 
-def test_block_io_is_summed_over_devices():
-    assert parse_blkio_v1(V1_BLKIO) == (4096 + 8192, 1048576)
-    assert parse_blkio_v1("Total 0\n") == (0, 0)
-    assert parse_io_stat(V2_IO_STAT) == (4096 + 12288, 2097152)
+def test_block_io_per_device():
+    assert parse_blkio_v1(V1_BLKIO) == V1_DEVICES
+    assert parse_blkio_v1("Total 0\n") == {}
+    assert parse_io_stat(V2_IO_STAT) == V2_DEVICES
 
 
 def test_proc_cgroup_lines():
@@ -280,6 +307,19 @@ def test_v1_cgroupfs_layout(tmp_path):
         blk_write_bytes=1048576,
         pids=1,
         **NETWORK,
+        cpu_user_ns=2 * 10_000_000,  # USER_HZ ticks of 10 ms
+        cpu_system_ns=3 * 10_000_000,
+        cpu_periods=250, cpu_throttled_periods=180, cpu_throttled_ns=9876543210,
+        mem_cgroup_usage=22171648,
+        mem_max_usage=30000000,
+        mem_failcnt=7,
+        mem_rss=53248, mem_cache=21004288, mem_active_file=32768,
+        mem_inactive_file=20971520, mem_mapped_file=0, mem_swap=0,
+        mem_pgfault=1516, mem_pgmajfault=1,
+        mem_stat=memory_stat(V1_MEMORY_STAT),
+        oom_kills=1,
+        net_interfaces=INTERFACES,
+        blk_devices=V1_DEVICES,
     )
 
 
@@ -307,7 +347,33 @@ def test_v2_unified_layouts(tmp_path, systemd):
         blk_write_bytes=2097152,
         pids=3,
         **NETWORK,
+        cpu_user_ns=17623 * 1000,
+        cpu_system_ns=26435 * 1000,
+        cpu_periods=120, cpu_throttled_periods=31, cpu_throttled_ns=2345678 * 1000,
+        mem_cgroup_usage=44326912,
+        mem_max_usage=None,  # no memory.peak: a kernel before 5.19
+        mem_failcnt=None,  # v2 has none
+        mem_rss=2191360, mem_cache=41943040, mem_active_file=131072,
+        mem_inactive_file=41811968, mem_mapped_file=0,
+        mem_swap=65536,  # memory.swap.current
+        mem_pgfault=2254, mem_pgmajfault=0,
+        mem_stat=memory_stat(V2_MEMORY_STAT),
+        oom_kills=1,  # memory.events oom_kill
+        net_interfaces=INTERFACES,
+        blk_devices=V2_DEVICES,
     )
+
+
+def test_v2_memory_peak_where_the_kernel_has_it(tmp_path):
+    """memory.peak (kernel 5.19+; written by hand, as the kernel docs describe it) is the v2
+    max_usage; no memory.events (an old kernel) leaves oom_kills null, not 0."""
+    make_v2(tmp_path / "cgroup", tmp_path / "proc")
+    scope = tmp_path / "cgroup" / f"system.slice/docker-{ID}.scope"
+    (scope / "memory.peak").write_text("50331648\n")
+    (scope / "memory.events").unlink()
+    reading = source_for(tmp_path).read(ContainerInfo(ID, "rec", "busybox", pid=PID))
+    assert reading.figures["mem_max_usage"] == 50331648
+    assert reading.figures["oom_kills"] is None
 
 
 def test_v2_memory_limit_and_a_limit_above_the_host_memory(tmp_path):
@@ -426,7 +492,7 @@ def test_unreadable_cgroup_is_read_through_the_fallback(tmp_path):
     make_v1(tmp_path / "cgroup", tmp_path / "proc")
     info = ContainerInfo(OTHER_ID, "elsewhere", "busybox")
     pids = {OTHER_ID: 777}
-    api_reading = make_reading(1, 3, cpu_usage_ns=2, online_cpus=2, mem_usage=4, mem_limit=5)
+    api_reading = make_reading(1, cpu_usage_ns=2, online_cpus=2, mem_usage=4, mem_limit=5)
     fallback = SimpleNamespace(name="api", read=lambda container: api_reading)
     assert source_for(tmp_path, pids, fallback=fallback).read(info) is api_reading
     with pytest.raises(CgroupUnreadable, match=r"elsewhere.*777"):

@@ -10,8 +10,9 @@ from statspout.collector.discovery import (
     ContainerInfo,
     DockerEvent,
     container_info,
-    inspect_running,
-    list_running,
+    inspect,
+    is_running,
+    list_containers,
     parse_event,
 )
 
@@ -75,18 +76,26 @@ def test_container_info_of_a_stopped_container_has_no_pid():
     assert container_info(LIFECYCLE["inspect_stopped"]).pid == 0
 
 
-def test_list_running_from_the_listing():
-    client = RecordedDockerClient(RecordedDockerApi(LIFECYCLE["containers"], {}))
-    assert list_running(client) == {
-        ID: ContainerInfo(ID, NAME, "statspout-test/busybox:1", LABELS)
+def test_list_containers_from_the_listing_with_their_status():
+    api = RecordedDockerApi(LIFECYCLE["containers"], {})
+    assert list_containers(RecordedDockerClient(api)) == {
+        ID: (ContainerInfo(ID, NAME, "statspout-test/busybox:1", LABELS), "running")
     }
+    assert api.requests == ["containers all"]  # stopped ones too, for their state messages
 
 
-def test_inspect_running_is_none_for_stopped_and_gone_containers():
+def test_inspect_is_none_for_gone_containers_and_tells_running():
     api = RecordedDockerApi([], {ID: LIFECYCLE["inspect_stopped"]})
     client = RecordedDockerClient(api)
-    assert inspect_running(client, ID) is None
-    assert inspect_running(client, "f" * 64) is None
+    stopped = inspect(client, ID)
+    assert stopped is not None and not is_running(stopped)
+    assert inspect(client, "f" * 64) is None
     api.inspects[ID] = LIFECYCLE["inspect_running"]
-    info = inspect_running(client, ID)
-    assert info is not None and info.labels == LABELS
+    running = inspect(client, ID)
+    assert running is not None and is_running(running)
+
+
+def test_health_status_events_are_followed_without_their_suffix():
+    raw = {**recorded_event("start"), "Action": "health_status: unhealthy"}
+    event = parse_event(raw)
+    assert event is not None and event.action == "health_status"

@@ -33,9 +33,15 @@ def previous_of(payload: dict, reading: Reading) -> Reading:
     return with_figures(
         reading,
         timestamp=parse_docker_time(payload["preread"]),
-        system_cpu_ns=pre["system_cpu_usage"],
         cpu_usage_ns=pre["cpu_usage"]["total_usage"],
     )
+
+
+def docker_stats_percent(payload: dict) -> float:
+    """The docker CLI's formula: Δcontainer / Δsystem × online CPUs × 100."""
+    cpu, pre = payload["cpu_stats"], payload["precpu_stats"]
+    return ((cpu["cpu_usage"]["total_usage"] - pre["cpu_usage"]["total_usage"])
+            / (cpu["system_cpu_usage"] - pre["system_cpu_usage"]) * cpu["online_cpus"] * 100)
 
 
 def test_cgroup_v1_payload_recorded_here():
@@ -50,8 +56,32 @@ def test_cgroup_v1_payload_recorded_here():
     figures = reading.figures
     assert (figures["rx_bytes"], figures["rx_packets"], figures["tx_bytes"]) == (1042, 11, 0)
     assert reading.figures["pids"] == 1
-    expected = (3296230465 - 2333014773) / (1218180000000 - 1216170000000) * 2 * 100
-    assert cpu_percent(previous_of(payload, reading), reading) == pytest.approx(expected)
+    # Over the reads' own times (wall clock) the figure is docker stats' within 1 %: the
+    # daemon's system counter moves in 10 ms ticks, the read times to the nanosecond.
+    wall = (3296230465 - 2333014773) / (reading.timestamp - parse_docker_time(
+        payload["preread"])) * 100
+    assert cpu_percent(previous_of(payload, reading), reading) == pytest.approx(wall)
+    assert wall == pytest.approx(docker_stats_percent(payload), rel=0.01)
+    # The new figures, as the daemon gave them (cgroup v1: the total_* lines of memory.stat).
+    stats = payload["memory_stats"]["stats"]
+    assert figures["mem_cgroup_usage"] == 9416704
+    assert figures["mem_cache"] == stats["total_cache"]
+    assert figures["mem_rss"] == stats["total_rss"]
+    assert figures["mem_inactive_file"] == 8388608
+    assert figures["mem_max_usage"] == payload["memory_stats"]["max_usage"]
+    assert figures["mem_failcnt"] is None  # Docker 20.10 does not send it
+    assert figures["mem_stat"] == stats
+    usage = payload["cpu_stats"]["cpu_usage"]
+    assert figures["cpu_user_ns"] == usage["usage_in_usermode"]
+    assert figures["cpu_system_ns"] == usage["usage_in_kernelmode"]
+    throttling = payload["cpu_stats"]["throttling_data"]
+    assert (figures["cpu_periods"], figures["cpu_throttled_periods"],
+            figures["cpu_throttled_ns"]) == (throttling["periods"],
+                                             throttling["throttled_periods"],
+                                             throttling["throttled_time"])
+    assert figures["oom_kills"] is None  # the API does not give the cgroup's counter
+    assert figures["net_interfaces"] == {"eth0": {
+        key: payload["networks"]["eth0"][key] for key in figures["net_interfaces"]["eth0"]}}
     assert mem_percent(reading) == pytest.approx(1028096 / 25276514304 * 100)
 
 
@@ -68,8 +98,17 @@ def test_cgroup_v2_payload_shape():
     errors = ("rx_errors", "rx_dropped", "tx_errors", "tx_dropped")
     assert [figures[name] for name in errors] == [1, 2, 3, 4]
     assert reading.figures["pids"] == 7
-    # Δcpu 1 s over Δsystem 4 s on 4 CPUs: one full core.
-    assert cpu_percent(previous_of(payload, reading), reading) == pytest.approx(100.0)
+    # Δcpu 1 s over Δsystem 4 s on 4 CPUs (docker stats), and over 1 s of wall clock: one core.
+    assert docker_stats_percent(payload) == pytest.approx(100.0)
+    # (the reads 1.002 s apart)
+    assert cpu_percent(previous_of(payload, reading), reading) == pytest.approx(100.0, rel=0.01)
+    # v2 names: anon, file, file_mapped; no max_usage, failcnt or swap in the API's v2 payload
+    assert (figures["mem_rss"], figures["mem_cache"]) == (
+        payload["memory_stats"]["stats"]["anon"], payload["memory_stats"]["stats"]["file"])
+    assert figures["mem_max_usage"] is None and figures["mem_failcnt"] is None
+    assert figures["mem_swap"] is None
+    assert figures["blk_devices"] == {"254:0": {"read_bytes": 6029312, "write_bytes": 4096},
+                                      "254:16": {"read_bytes": 1048576, "write_bytes": 8192}}
     assert mem_percent(reading) == pytest.approx(146800640 / 1073741824 * 100)
 
 
@@ -81,11 +120,11 @@ def test_no_previous_sample_means_no_cpu_figure_not_zero():
 def test_counter_going_backwards_gives_no_cpu_figure():
     payload = load("cgroup_v2_shape.json")
     reading = reading_from_api(payload)
-    restarted = with_figures(reading, system_cpu_ns=reading.system_cpu_ns + 1, cpu_usage_ns=10)
+    restarted = with_figures(reading, timestamp=reading.timestamp + 1, cpu_usage_ns=10)
     assert cpu_percent(reading, restarted) is None
 
 
-def test_wall_clock_cpu_percent_when_no_system_figure():
+def test_cpu_percent_over_wall_clock_time():
     before = make_reading(timestamp=0, online_cpus=2)
     after = with_figures(before, timestamp=2_000_000_000, cpu_usage_ns=1_000_000_000)
     assert cpu_percent(before, after) == pytest.approx(50.0)
@@ -123,16 +162,17 @@ def test_a_reading_missing_a_figure_is_refused_by_name():
     figures = dict(make_reading().figures)
     del figures["pids"]
     with pytest.raises(ValueError, match="missing \\['pids'\\]"):
-        Reading(0, None, figures)
+        Reading(0, figures)
     with pytest.raises(ValueError, match="unknown \\['gpu_percent'\\]"):
-        Reading(0, None, {**make_reading().figures, "gpu_percent": 1})
+        Reading(0, {**make_reading().figures, "gpu_percent": 1})
 
 
 def test_stats_message_carries_every_figure_under_its_wire_name():
     payload = load("cgroup_v1_api_1.41.json")
     reading = reading_from_api(payload)
     info = ContainerInfo("c0ffee", "web", "nginx", {"app": "web"})
-    message = stats_message(7, "host-a", info, reading, previous_of(payload, reading))
+    message = stats_message(7, "host-a", info, reading, previous_of(payload, reading),
+                            interval_s=2.5, oom_events=3)
     sent = wire.decode(wire.encode(message))
     assert isinstance(sent, wire.ContainerStats)
     assert (sent.seq, sent.host, sent.id, sent.name, sent.labels) == (
@@ -141,3 +181,15 @@ def test_stats_message_carries_every_figure_under_its_wire_name():
     assert {name: getattr(sent, name) for name in wire.READ_FIGURES} == reading.figures
     assert sent.cpu_percent == pytest.approx(cpu_percent(previous_of(payload, reading), reading))
     assert sent.mem_percent == pytest.approx(mem_percent(reading))
+    assert (sent.interval_s, sent.oom_events) == (2.5, 3)
+
+
+def test_podman_payload_without_memory_stat_reads_nulls_not_zeros():
+    payload = load("cgroup_v1_api_1.41.json")
+    del payload["memory_stats"]["stats"]
+    del payload["memory_stats"]["max_usage"]
+    figures = reading_from_api(payload).figures
+    assert figures["mem_usage"] == figures["mem_cgroup_usage"] == 9416704
+    for name in ("mem_stat", "mem_rss", "mem_cache", "mem_inactive_file", "mem_max_usage",
+                 "mem_failcnt"):
+        assert figures[name] is None, name

@@ -7,7 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from support.recorded_docker import RecordedDockerApi, RecordedDockerClient, load_lifecycle
+from support.recorded_docker import (
+    RecordedDockerApi,
+    RecordedDockerClient,
+    load_engine,
+    load_lifecycle,
+)
 
 from statspout import wire
 from statspout.bus import PublishCounts
@@ -60,14 +65,29 @@ def daemon() -> RecordedDockerApi:
     return RecordedDockerApi(LIFECYCLE["containers"], {ID: LIFECYCLE["inspect_running"]})
 
 
-@pytest.fixture
-def collector(daemon):
+def make_collector(daemon: RecordedDockerApi, states: str):
     publisher = RecordingPublisher()
     source = ForgettingSource()
     made = Collector(client_factory=lambda: RecordedDockerClient(daemon), source=source,
-                     publisher=publisher, host="host-a", interval=5.0, max_concurrency=1)
-    yield made, publisher, source
-    made._pool.shutdown()
+                     publisher=publisher, host="host-a", interval=5.0, max_concurrency=1,
+                     states=states)
+    return made, publisher, source
+
+
+@pytest.fixture
+def collector(daemon):
+    """Events only (--states none): the tests of the container table and its events."""
+    made = make_collector(daemon, "none")
+    yield made
+    made[0]._pool.shutdown()
+
+
+@pytest.fixture
+def stateful(daemon):
+    """With state messages for every container (--states all, the default)."""
+    made = make_collector(daemon, "all")
+    yield made
+    made[0]._pool.shutdown()
 
 
 def recorded_events() -> list[DockerEvent]:
@@ -155,3 +175,98 @@ def test_resync_after_a_reconnect_publishes_what_changed_meanwhile(collector, da
     # The stopped container's destroy still carries its labels.
     loop._apply_event(recorded_events()[-1])
     assert publisher.sent[-1].labels == LABELS
+
+
+# State and engine messages
+
+
+def states_of(publisher: RecordingPublisher) -> list[wire.ContainerState]:
+    return [m for m in publisher.sent if isinstance(m, wire.ContainerState)]
+
+
+def test_resync_inspects_each_container_once_and_publishes_its_state(stateful, daemon):
+    loop, publisher, _ = stateful
+    stopped = dict(LIFECYCLE["containers"][0], Id=OTHER_ID, Names=["/other"], State="exited")
+    daemon.listing = [*LIFECYCLE["containers"], stopped]
+    daemon.inspects[OTHER_ID] = dict(LIFECYCLE["inspect_stopped"], Id=OTHER_ID, Name="/other")
+    loop._resync()
+    assert sorted((s.name, s.status) for s in states_of(publisher)) == [
+        ("other", "exited"), (NAME, "running")]
+    inspects = [r for r in daemon.requests if r.startswith("inspect")]
+    assert len(inspects) == 2
+    # Every interval: a state per container, running or not, with no inspect at all.
+    publisher.sent.clear()
+    loop._publish_states()
+    loop._publish_states()
+    assert len(states_of(publisher)) == 4
+    assert [r for r in daemon.requests if r.startswith("inspect")] == inspects
+    running = next(s for s in states_of(publisher) if s.name == NAME)
+    state = LIFECYCLE["inspect_running"]["State"]
+    assert (running.pid, running.exit_code, running.health, running.interval_s) == (
+        state["Pid"], None, None, 5.0)
+    exited = next(s for s in states_of(publisher) if s.name == "other")
+    assert exited.exit_code == LIFECYCLE["inspect_stopped"]["State"]["ExitCode"]
+    assert exited.finished_at is not None and exited.pid == 0
+
+
+def test_states_running_leaves_out_the_stopped_ones_every_interval(daemon):
+    loop, publisher, _ = make_collector(daemon, "running")
+    try:
+        loop._resync()
+        loop._apply_event(DockerEvent("die", ID, NAME, "busybox", 1))  # a change: published
+        daemon.inspects[ID] = LIFECYCLE["inspect_stopped"]
+        loop._apply_event(DockerEvent("die", ID, NAME, "busybox", 2))
+        assert states_of(publisher)[-1].status == "exited"
+        publisher.sent.clear()
+        loop._publish_states()
+        assert states_of(publisher) == []
+    finally:
+        loop._pool.shutdown()
+
+
+def test_each_event_inspects_once_and_oom_events_are_counted(stateful, daemon):
+    loop, _, _ = stateful
+    loop._resync()
+    before = len(daemon.requests)
+    loop._apply_event(DockerEvent("oom", ID, NAME, "busybox", 1))
+    loop._apply_event(DockerEvent("oom", ID, NAME, "busybox", 2))
+    assert daemon.requests[before:] == [f"inspect {ID[:12]}"] * 2
+    assert loop._oom_events[ID] == 2
+    loop._apply_event(recorded_events()[-1])  # destroy: no inspect, the state is forgotten
+    assert daemon.requests[before + 2:] == []
+    assert ID not in loop._states and ID not in loop._oom_events
+
+
+def test_engine_message_from_info_with_the_collector_s_own_counts(stateful, daemon):
+    loop, publisher, _ = stateful
+    loop._resync()
+    loop._publish_engine()  # no /info answer yet: none this interval, and /info is asked
+    assert not [m for m in publisher.sent if isinstance(m, wire.EngineInfo)]
+    loop._engine_read.result(timeout=5)
+    loop._handle(loop._inbox.get(timeout=5))
+    loop._publish_engine()
+    loop._publish_engine()  # the next interval: from the same answer, /info not asked again
+    assert daemon.requests.count("info") == 1
+    engines = [m for m in publisher.sent if isinstance(m, wire.EngineInfo)]
+    assert len(engines) == 2
+    info = load_engine()["info"]
+    assert (engines[-1].engine, engines[-1].server_version, engines[-1].images,
+            engines[-1].cpus, engines[-1].memory_total) == (
+        "docker", info["ServerVersion"], info["Images"], info["NCPU"], info["MemTotal"])
+    # the counts: the collector's table (the one recorded container, running)
+    assert (engines[-1].containers_running, engines[-1].containers_paused,
+            engines[-1].containers_stopped) == (1, 0, 0)
+
+
+def test_engine_counts_from_info_every_interval_under_states_none(collector, daemon):
+    loop, publisher, _ = collector
+    loop._resync()
+    for _ in range(2):
+        loop._publish_engine()
+        loop._engine_read.result(timeout=5)
+        loop._handle(loop._inbox.get(timeout=5))
+    loop._publish_engine()
+    loop._engine_read.result(timeout=5)
+    assert daemon.requests.count("info") == 3
+    (engine,) = [m for m in publisher.sent if isinstance(m, wire.EngineInfo)][-1:]
+    assert engine.containers_running == load_engine()["info"]["ContainersRunning"]

@@ -108,3 +108,24 @@ def test_decisions_are_kept_per_container_metadata_and_never_go_stale() -> None:
     # A reloaded routes file is a new table: nothing decided before carries over.
     reloaded = table.with_routes(parse_routes({"routes": {"dev": {"include": ["label=env=dev"]}}}))
     assert reloaded.routes_for(sample(labels={"env": "dev"})) == ["all", "dev"]
+
+
+def test_engine_messages_are_judged_on_host_selectors_alone() -> None:
+    """An engine message has no container: label, name and image selectors neither let it in
+    nor keep it out, host selectors do (docs/routing.md)."""
+    def engine(host: str) -> wire.EngineInfo:
+        return wire.EngineInfo(
+            seq=1, host=host, timestamp=1, interval_s=1.0, engine="docker",
+            server_version="20.10", containers_running=1, containers_paused=0,
+            containers_stopped=2, images=3, cpus=2, memory_total=2**34)
+
+    routes = parse_routes({"routes": {
+        "prod": {"include": ["label=env=prod"]},
+        "db": {"include": ["host=db-*"]},
+        "quiet": {"exclude": ["host=noisy-*"]},
+    }})
+    table = RouteTable(SelectorFilter.parse(include=["label=statspout.test=x"]), routes)
+    assert table.routes_for(engine("db-1")) == ["all", "prod", "db", "quiet"]
+    assert table.routes_for(engine("noisy-2")) == ["all", "prod"]
+    only_web = RouteTable(SelectorFilter.parse(include=["host=web-*"]), routes)
+    assert only_web.routes_for(engine("db-1")) == []

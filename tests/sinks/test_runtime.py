@@ -171,3 +171,34 @@ def test_max_message_bytes_below_its_minimum_exits_2_in_one_line():
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "--max-message-bytes" in result.stderr
+
+
+def test_kinds_a_sink_does_not_handle_are_counted_and_skipped():
+    """Wire 1.1's state and engine messages: to handle_state/handle_engine when the sink has
+    them, else counted as skipped_kinds (RecordingSink has neither)."""
+    state = wire.ContainerState(
+        seq=1, host="h", id="c0ffee", name="web", image="busybox", labels={}, timestamp=1,
+        interval_s=1.0, status="exited", health=None, health_failing_streak=None,
+        restart_count=0, exit_code=3, oom_killed=False, started_at=1, finished_at=2, pid=0)
+    engine = wire.EngineInfo(
+        seq=2, host="h", timestamp=2, interval_s=1.0, engine="docker", server_version="20.10",
+        containers_running=1, containers_paused=0, containers_stopped=1, images=1, cpus=2,
+        memory_total=2**34)
+    frames = [[bus.topic_for("all"), bus.pack_sequence(n), wire.encode(m)]
+              for n, m in ((1, state), (2, engine))]
+
+    skipping = SinkWorker(RecordingSink(), None)  # type: ignore[arg-type] - no socket needed
+    for message in frames:
+        skipping.handle_frames(message)
+    assert (skipping.counts.states, skipping.counts.engines) == (1, 1)
+    assert skipping.counts.skipped_kinds == 2 and skipping.counts.malformed == 0
+
+    class StateSink(RecordingSink):
+        def handle_state(self, state: wire.ContainerState) -> None:
+            self.events.append(state)  # type: ignore[arg-type]
+
+    sink = StateSink()
+    handling = SinkWorker(sink, None)  # type: ignore[arg-type]
+    for message in frames:
+        handling.handle_frames(message)
+    assert sink.events == [state] and handling.counts.skipped_kinds == 1

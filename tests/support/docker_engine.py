@@ -50,25 +50,30 @@ def ensure_image(env: dict[str, str] | None = None) -> str:
     present = subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, env=env)
     if present.returncode == 0:
         return IMAGE
-    if not BUSYBOX.exists():
-        raise RuntimeError("/bin/busybox is missing: install Debian's busybox-static")
     with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp, "rootfs.tar")
-        with tarfile.open(archive, "w") as tar:
-            for folder in ("bin", "tmp", "proc", "sys", "dev", "etc", "mem"):
-                info = tarfile.TarInfo(folder)
-                info.type, info.mode = tarfile.DIRTYPE, 0o1777 if folder == "tmp" else 0o755
-                tar.addfile(info)
-            tar.add(BUSYBOX, arcname="bin/busybox")
-            for applet in APPLETS:
-                link = tarfile.TarInfo(f"bin/{applet}")
-                link.type, link.linkname = tarfile.SYMTYPE, "busybox"
-                tar.addfile(link)
+        archive = write_rootfs(Path(tmp, "rootfs.tar"))
         subprocess.run(
             ["docker", "import", "-c", 'CMD ["/bin/sh"]', str(archive), IMAGE],
             check=True, capture_output=True, env=env,
         )
     return IMAGE
+
+
+def write_rootfs(archive: Path) -> Path:
+    """The test image's root filesystem as a tar: busybox-static and its applets."""
+    if not BUSYBOX.exists():
+        raise RuntimeError("/bin/busybox is missing: install Debian's busybox-static")
+    with tarfile.open(archive, "w") as tar:
+        for folder in ("bin", "tmp", "proc", "sys", "dev", "etc", "mem"):
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode = tarfile.DIRTYPE, 0o1777 if folder == "tmp" else 0o755
+            tar.addfile(info)
+        tar.add(BUSYBOX, arcname="bin/busybox")
+        for applet in APPLETS:
+            link = tarfile.TarInfo(f"bin/{applet}")
+            link.type, link.linkname = tarfile.SYMTYPE, "busybox"
+            tar.addfile(link)
+    return archive
 
 
 class PrivateEngine:

@@ -17,8 +17,13 @@ def load_lifecycle() -> dict[str, Any]:
     return json.loads((PAYLOADS / "lifecycle_api_1.41.json").read_text())
 
 
+def load_engine() -> dict[str, Any]:
+    """/version and /info of this machine's daemon (the fields the collector reads, and a few)."""
+    return json.loads((PAYLOADS / "engine_docker_api_1.41.json").read_text())
+
+
 class RecordedDockerApi:
-    """Answers the two requests discovery makes with recorded payloads; the tests change
+    """Answers the requests discovery makes with recorded payloads; the tests change
     ``listing`` and ``inspects`` to play what the daemon would say next."""
 
     def __init__(self, listing: list[dict[str, Any]], inspects: dict[str, dict[str, Any]]) -> None:
@@ -26,9 +31,17 @@ class RecordedDockerApi:
         self.inspects = inspects
         self.requests: list[str] = []
 
-    def containers(self) -> list[dict[str, Any]]:
-        self.requests.append("containers")
+    def containers(self, all: bool = False) -> list[dict[str, Any]]:
+        self.requests.append("containers all" if all else "containers")
         return copy.deepcopy(self.listing)
+
+    def version(self) -> dict[str, Any]:
+        self.requests.append("version")
+        return load_engine()["version"]
+
+    def info(self) -> dict[str, Any]:
+        self.requests.append("info")
+        return load_engine()["info"]
 
     def inspect_container(self, container_id: str) -> dict[str, Any]:
         self.requests.append(f"inspect {container_id[:12]}")

@@ -1,0 +1,223 @@
+"""Every figure of wire 1.1 made to happen by a real container, read through the real collector
+(both sources), a real router and the stdout JSON sink, and compared with its raw source: the
+cgroup file, /proc, or Docker's own inspect.
+
+Stats come from the stdout sink's JSON lines; state and engine messages, which the stdout sink
+does not print yet (the sinks' side of issue 10), from a SUB socket on the same router's output.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+
+import docker
+import pytest
+import zmq
+from support.processes import Pipeline
+from support.waiting import wait_for
+
+from statspout import bus, wire
+from statspout.collector.cgroup_files import parse_flat_keyed, parse_net_dev, read_text
+
+pytestmark = [pytest.mark.docker, pytest.mark.e2e]
+
+MiB = 1024 * 1024
+SPIN = "while :; do :; done"
+CGROUP = "/sys/fs/cgroup"
+TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+class RouterTap:
+    """A subscriber to the router's ``all`` route: every message it sends, decoded."""
+
+    def __init__(self, endpoint: str) -> None:
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.setsockopt(zmq.SUBSCRIBE, bus.topic_for(bus.DEFAULT_ROUTE))
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(endpoint)
+        self.messages: list[wire.Message] = []
+
+    def drain(self) -> list[wire.Message]:
+        while self._socket.poll(0):
+            _topic, _number, payload = self._socket.recv_multipart()
+            self.messages.append(wire.decode(payload))
+        return self.messages
+
+    def states(self, name: str) -> list[wire.ContainerState]:
+        return [m for m in self.drain() if isinstance(m, wire.ContainerState) and m.name == name]
+
+    def close(self) -> None:
+        self._socket.close()
+        self._context.term()
+
+
+@pytest.fixture
+def internal_network(
+    docker_client: docker.DockerClient,
+) -> Iterator[docker.models.networks.Network]:
+    network = docker_client.networks.create(f"statspout-test-{uuid.uuid4().hex[:8]}",
+                                            internal=True, labels={"statspout.test": "figures"})
+    yield network
+    network.reload()
+    for container in network.containers:  # removed by make_container after this
+        network.disconnect(container, force=True)
+    network.remove()
+
+
+def cgroup_file(controller: str, container_id: str, name: str) -> str:
+    return read_text(os.path.join(CGROUP, controller, "docker", container_id, name))
+
+
+def last(samples: list[dict]) -> dict:
+    return samples[-1] if samples else {}
+
+
+@pytest.mark.parametrize("source", ["api", "cgroup"])
+def test_every_new_figure_against_its_raw_source(
+    make_container, docker_client, endpoints, run_id, source, internal_network
+):
+    if not os.path.isdir(os.path.join(CGROUP, "memory", "docker")):
+        pytest.skip("reads the raw figures from cgroup v1 files under /sys/fs/cgroup/*/docker")
+    names = {kind: f"{kind}-{run_id}" for kind in
+             ("throttled", "cache", "unhealthy", "restarting", "oomkilled", "oomchild", "net")}
+    throttled = make_container(SPIN, name=names["throttled"], nano_cpus=200_000_000)
+    cache = make_container("dd if=/dev/zero of=/tmp/fill bs=1M count=48 && sleep 3600",
+                           name=names["cache"])
+    unhealthy = make_container("sleep 3600", name=names["unhealthy"], healthcheck={
+        "test": ["CMD-SHELL", "exit 1"], "interval": 1_000_000_000, "retries": 2})
+    restarting = make_container("sleep 2; exit 3", name=names["restarting"],
+                                restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
+    oom_limits = {"mem_limit": "16m", "memswap_limit": "16m"}
+    oomkilled = make_container("x=$(head -c 67108864 /dev/urandom); sleep 3600",
+                               name=names["oomkilled"], **oom_limits)
+    # The child's OOM kill after the collector follows the events (it starts within seconds)
+    oomchild = make_container("sleep 8; (x=$(head -c 67108864 /dev/urandom)); sleep 3600",
+                              name=names["oomchild"], **oom_limits)
+    net = make_container("sleep 3600", name=names["net"], network_mode=internal_network.name)
+    tap = RouterTap(endpoints[1])
+    try:
+        with Pipeline(endpoints, run_id, collector_args=["--source", source]) as pipeline:
+            def samples(kind: str) -> list[dict]:
+                return pipeline.samples(names[kind])
+
+            # Traffic to the container on the internal network, from the host's end of it.
+            net.reload()
+            address = net.attrs["NetworkSettings"]["Networks"][internal_network.name]["IPAddress"]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                for _ in range(20):
+                    udp.sendto(b"x" * 1000, (address, 9))
+
+            # CPU throttling: a busy loop under --cpus 0.2
+            wait_for(lambda: (last(samples("throttled")).get("cpu_throttled_periods") or 0) >= 5,
+                     30, "throttled periods of the --cpus 0.2 container")
+            sample = samples("throttled")[-1]
+            raw = parse_flat_keyed(cgroup_file("cpu", throttled.id, "cpu.stat"))
+            assert 0 < sample["cpu_throttled_periods"] <= sample["cpu_periods"] <= raw["nr_periods"]
+            assert sample["cpu_throttled_periods"] <= raw["nr_throttled"]
+            assert 0 < sample["cpu_throttled_ns"] <= raw["throttled_time"]
+            ticks = parse_flat_keyed(cgroup_file("cpuacct", throttled.id, "cpuacct.stat"))
+            assert 0 < sample["cpu_user_ns"] <= ticks["user"] * TICK_NS
+            assert sample["cpu_system_ns"] <= ticks["system"] * TICK_NS
+            # user + system is the whole CPU time, to the tick resolution
+            assert sample["cpu_user_ns"] + sample["cpu_system_ns"] == pytest.approx(
+                sample["cpu_usage_ns"], rel=0.1, abs=50 * TICK_NS)
+            assert sample["interval_s"] == 1.0
+
+            # Page cache: 48 MiB written to the container's own filesystem
+            wait_for(lambda: (last(samples("cache")).get("mem_cache") or 0) >= 40 * MiB,
+                     30, "the written file in the page cache")
+            sample = samples("cache")[-1]
+            usage = int(cgroup_file("memory", cache.id, "memory.usage_in_bytes"))
+            stat = parse_flat_keyed(cgroup_file("memory", cache.id, "memory.stat"))
+            assert sample["mem_cgroup_usage"] == pytest.approx(usage, abs=2 * MiB)
+            assert sample["mem_cgroup_usage"] - sample["mem_usage"] == sample["mem_inactive_file"]
+            assert sample["mem_cgroup_usage"] - sample["mem_usage"] >= 40 * MiB
+            assert sample["mem_cache"] == pytest.approx(stat["total_cache"], abs=2 * MiB)
+            for figure, key in (("mem_rss", "total_rss"), ("mem_mapped_file", "total_mapped_file"),
+                                ("mem_pgmajfault", "total_pgmajfault")):
+                assert sample[figure] == pytest.approx(stat[key], abs=2 * MiB), figure
+            assert 0 < sample["mem_pgfault"] <= stat["total_pgfault"]
+            assert sample["mem_max_usage"] >= sample["mem_cgroup_usage"]
+            assert sample["mem_stat"]["total_cache"] == sample["mem_cache"]
+            if source == "cgroup":
+                assert sample["mem_failcnt"] == int(cgroup_file("memory", cache.id,
+                                                                "memory.failcnt"))
+                assert sample["oom_kills"] == 0
+            else:
+                assert sample["oom_kills"] is None  # the API does not give it: null, not 0
+
+            # An OOM kill of a child: the container runs on, its counters say so
+            wait_for(lambda: (last(samples("oomchild")).get("oom_events") or 0) >= 1,
+                     30, "Docker's oom event counted in the samples")
+            sample = samples("oomchild")[-1]
+            raw_kills = parse_flat_keyed(cgroup_file("memory", oomchild.id, "memory.oom_control"))
+            if source == "cgroup":
+                assert sample["oom_kills"] == raw_kills["oom_kill"] >= 1
+            assert sample["mem_limit"] == 16 * MiB
+
+            # Per interface: the UDP datagrams arrived on eth0
+            wait_for(lambda: (last(samples("net")).get("rx_packets") or 0) >= 20,
+                     30, "the datagrams counted")
+            sample = samples("net")[-1]
+            net.reload()
+            raw_net = parse_net_dev(read_text(f"/proc/{net.attrs['State']['Pid']}/net/dev"))
+            assert list(sample["net_interfaces"]) == ["eth0"] == list(raw_net)
+            eth0 = sample["net_interfaces"]["eth0"]
+            assert 20 * 1000 <= eth0["rx_bytes"] <= raw_net["eth0"]["rx_bytes"]
+            for key, value in eth0.items():
+                assert sample[key] == value, key  # the totals are the sums
+                assert value <= raw_net["eth0"][key], key
+            # Per device, totals the sums
+            for kind in ("cache", "net"):
+                sample = samples(kind)[-1]
+                devices = sample["blk_devices"]
+                assert all(key.count(":") == 1 for key in devices)
+                assert sample["blk_write_bytes"] == sum(d["write_bytes"] for d in devices.values())
+                assert sample["blk_read_bytes"] == sum(d["read_bytes"] for d in devices.values())
+
+            # States: health, restarts, the OOM-killed main process
+            unhealthy_state = wait_for(
+                lambda: [s for s in tap.states(names["unhealthy"]) if s.health == "unhealthy"],
+                30, "the unhealthy state")[-1]
+            unhealthy.reload()
+            assert unhealthy.attrs["State"]["Health"]["Status"] == "unhealthy"
+            assert unhealthy_state.health_failing_streak >= 2  # --health-retries 2
+            assert unhealthy_state.status == "running" and unhealthy_state.exit_code is None
+            assert unhealthy_state.pid == unhealthy.attrs["State"]["Pid"]
+
+            restarted = wait_for(
+                lambda: [s for s in tap.states(names["restarting"])
+                         if s.status == "exited" and s.restart_count == 2],
+                40, "the restart policy to give up")[-1]
+            restarting.reload()
+            assert (restarted.exit_code, restarting.attrs["State"]["ExitCode"]) == (3, 3)
+            assert restarting.attrs["RestartCount"] == 2
+            assert restarted.finished_at > restarted.started_at > 0
+
+            killed = wait_for(
+                lambda: [s for s in tap.states(names["oomkilled"]) if s.oom_killed],
+                30, "the OOM-killed state")[-1]
+            oomkilled.reload()
+            assert oomkilled.attrs["State"]["OOMKilled"] is True
+            assert (killed.status, killed.exit_code, killed.pid) == ("exited", 137, 0)
+
+            # Every interval, every container of the test: the stopped ones too
+            count = len(tap.states(names["oomkilled"]))
+            wait_for(lambda: len(tap.states(names["oomkilled"])) >= count + 2, 10,
+                     "two more state messages of the exited container")
+
+            # The engine, once per interval
+            engines = [m for m in tap.drain() if isinstance(m, wire.EngineInfo)]
+            assert engines and engines[-1].engine == "docker"
+            info = docker_client.info()
+            assert (engines[-1].cpus, engines[-1].memory_total, engines[-1].server_version) == (
+                info["NCPU"], info["MemTotal"], info["ServerVersion"])
+            assert engines[-1].containers_running >= 5
+    finally:
+        tap.close()
+    final_report = [line for line in pipeline.sink.stderr if "received=" in line][-1]
+    assert "malformed=0" in final_report and "gaps=0" in final_report
