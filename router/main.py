@@ -25,7 +25,7 @@ from statspout.router.forwarder import (
 from statspout.router.reload import Reloader
 from statspout.router.routes import BadRoutes, load_routes
 from statspout.router.routing import RouteTable
-from statspout.router.selectors import BadSelector, SelectorFilter
+from statspout.selectors import BadSelector, SelectorFilter
 
 log = logging.getLogger("statspout.router")
 

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping
 
 from statspout import bus
-from statspout.router.selectors import SelectorFilter
+from statspout.selectors import SelectorFilter
 from statspout.wire import Message
 
 IGNORE_LABEL = "statspout.ignore"

@@ -4,7 +4,8 @@ Data model (``GET`` only; anything else is 405):
 
 - ``/stats`` → ``[sample, …]``: the latest sample of every container, each an object with the
   wire field names (docs/wire-schema.md), sorted by host then name. Filters, combined with AND:
-  ``?host=NAME`` and ``?label=KEY=VALUE`` (repeatable; split at the first ``=``).
+  ``?host=NAME`` and ``?label=SELECTOR`` (repeatable), the router's label selectors without
+  their ``label=``: ``KEY=VALUE``, ``KEY!=VALUE``, ``KEY`` (docs/labels.md).
 - ``/stats/{name}`` → one sample; the name is URL-decoded (``%20``, ``%22``, UTF-8). 404
   ``{"error": …}`` when no container has that name, 409 when several hosts have one (add
   ``?host=``).
@@ -36,6 +37,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from aiohttp import web
 
 from statspout import cli, wire
+from statspout.selectors import BadSelector, Selector
 from statspout.sinks.base import Option
 from statspout.sinks.latest import LatestSamples, LatestSampleSink
 from statspout.sinks.rest_server import (
@@ -77,7 +79,7 @@ OPENAPI: dict[str, Any] = {
             "summary": "The latest sample of every container",
             "parameters": [
                 {"name": "host", "in": "query", "schema": {"type": "string"}},
-                {"name": "label", "in": "query", "description": "KEY=VALUE, repeatable",
+                {"name": "label", "in": "query", "description": "KEY=VALUE, KEY!=VALUE or KEY (docs/labels.md); repeatable, all must match",
                  "schema": {"type": "array", "items": {"type": "string"}}, "explode": True},
             ],
             "responses": {"200": {"description": "samples", "content": {"application/json": {
@@ -176,19 +178,17 @@ class RestApi:
         return bool(given) and hmac.compare_digest(given.strip().encode(), self.token)
 
     def _list(self, query: dict[str, list[str]]) -> web.Response:
-        selectors = []
-        for selector in query.get("label", []):
-            key, sep, value = selector.partition("=")
-            if not sep or not key:
-                return json_response(400, {"error": f"label filter {selector!r} is not KEY=VALUE"})
-            selectors.append((key, value))
+        try:
+            selectors = [Selector.parse("label=" + text) for text in query.get("label", [])]
+        except BadSelector as exc:
+            return json_response(400, {"error": f"label filter: {exc}"})
         hosts = query.get("host")
         current = self.samples.current()
         if hosts is None and not selectors:
             return self._everything(current)
         chosen = [s.to_dict() for s in current
                   if (hosts is None or s.host in hosts)
-                  and all(s.labels.get(key) == value for key, value in selectors)]
+                  and all(selector.matches(s) for selector in selectors)]
         return json_response(200, chosen)
 
     def _everything(self, current: list[wire.ContainerStats]) -> web.Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from support.samples import make_stats
 
-from statspout.router.selectors import BadSelector, Selector, SelectorFilter
+from statspout.selectors import BadSelector, Selector, SelectorFilter
 
 WEB = make_stats(name="web-1", image="nginx:1.27", host="docker-a",
                  labels={"env": "prod", "team": "a=b", "empty": ""})
