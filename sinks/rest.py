@@ -39,13 +39,14 @@ from aiohttp import web
 from statspout import cli, wire
 from statspout.selectors import BadSelector, Selector
 from statspout.sinks.base import Option
-from statspout.sinks.latest import LatestSamples, LatestSampleSink
-from statspout.sinks.rest_server import (
+from statspout.sinks.http_serving import (
     ConnectionCounts,
     HttpServerThread,
     ServerLimits,
+    address_of,
     is_loopback,
 )
+from statspout.sinks.latest import LatestSamples, LatestSampleSink
 from statspout.sinks.rest_web import MAX_EVENT_CLIENTS, PAGE_PATHS, PageAssets, SnapshotStream
 
 log = logging.getLogger("statspout.sink.rest")
@@ -79,7 +80,9 @@ OPENAPI: dict[str, Any] = {
             "summary": "The latest sample of every container",
             "parameters": [
                 {"name": "host", "in": "query", "schema": {"type": "string"}},
-                {"name": "label", "in": "query", "description": "KEY=VALUE, KEY!=VALUE or KEY (docs/labels.md); repeatable, all must match",
+                {"name": "label", "in": "query",
+                 "description": "KEY=VALUE, KEY!=VALUE or KEY (docs/labels.md); repeatable, "
+                                "all must match",
                  "schema": {"type": "array", "items": {"type": "string"}}, "explode": True},
             ],
             "responses": {"200": {"description": "samples", "content": {"application/json": {
@@ -248,8 +251,7 @@ class RestSink(LatestSampleSink):
 
     def __init__(self, settings: SimpleNamespace) -> None:
         super().__init__(settings, LatestSamples())
-        address = settings.address
-        self._address = cli.host_port(address) if isinstance(address, str) else address
+        self._address = address_of(settings.address)
         self._server: HttpServerThread | None = None
         self._api: RestApi | None = None
 
@@ -266,7 +268,7 @@ class RestSink(LatestSampleSink):
                         "address reads every container's figures", host)
         self._api = RestApi(self.samples, self.settings.token,
                             getattr(self.settings, "max_event_clients", MAX_EVENT_CLIENTS))
-        self._server = HttpServerThread(self._address, self._api, self.limits())
+        self._server = HttpServerThread(self._address, self._api, self.limits(), "REST", log)
         self._server.start()
         log.info("serving REST on %s:%d", *self._server.bound)
 

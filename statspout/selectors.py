@@ -107,9 +107,8 @@ class LabelKeyFilter:
     (``*``, ``?``, ``[seq]``, ``[!seq]``), case-sensitive. Unlike Telegraf, no globs at all
     means no labels: every label a tag is a cardinality an operator should choose.
 
-    ``refuse`` names keys that are never passed whatever the globs (a sink's identity); a key
-    named exactly in ``include`` that ``refuse`` would drop is an error for the caller to
-    report at start (``refused_exact``)."""
+    ``refuse`` and ``refuse_prefixes`` name keys never passed whatever the globs (a sink's
+    identity); a sink refuses such a key at start when it is named exactly (no glob)."""
 
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
@@ -124,10 +123,6 @@ class LabelKeyFilter:
 
     def refused(self, key: str) -> bool:
         return key in self.refuse or key.startswith(self.refuse_prefixes)
-
-    def refused_exact(self) -> list[str]:
-        """Include entries without glob characters that ``refuse`` would drop."""
-        return [key for key in self.include if not _is_glob(key) and self.refused(key)]
 
     def passes(self, key: str) -> bool:
         if self.empty or self.refused(key):
@@ -156,5 +151,6 @@ class LabelKeyFilter:
                    frozenset(refuse), refuse_prefixes)
 
 
-def _is_glob(text: str) -> bool:
+def is_glob(text: str) -> bool:
+    """Whether ``text`` has a glob character (else it names one key exactly)."""
     return any(c in text for c in "*?[")

@@ -196,7 +196,7 @@ class RecordingEndpoint:
         recording = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 url = urllib.parse.urlsplit(self.path)
                 recording.requests.append({

@@ -56,18 +56,18 @@ def setup():
             feed.close()
 
 
-def series_of(prom, container_id: str) -> dict[str, dict]:  # noqa: ANN001
+def series_of(prom, container_id: str) -> dict[str, dict]:
     """Every series Prometheus has now for one container, by metric name."""
     result = prom.query(f'{{id="{container_id}"}}')
     return {row["metric"]["__name__"]: row for row in result}
 
 
-def wait_present(prom, container_id: str) -> dict[str, dict]:  # noqa: ANN001
+def wait_present(prom, container_id: str) -> dict[str, dict]:
     prom.wait_for(f'container_last_seen{{id="{container_id}"}}', lambda r: len(r) == 1)
     return series_of(prom, container_id)
 
 
-def wait_absent(prom, container_id: str) -> None:  # noqa: ANN001
+def wait_absent(prom, container_id: str) -> None:
     prom.wait_for(f'{{id="{container_id}"}}', lambda r: r == [])
 
 
@@ -268,7 +268,7 @@ def test_the_statspout_sink_command_serves_the_metrics(tmp_path):
             return {}
         return {f.name: f for f in text_string_to_metric_families(text)}
 
-    def wait(condition, what: str) -> dict:  # noqa: ANN001
+    def wait(condition, what: str) -> dict:
         deadline = time.monotonic() + 20
         while not condition(found := families()):
             assert process.poll() is None, (tmp_path / "sink.log").read_text()

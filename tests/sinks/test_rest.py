@@ -42,7 +42,7 @@ def rest():
         feed.close()
 
 
-def get(rest, path: str, headers: dict | None = AUTH, **params) -> requests.Response:  # noqa: ANN001
+def get(rest, path: str, headers: dict | None = AUTH, **params) -> requests.Response:
     return requests.get(rest.url + path, headers=headers, params=params, timeout=5)
 
 
@@ -86,7 +86,7 @@ def test_host_and_label_filters(rest):
     for sample in (one, two, three):
         rest.feed.deliver(sample)
 
-    def ids(**params) -> list[str]:  # noqa: ANN003
+    def ids(**params) -> list[str]:
         response = get(rest, "/stats", **params)
         assert response.status_code == 200
         return [row["id"] for row in ours(response.json(), "filter-")]
