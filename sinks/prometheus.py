@@ -21,7 +21,7 @@ Data model (cAdvisor's names, so its dashboards work unchanged; base units):
   that scrape (sorted); a container without one has it empty.
 
 Served by the sinks' HTTP server (http_serving.py: the REST sink's limits and time-outs, at
-their defaults); ``/metrics`` is ``generate_latest`` of the sink's registry, any other path 404.
+their defaults); ``/metrics`` answers as prometheus_client's own server did, any other path 404.
 
 Memory: the wire carries usage minus inactive file cache, which is what cAdvisor calls the
 working set. The total including the cache is not on the wire, so ``container_memory_usage_bytes``
@@ -43,7 +43,8 @@ from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from statspout import cli
@@ -179,14 +180,18 @@ class PrometheusSink(LatestSampleSink):
         self._server: HttpServerThread | None = None
 
     async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
-        """``/metrics`` (prometheus_client's text format), as its own server answered."""
+        """``/metrics`` as prometheus_client's own server answers it: the text format
+        (``generate_latest``), or OpenMetrics when the scraper asks for it (Prometheus does);
+        ``?name[]=`` keeps only those families; gzip when accepted."""
         if request.path != "/metrics":
             return web.Response(status=404, text="only /metrics is served here\n")
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405, headers={"Allow": "GET, HEAD"})
-        response = web.Response(body=generate_latest(self.registry),
-                                headers={"Content-Type": CONTENT_TYPE_LATEST})
-        response.enable_compression()  # gzip when the scraper asks, as Prometheus does
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        names = request.query.getall("name[]", [])
+        registry = self.registry.restricted_registry(names) if names else self.registry
+        response = web.Response(body=encode(registry), headers={"Content-Type": content_type})
+        response.enable_compression()  # gzip or deflate, when the scraper accepts one
         return response
 
     def open(self) -> None:
