@@ -44,8 +44,8 @@ from types import SimpleNamespace
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 
 from statspout import cli
 from statspout.selectors import LabelKeyFilter, is_glob

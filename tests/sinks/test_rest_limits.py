@@ -37,7 +37,7 @@ def rss_bytes(pid: int) -> int:
 
 
 @pytest.fixture(scope="module")
-def sink_process(tmp_path_factory) -> Iterator[SimpleNamespace]:  # noqa: ANN001
+def sink_process(tmp_path_factory) -> Iterator[SimpleNamespace]:
     """``statspout-sink rest`` with short time-outs, configured through the environment."""
     port = free_port()
     router = RouterFeed()
