@@ -18,7 +18,7 @@ import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiohttp import web
@@ -219,6 +219,10 @@ class HttpServerThread:
     def connections(self) -> int:
         return len(self._server.connections) if self._server is not None else 0
 
+    def counters(self) -> dict[str, int]:
+        """For the sink's report: connections open now, and what the limits refused."""
+        return {"connections": self.connections(), **asdict(self.counts)}
+
     def stop(self) -> None:
         if not self._thread.is_alive():
             return
@@ -232,3 +236,10 @@ class HttpServerThread:
             self._listener.close()
         if self._server is not None:
             await self._server.shutdown(2.0)
+
+
+def server_counters(server: HttpServerThread | None) -> dict[str, int]:
+    """A sink's server counters, zero before it is open."""
+    if server is None:
+        return {"connections": 0, **asdict(ConnectionCounts())}
+    return server.counters()

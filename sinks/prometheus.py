@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import SimpleNamespace
 
 from aiohttp import web
@@ -50,7 +50,12 @@ from prometheus_client.exposition import choose_encoder
 from statspout import cli
 from statspout.selectors import LabelKeyFilter, is_glob
 from statspout.sinks.base import Option
-from statspout.sinks.http_serving import HttpServerThread, ServerLimits, address_of
+from statspout.sinks.http_serving import (
+    HttpServerThread,
+    ServerLimits,
+    address_of,
+    server_counters,
+)
 from statspout.sinks.label_options import label_key_filter, label_key_options, split_values
 from statspout.sinks.latest import LatestSamples, LatestSampleSink
 from statspout.wire import ContainerStats
@@ -206,6 +211,9 @@ class PrometheusSink(LatestSampleSink):
         if self._server is None:
             raise RuntimeError("the prometheus sink is not open")
         return self._server.bound[1]
+
+    def counters(self) -> Mapping[str, int]:
+        return {**super().counters(), **server_counters(self._server)}
 
     def close(self) -> None:
         if self._server is not None:

@@ -29,7 +29,6 @@ import hmac
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -40,11 +39,11 @@ from statspout import cli, wire
 from statspout.selectors import BadSelector, Selector
 from statspout.sinks.base import Option
 from statspout.sinks.http_serving import (
-    ConnectionCounts,
     HttpServerThread,
     ServerLimits,
     address_of,
     is_loopback,
+    server_counters,
 )
 from statspout.sinks.latest import LatestSamples, LatestSampleSink
 from statspout.sinks.rest_web import MAX_EVENT_CLIENTS, PAGE_PATHS, PageAssets, SnapshotStream
@@ -278,8 +277,6 @@ class RestSink(LatestSampleSink):
 
     def counters(self) -> Mapping[str, int]:
         server, api = self._server, self._api
-        return {**super().counters(),
-                "connections": server.connections() if server is not None else 0,
-                **asdict(server.counts if server is not None else ConnectionCounts()),
+        return {**super().counters(), **server_counters(server),
                 "event_clients": api.events.clients if api is not None else 0,
                 "refused_event_clients": api.events.refused_clients if api is not None else 0}
