@@ -32,7 +32,7 @@ from statspout.router.replay import (
 )
 from statspout.router.route_table import RouteTable
 from statspout.router.routes_file import BadRoutes, load_routes
-from statspout.router.selectors import BadSelector, SelectorFilter
+from statspout.selectors import BadSelector, SelectorFilter
 
 log = logging.getLogger("statspout.router")
 

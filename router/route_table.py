@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
 
 from statspout import bus
-from statspout.router.selectors import SelectorFilter
+from statspout.selectors import SelectorFilter
 from statspout.wire import ContainerScoped, EngineInfo, Message
 
 IGNORE_LABEL = "statspout.ignore"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from statspout import bus
-from statspout.router.selectors import BadSelector, SelectorFilter
+from statspout.selectors import BadSelector, SelectorFilter
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -13,10 +13,12 @@ all at the sample's timestamp in nanoseconds:
   ``io_service_bytes_recursive_write`` (int, bytes).
 
 Every point has the tags ``container_name``, ``container_image``, ``engine_host`` (the
-collector's host) and the allow-listed container labels (``--influxdb.label-tags``), and the
-string field ``container_id`` (a field, not a tag: ids would make a series per container run).
-A label never rewrites identity: ``--influxdb.label-tags`` refuses (exit 2) a key that is one of
-our tags or fields, ``time``, or starts with ``_`` (InfluxDB 2's own columns). In tag values,
+collector's host) and the container labels whose keys pass ``--influxdb.label-include`` /
+``--influxdb.label-exclude`` (globs, docs/labels.md; the deprecated ``--influxdb.label-tags``
+is an exact-key include), and the string field ``container_id`` (a field, not a tag: ids would
+make a series per container run). A label never rewrites identity: a key that is one of our tags
+or fields, ``time``, or starts with ``_`` (InfluxDB 2's own columns) is refused (exit 2) when
+named exactly, and skipped when a glob matches it. In tag values,
 tab, newline and CR are written as the two characters ``\t`` ``\n`` ``\r`` (line protocol
 cannot carry a newline; Telegraf writes them the same way); all else arrives intact.
 Integers are always written as signed 64-bit integers. A point is keyed by its series and
@@ -31,7 +33,6 @@ first write: 1.x → v1, anything else → v2.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import logging
@@ -47,6 +48,7 @@ from statspout import cli
 from statspout.logs import mask_secrets
 from statspout.sinks.base import Option, describe_options
 from statspout.sinks.delivery import DeliveringSink, Failure, PartialWrite, delivery_options
+from statspout.sinks.label_options import label_key_filter, label_key_options, refusing_exact
 from statspout.wire import ContainerStats
 
 log = logging.getLogger("statspout.sink.influxdb")
@@ -85,15 +87,17 @@ API_OPTIONS = {
 }
 
 
-def label_tag_key(text: str) -> str:
-    """A value of --influxdb.label-tags: a label key that cannot shadow a tag or field."""
-    if text in RESERVED_KEYS or text.startswith("_"):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} cannot be a label tag: it is a tag or field of ours, InfluxDB's "
-            "'time', or starts with '_' (reserved by InfluxDB 2)")
-    if not text:
-        raise argparse.ArgumentTypeError("an empty label key")
-    return text
+RESERVED_PREFIXES = ("_",)
+
+
+def reserved_key(key: str) -> bool:
+    return key in RESERVED_KEYS or key.startswith(RESERVED_PREFIXES)
+
+
+# A value of --influxdb.label-include or -tags: a label key that cannot shadow a tag or field.
+label_tag_key = refusing_exact(
+    reserved_key, "tag: it is a tag or field of ours, InfluxDB's 'time', or starts with '_' "
+                  "(reserved by InfluxDB 2)")
 
 
 class WriteRefused(Exception):
@@ -194,7 +198,8 @@ class InfluxDBSink(DeliveringSink):
                default=""),
         Option("username", "user (v1)", default=""),
         Option("password", "password (v1)", default="", secret=True),
-        Option("label-tags", "container label written as a tag (repeat for more)",
+        *label_key_options("tags", label_tag_key),
+        Option("label-tags", "deprecated: an exact --influxdb.label-include",
                repeatable=True, type=label_tag_key),
         Option("timeout", "seconds one write request may take", default=10.0,
                type=cli.seconds(0.1)),
@@ -210,7 +215,10 @@ class InfluxDBSink(DeliveringSink):
 
     def __init__(self, settings: SimpleNamespace) -> None:
         super().__init__(settings, classify)
-        self._label_tags = tuple(settings.label_tags or ())
+        self._label_tags = label_key_filter(settings, log, self.name, "label-tags",
+                                            settings.label_tags or (),
+                                            refuse=RESERVED_KEYS,
+                                            refuse_prefixes=RESERVED_PREFIXES)
         self._api: str | None = None if settings.api == "auto" else settings.api
         url = urllib3.util.parse_url(settings.url)
         self._base_url = url._replace(auth=None).url.rstrip("/")
@@ -229,7 +237,8 @@ class InfluxDBSink(DeliveringSink):
             self._http.clear()
 
     def line_protocol(self, batch: list[ContainerStats]) -> bytes:
-        points = (p for sample in batch for p in to_points(sample, self._label_tags))
+        tags = self._label_tags
+        points = (p for sample in batch for p in to_points(sample, tags.keys(sample.labels)))
         return "\n".join(p.to_line_protocol() for p in points).encode()
 
     def write_batch(self, batch: list[ContainerStats]) -> None:

@@ -13,8 +13,15 @@ Data model (cAdvisor's names, so its dashboards work unchanged; base units):
   (the sample's timestamp, seconds since the epoch), ``statspout_container_cpu_usage_percent``
   and ``statspout_container_memory_usage_percent`` (no series while the figure is null).
 - labels on every series: ``id``, ``name``, ``image``, ``host``, plus one
-  ``container_label_<key>`` per allow-listed container label (``--prometheus.label-names``; the
-  key with every character outside ``[a-zA-Z0-9_]`` turned into ``_``; empty when absent).
+  ``container_label_<key>`` per container label key passing ``--prometheus.label-include`` /
+  ``--prometheus.label-exclude`` (globs, docs/labels.md; the deprecated
+  ``--prometheus.label-names`` is an exact-key include); the key with every character outside
+  ``[a-zA-Z0-9_]`` turned into ``_``. Within one scrape every series carries the same label
+  names: each key named exactly, plus each key a glob matches on any container in the table at
+  that scrape (sorted); a container without one has it empty.
+
+Served by the sinks' HTTP server (http_serving.py: the REST sink's limits and time-outs, at
+their defaults); ``/metrics`` answers as prometheus_client's own server did, any other path 404.
 
 Memory: the wire carries usage minus inactive file cache, which is what cAdvisor calls the
 working set. The total including the cache is not on the wire, so ``container_memory_usage_bytes``
@@ -32,15 +39,24 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import SimpleNamespace
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, start_http_server
+from aiohttp import web
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 
 from statspout import cli
+from statspout.selectors import LabelKeyFilter, is_glob
 from statspout.sinks.base import Option
+from statspout.sinks.http_serving import (
+    HttpServerThread,
+    ServerLimits,
+    address_of,
+    server_counters,
+)
+from statspout.sinks.label_options import label_key_filter, label_key_options, split_values
 from statspout.sinks.latest import LatestSamples, LatestSampleSink
 from statspout.wire import ContainerStats
 
@@ -83,51 +99,64 @@ def label_name(key: str) -> str:
     return "container_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
 
-def split_names(values: list[str] | None) -> list[str]:
-    """Each use of a repeatable option may itself be a comma list."""
-    return [name.strip() for value in values or () for name in value.split(",") if name.strip()]
-
-
 class ContainerCollector:
     """A prometheus_client custom collector that renders LatestSamples on every scrape."""
 
-    def __init__(self, samples: LatestSamples, label_keys: list[str]) -> None:
+    def __init__(self, samples: LatestSamples, labels: LabelKeyFilter) -> None:
         self._samples = samples
-        # Two keys that sanitize alike would make duplicate label names: the first one wins.
-        self._label_keys = dict.fromkeys(label_keys)
+        self._labels = labels
+        # Keys named exactly are label names on every scrape, whether or not a container has
+        # them; glob matches are found per scrape.
+        self._exact = tuple(key for key in labels.include
+                            if not is_glob(key) and labels.passes(key))
+        self._globbing = any(is_glob(key) for key in labels.include) or (
+            bool(labels.exclude) and not labels.include)
+        self._fixed_keys = self._names_of(self._exact)
+
+    @staticmethod
+    def _names_of(keys: Sequence[str]) -> dict[str, str]:
+        """``{label name: key}``; two keys that sanitize alike would make duplicate label
+        names: the first one wins."""
         names: dict[str, str] = {}
-        for key in self._label_keys:
+        for key in keys:
             names.setdefault(label_name(key), key)
-        self._extra = names
-        self._label_names = ["id", "name", "image", "host", *names]
+        return names
+
+    def _label_keys(self, samples: Sequence[ContainerStats]) -> dict[str, str]:
+        """This scrape's container labels: the exact keys, then the glob matches seen."""
+        if not self._globbing:
+            return self._fixed_keys
+        seen = {key for sample in samples for key in self._labels.keys(sample.labels)}
+        return self._names_of([*self._exact, *sorted(seen.difference(self._exact))])
 
     def describe(self) -> list[Metric]:
         return []  # the metric names are known only from samples; no registration-time check
 
     def collect(self) -> Iterator[Metric]:
         samples = self._samples.current()
-        rows = [(sample, self._labels(sample)) for sample in samples]
+        extra = self._label_keys(samples)
+        label_names = ["id", "name", "image", "host", *extra]
+        keys = tuple(extra.values())
+        rows = [(sample, [sample.id, sample.name, sample.image, sample.host,
+                          *(sample.labels.get(key, "") for key in keys)])
+                for sample in samples]
         cpu = CounterMetricFamily("container_cpu_usage_seconds_total", "Cumulative CPU time",
-                                  labels=[*self._label_names, "cpu"])
+                                  labels=[*label_names, "cpu"])
         for sample, labels in rows:
             cpu.add_metric([*labels, "total"], sample.cpu_usage_ns / 1e9)
         yield cpu
         for name, doc, figure in COUNTERS:
-            family = CounterMetricFamily(name, doc, labels=self._label_names)
+            family = CounterMetricFamily(name, doc, labels=label_names)
             for sample, labels in rows:
                 family.add_metric(labels, figure(sample))
             yield family
         for name, doc, gauge_figure in GAUGES:
-            gauge = GaugeMetricFamily(name, doc, labels=self._label_names)
+            gauge = GaugeMetricFamily(name, doc, labels=label_names)
             for sample, labels in rows:
                 value = gauge_figure(sample)
                 if value is not None:
                     gauge.add_metric(labels, value)
             yield gauge
-
-    def _labels(self, sample: ContainerStats) -> list[str]:
-        extra = [sample.labels.get(key, "") for key in self._extra.values()]
-        return [sample.id, sample.name, sample.image, sample.host, *extra]
 
 
 class PrometheusSink(LatestSampleSink):
@@ -139,33 +168,53 @@ class PrometheusSink(LatestSampleSink):
                type=cli.seconds(0.01)),
         Option("stale-intervals", "drop a container's series after this many intervals "
                "without a sample", default=3, type=cli.positive_int),
-        Option("label-names", "container label to expose as container_label_<key> "
-               "(repeatable, or a comma list)", repeatable=True),
+        *label_key_options("container_label_<key> labels"),
+        Option("label-names", "deprecated: an exact --prometheus.label-include",
+               repeatable=True),
     )
 
     def __init__(self, settings: SimpleNamespace, clock: Callable[[], float] = time.monotonic
                  ) -> None:
         super().__init__(settings,
                          LatestSamples(settings.interval * settings.stale_intervals, clock))
-        address = settings.address
-        self._address = cli.host_port(address) if isinstance(address, str) else address
+        self._address = address_of(settings.address)
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ContainerCollector(self.samples, split_names(settings.label_names)))
-        self._server: WSGIServer | None = None
+        labels = label_key_filter(settings, log, self.name, "label-names",
+                                  split_values(getattr(settings, "label_names", None)))
+        self.registry.register(ContainerCollector(self.samples, labels))
+        self._server: HttpServerThread | None = None
+
+    async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
+        """``/metrics`` as prometheus_client's own server answers it: the text format
+        (``generate_latest``), or OpenMetrics when the scraper asks for it (Prometheus does);
+        ``?name[]=`` keeps only those families; gzip when accepted."""
+        if request.path != "/metrics":
+            return web.Response(status=404, text="only /metrics is served here\n")
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, headers={"Allow": "GET, HEAD"})
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        names = request.query.getall("name[]", [])
+        registry = self.registry.restricted_registry(names) if names else self.registry
+        response = web.Response(body=encode(registry), headers={"Content-Type": content_type})
+        response.enable_compression()  # gzip or deflate, when the scraper accepts one
+        return response
 
     def open(self) -> None:
-        host, port = self._address
-        self._server, _thread = start_http_server(port, host, registry=self.registry)
-        log.info("serving /metrics on %s:%d", host, self._server.server_port)
+        self._server = HttpServerThread(self._address, self._serve, ServerLimits(), "/metrics",
+                                        log)
+        self._server.start()
+        log.info("serving /metrics on %s:%d", *self._server.bound)
 
     @property
     def port(self) -> int:
         """The bound port (useful with port 0); only once open."""
         if self._server is None:
             raise RuntimeError("the prometheus sink is not open")
-        return self._server.server_port
+        return self._server.bound[1]
+
+    def counters(self) -> Mapping[str, int]:
+        return {**super().counters(), **server_counters(self._server)}
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()

@@ -4,7 +4,8 @@ Data model (``GET`` only; anything else is 405):
 
 - ``/stats`` → ``[sample, …]``: the latest sample of every container, each an object with the
   wire field names (docs/wire-schema.md), sorted by host then name. Filters, combined with AND:
-  ``?host=NAME`` and ``?label=KEY=VALUE`` (repeatable; split at the first ``=``).
+  ``?host=NAME`` and ``?label=SELECTOR`` (repeatable), the router's label selectors without
+  their ``label=``: ``KEY=VALUE``, ``KEY!=VALUE``, ``KEY`` (docs/labels.md).
 - ``/stats/{name}`` → one sample; the name is URL-decoded (``%20``, ``%22``, UTF-8). 404
   ``{"error": …}`` when no container has that name, 409 when several hosts have one (add
   ``?host=``).
@@ -28,7 +29,6 @@ import hmac
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -36,14 +36,16 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from aiohttp import web
 
 from statspout import cli, wire
+from statspout.selectors import BadSelector, Selector
 from statspout.sinks.base import Option
-from statspout.sinks.latest import LatestSamples, LatestSampleSink
-from statspout.sinks.rest_server import (
-    ConnectionCounts,
+from statspout.sinks.http_serving import (
     HttpServerThread,
     ServerLimits,
+    address_of,
     is_loopback,
+    server_counters,
 )
+from statspout.sinks.latest import LatestSamples, LatestSampleSink
 from statspout.sinks.rest_web import MAX_EVENT_CLIENTS, PAGE_PATHS, PageAssets, SnapshotStream
 
 log = logging.getLogger("statspout.sink.rest")
@@ -82,7 +84,9 @@ OPENAPI: dict[str, Any] = {
             "summary": "The latest sample of every container",
             "parameters": [
                 {"name": "host", "in": "query", "schema": {"type": "string"}},
-                {"name": "label", "in": "query", "description": "KEY=VALUE, repeatable",
+                {"name": "label", "in": "query",
+                 "description": "KEY=VALUE, KEY!=VALUE or KEY (docs/labels.md); repeatable, "
+                                "all must match",
                  "schema": {"type": "array", "items": {"type": "string"}}, "explode": True},
             ],
             "responses": {"200": {"description": "samples", "content": {"application/json": {
@@ -181,19 +185,17 @@ class RestApi:
         return bool(given) and hmac.compare_digest(given.strip().encode(), self.token)
 
     def _list(self, query: dict[str, list[str]]) -> web.Response:
-        selectors = []
-        for selector in query.get("label", []):
-            key, sep, value = selector.partition("=")
-            if not sep or not key:
-                return json_response(400, {"error": f"label filter {selector!r} is not KEY=VALUE"})
-            selectors.append((key, value))
+        try:
+            selectors = [Selector.parse("label=" + text) for text in query.get("label", [])]
+        except BadSelector as exc:
+            return json_response(400, {"error": f"label filter: {exc}"})
         hosts = query.get("host")
         current = self.samples.current()
         if hosts is None and not selectors:
             return self._everything(current)
         chosen = [s.to_dict() for s in current
                   if (hosts is None or s.host in hosts)
-                  and all(s.labels.get(key) == value for key, value in selectors)]
+                  and all(selector.matches(s) for selector in selectors)]
         return json_response(200, chosen)
 
     def _everything(self, current: list[wire.ContainerStats]) -> web.Response:
@@ -253,8 +255,7 @@ class RestSink(LatestSampleSink):
 
     def __init__(self, settings: SimpleNamespace) -> None:
         super().__init__(settings, LatestSamples())
-        address = settings.address
-        self._address = cli.host_port(address) if isinstance(address, str) else address
+        self._address = address_of(settings.address)
         self._server: HttpServerThread | None = None
         self._api: RestApi | None = None
 
@@ -271,7 +272,7 @@ class RestSink(LatestSampleSink):
                         "address reads every container's figures", host)
         self._api = RestApi(self.samples, self.settings.token,
                             getattr(self.settings, "max_event_clients", MAX_EVENT_CLIENTS))
-        self._server = HttpServerThread(self._address, self._api, self.limits())
+        self._server = HttpServerThread(self._address, self._api, self.limits(), "REST", log)
         self._server.start()
         log.info("serving REST on %s:%d", *self._server.bound)
 
@@ -281,8 +282,6 @@ class RestSink(LatestSampleSink):
 
     def counters(self) -> Mapping[str, int]:
         server, api = self._server, self._api
-        return {**super().counters(),
-                "connections": server.connections() if server is not None else 0,
-                **asdict(server.counts if server is not None else ConnectionCounts()),
+        return {**super().counters(), **server_counters(server),
                 "event_clients": api.events.clients if api is not None else 0,
                 "refused_event_clients": api.events.refused_clients if api is not None else 0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from statspout.router.selectors import SelectorFilter
+from statspout.selectors import SelectorFilter
 from statspout.top import view
 from statspout.top.fleet import Snapshot
 from statspout.top.view import COLUMN_OF_KEY, HostLine

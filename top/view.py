@@ -1,7 +1,7 @@
 """What the screen shows of a fleet snapshot: which rows (filter), in which order (sort), and
 the totals line of every host. Pure functions over ``fleet.Row``: no terminal here.
 
-Filters use the router's selector syntax (``router/selectors.py``), so that what an operator
+Filters use the router's selector syntax (``statspout/selectors.py``), so that what an operator
 writes in ``--include`` works here unchanged: ``host=GLOB``, ``name=GLOB``, ``image=GLOB``,
 ``label=KEY``, ``label=KEY=VALUE``, ``label=KEY!=VALUE``. Words of a filter are selectors; a row
 shows when any plain one matches (or there is none) and no ``-``-prefixed one does, as the
@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from statspout.router.selectors import BadSelector, SelectorFilter
+from statspout.selectors import BadSelector, SelectorFilter
 from statspout.top.fleet import RUNNING, HostSeen, Row
 
 __all__ = [

@@ -8,7 +8,7 @@ from support.netns import synthetic_sample
 from statspout import wire
 from statspout.router.route_table import RouteTable
 from statspout.router.routes_file import parse_routes
-from statspout.router.selectors import SelectorFilter
+from statspout.selectors import SelectorFilter
 
 ROUTES = parse_routes({"routes": {
     "prod": {"include": ["label=env=prod"], "exclude": ["name=*-debug"]},

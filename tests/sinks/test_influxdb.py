@@ -89,6 +89,9 @@ def test_v1_samples_arrive_through_the_worker_process_with_telegraf_names_tags_a
     finally:
         assert sink.stop() == 0, sink.log()
         publisher.close()
+    # --influxdb.label-tags still works, and says once that it is deprecated.
+    deprecated = [line for line in sink.stderr if "deprecated" in line]
+    assert len(deprecated) == 1 and "--influxdb.label-include" in deprecated[0], sink.log()
 
     assert sorted(v[0] for v in influxd.query("SHOW MEASUREMENTS", database)[0]["values"]) == (
         MEASUREMENTS)
@@ -461,14 +464,49 @@ def influxd_write(influxd: InfluxServer, database: str, line: str) -> None:
 # Labels never rewrite identity.
 
 
+@pytest.mark.parametrize("option", ["--influxdb.label-include", "--influxdb.label-tags"])
 @pytest.mark.parametrize("key", ["container_name", "engine_host", "time", "_measurement",
                                  "_field", "container_id", "cpu"])
-def test_a_label_tag_that_would_shadow_a_tag_or_field_is_refused_at_start(key: str) -> None:
-    sink = Process([program("statspout-sink"), "influxdb", "--influxdb.label-tags", key])
+def test_a_label_tag_that_would_shadow_a_tag_or_field_is_refused_at_start(
+    key: str, option: str,
+) -> None:
+    sink = Process([program("statspout-sink"), "influxdb", option, key])
     assert sink.popen.wait(20) == 2
     sink.stop()
-    assert len(sink.stderr) == 1 and "--influxdb.label-tags" in sink.stderr[0]
+    assert len(sink.stderr) == 1 and option in sink.stderr[0]
     assert repr(key) in sink.stderr[0]
+
+
+def test_label_globs_choose_the_tags_and_skip_keys_that_would_shadow_identity(
+    influxd: InfluxServer, database: str,
+) -> None:
+    """docs/labels.md: include and exclude globs on keys; a glob never reaches identity."""
+    publisher = RouterFeed()
+    sink = Process(
+        [program("statspout-sink"), "influxdb", "--connect", publisher.endpoint,
+         "--influxdb.api", "v1", "--influxdb.url", influxd.url, "--influxdb.database", database,
+         "--influxdb.label-include", "com.*", "--influxdb.label-include", "container_*",
+         "--influxdb.label-include", "_*", "--influxdb.flush-interval", "0.1"],
+        env={"STATSPOUT_INFLUXDB_LABEL_EXCLUDE": "com.docker.*,*.secret"},
+    )
+    try:
+        publisher.wait_for_subscriber()
+        publisher.send(make_sample(1, labels={
+            **TRICKY_LABELS, "com.example.secret": "hidden", "container_name": "spoofed",
+            "container_kind": "batch", "_measurement": "spoofed"}))
+        wait_for(lambda: influxd.rows("SELECT * FROM docker_container_cpu", database), 20,
+                 "the sample in influxd")
+    finally:
+        assert sink.stop() == 0, sink.log()
+        publisher.close()
+    assert not [line for line in sink.stderr if "deprecated" in line]
+    tag_keys = {s["name"]: {v[0] for v in s["values"]}
+                for s in influxd.query("SHOW TAG KEYS", database)}
+    assert tag_keys["docker_container_cpu"] == {
+        "container_name", "container_image", "engine_host", "cpu", TEAM, "container_kind"}
+    (row,) = influxd.rows("SELECT * FROM docker_container_cpu", database)
+    assert (row["container_name"], row[TEAM], row["container_kind"]) == (
+        TRICKY_NAME, TRICKY_LABELS[TEAM], "batch")
 
 
 def test_identity_tags_win_over_a_label_of_the_same_name_whatever_the_allow_list(

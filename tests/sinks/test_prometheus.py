@@ -40,17 +40,24 @@ def prometheus_sink(port: int, **settings: object) -> PrometheusSink:
 
 @pytest.fixture(scope="module")
 def setup():
-    main_port, short_port = free_port(), free_port()
+    main_port, short_port, glob_port = free_port(), free_port(), free_port()
     feeds = [
         SinkWorkerThread(prometheus_sink(main_port)),
         # Stale after 1 s × 3 without a sample: short enough to watch series expire.
         SinkWorkerThread(prometheus_sink(short_port, interval=1.0, stale_intervals=3)),
+        # Labels chosen by globs, not by the deprecated exact list.
+        SinkWorkerThread(prometheus_sink(glob_port, label_names=None,
+                                         label_include=["com.example.*", "tier"],
+                                         label_exclude=["com.example.secret*"])),
     ]
+    ports = (main_port, short_port, glob_port)
     try:
-        with prometheus_server([f"127.0.0.1:{main_port}", f"127.0.0.1:{short_port}"]) as prom:
-            prom.wait_for_targets_up(2)
+        with prometheus_server([f"127.0.0.1:{port}" for port in ports]) as prom:
+            prom.wait_for_targets_up(3)
             yield SimpleNamespace(prom=prom, feed=feeds[0], short_feed=feeds[1],
-                                  short_url=f"http://127.0.0.1:{short_port}/metrics")
+                                  short_url=f"http://127.0.0.1:{short_port}/metrics",
+                                  glob_feed=feeds[2],
+                                  glob_url=f"http://127.0.0.1:{glob_port}/metrics")
     finally:
         for feed in feeds:
             feed.close()
@@ -198,6 +205,40 @@ def test_series_not_refreshed_go_away(setup):
     assert 'id="c-fresh"' in text and 'id="c-stale"' not in text
 
 
+def test_label_globs_choose_the_container_labels_and_every_series_of_a_scrape_has_them(setup):
+    """docs/labels.md: keys named exactly always, glob matches as seen; absent ones empty."""
+    team = make_sample("c-glob-team", labels={"com.example.team": "ops", "tier": "web",
+                                              "com.example.secret_key": "hidden",
+                                              LABEL_KEY: "not matched"})
+    zone = make_sample("c-glob-zone", labels={"com.example.zone": "eu-1"})
+    setup.glob_feed.deliver(team)
+    setup.glob_feed.deliver(zone)
+    prom = setup.prom
+    prom.wait_for('container_last_seen{id=~"c-glob-.*"}', lambda r: len(r) == 2)
+    labels = {row["metric"]["id"]: {k: v for k, v in row["metric"].items()
+                                    if k.startswith("container_label_")}
+              for row in prom.query('container_last_seen{id=~"c-glob-.*"}')}
+    # Prometheus drops empty labels: each series shows only the labels its container has.
+    assert labels == {
+        "c-glob-team": {"container_label_com_example_team": "ops", "container_label_tier": "web"},
+        "c-glob-zone": {"container_label_com_example_zone": "eu-1"},
+    }
+    # On the wire every series of a family carries the same names, absent ones empty.
+    (family,) = [f for f in text_string_to_metric_families(
+        requests.get(setup.glob_url, timeout=5).text) if f.name == "container_last_seen"]
+    names = {"container_label_com_example_team", "container_label_com_example_zone",
+             "container_label_tier"}
+    for served in family.samples:
+        assert {k for k in served.labels if k.startswith("container_label_")} == names
+    (zone_series,) = [s for s in family.samples if s.labels["id"] == "c-glob-zone"]
+    assert zone_series.labels["container_label_tier"] == ""
+
+    setup.glob_feed.deliver(make_event_for(zone, "destroy"))  # its key is seen no more
+    text = requests.get(setup.glob_url, timeout=5).text
+    assert "container_label_com_example_zone" not in text
+    assert 'container_label_com_example_team="ops"' in text
+
+
 def test_staleness_counts_intervals_since_arrival():
     now = [1000.0]
     sink = PrometheusSink(
@@ -296,3 +337,6 @@ def test_the_statspout_sink_command_serves_the_metrics(tmp_path):
         log.close()
         router.close()
     assert returncode == 0
+    deprecated = [line for line in (tmp_path / "sink.log").read_text().splitlines()
+                  if "deprecated" in line]
+    assert len(deprecated) == 1 and "--prometheus.label-include" in deprecated[0], deprecated

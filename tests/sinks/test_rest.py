@@ -96,8 +96,13 @@ def test_host_and_label_filters(rest):
     assert ids(label=["team=x=y", "env=dev"]) == ["filter-2"]
     assert ids(label="team=x=y", host="alpha") == ["filter-1"]
     assert ids(label="team=nope") == []
-    bad = get(rest, "/stats", label="no-equals-sign")
-    assert bad.status_code == 400 and "error" in bad.json()
+    # The router's selector syntax, without its "label=" (docs/labels.md).
+    assert ids(label="env") == ["filter-1", "filter-2"]
+    assert ids(label="env!=prod") == ["filter-2", "filter-3"]  # absent counts as another value
+    assert ids(label=["team=x=y", "env!=dev"]) == ["filter-1"]
+    for bad_filter in ("", "=x"):
+        bad = get(rest, "/stats", label=bad_filter)
+        assert bad.status_code == 400 and "label filter" in bad.json()["error"], bad_filter
 
 
 def test_a_name_on_two_hosts_needs_the_host(rest):

@@ -1,4 +1,5 @@
-"""An aiohttp HTTP server in a thread of its own, with the limits a server facing many clients
+"""How a sink serves HTTP (the REST API, Prometheus's ``/metrics``): its address option parsed
+once, and an aiohttp server in a thread of its own, with the limits a server facing many clients
 needs: a listen backlog, an idle (keep-alive) time-out, a time-out on reading a request's line
 and headers (slow clients), limits on the request line, on header size and count, and on
 concurrent connections.
@@ -17,20 +18,21 @@ import logging
 import socket
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 
+from statspout import cli
 from statspout.logs import ThrottledErrors
 
-log = logging.getLogger("statspout.sink.rest")
+log = logging.getLogger("statspout.sink.http")
 # aiohttp's own lines (a debug line per non-HTTP connection, with what the client sent) would
 # carry a client's bytes, a token among them, into the log: it gets a logger that shows none of
 # them, and what it reports goes through GuardedRequestHandler.log_exception instead.
-_AIOHTTP_LINES = logging.getLogger("statspout.sink.rest.aiohttp")
+_AIOHTTP_LINES = logging.getLogger("statspout.sink.http.aiohttp")
 _AIOHTTP_LINES.setLevel(logging.CRITICAL)
 
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -159,17 +161,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class HttpServerThread:
-    """Serves ``handler`` on ``address`` from a thread with its own event loop."""
+def address_of(setting: str | tuple[str, int]) -> tuple[str, int]:
+    """A sink's ``address`` setting: parsed by its option, or still text when the sink was built
+    in code."""
+    return cli.host_port(setting) if isinstance(setting, str) else setting
 
-    def __init__(self, address: tuple[str, int], handler: Handler, limits: ServerLimits) -> None:
+
+class HttpServerThread:
+    """Serves ``handler`` on ``address`` from a thread with its own event loop; ``what`` names
+    the service in errors (``cannot serve /metrics on 127.0.0.1:9338: …``) and the thread."""
+
+    def __init__(self, address: tuple[str, int], handler: Handler, limits: ServerLimits,
+                 what: str, errors_to: logging.Logger = log) -> None:
         self._address = address
         self._handler = handler
         self.limits = limits
+        self.what = what
         self.counts = ConnectionCounts()
-        self._errors = ThrottledErrors(log)
+        self._errors = ThrottledErrors(errors_to)
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="rest-sink-http",
+        self._thread = threading.Thread(target=self.loop.run_forever, name=f"http {what}",
                                         daemon=True)
         self._server: web.Server | None = None
         self._listener: asyncio.base_events.Server | None = None
@@ -185,8 +196,8 @@ class HttpServerThread:
             sock.bind((host, port))
         except OSError as exc:
             sock.close()
-            raise OSError(exc.errno, f"cannot serve REST on {host}:{port}: {exc.strerror}"
-                          ) from None
+            raise OSError(exc.errno, f"cannot serve {self.what} on {host}:{port}: "
+                                     f"{exc.strerror}") from None
         self.bound = sock.getsockname()[:2]
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._serve(sock), self.loop).result(30)
@@ -208,6 +219,10 @@ class HttpServerThread:
     def connections(self) -> int:
         return len(self._server.connections) if self._server is not None else 0
 
+    def counters(self) -> dict[str, int]:
+        """For the sink's report: connections open now, and what the limits refused."""
+        return {"connections": self.connections(), **asdict(self.counts)}
+
     def stop(self) -> None:
         if not self._thread.is_alive():
             return
@@ -221,3 +236,10 @@ class HttpServerThread:
             self._listener.close()
         if self._server is not None:
             await self._server.shutdown(2.0)
+
+
+def server_counters(server: HttpServerThread | None) -> dict[str, int]:
+    """A sink's server counters, zero before it is open."""
+    if server is None:
+        return {"connections": 0, **asdict(ConnectionCounts())}
+    return server.counters()
