@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -153,6 +154,20 @@ class PublishCounts:
     dropped_full_queue: int = 0
 
 
+def subscription_changes(sock: zmq.Socket) -> Iterator[int]:
+    """What an XPUB socket has been told since last asked: +1 for each subscription, −1 for
+    each unsubscription. A socket that cannot be read (a plain PUB) tells nothing."""
+    while True:
+        try:
+            frame = sock.recv(zmq.NOBLOCK)
+        except zmq.ZMQError:  # Again: nothing more; any other: not an XPUB
+            return
+        if frame[:1] == b"\x01":
+            yield 1
+        elif frame[:1] == b"\x00":
+            yield -1
+
+
 class CollectorPublisher:
     """The collector's end of the bus. It never blocks: what cannot be handed over is counted.
 
@@ -189,15 +204,7 @@ class CollectorPublisher:
         return True
 
     def _read_subscriptions(self) -> None:
-        while True:
-            try:
-                frame = self._socket.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            if frame[:1] == b"\x01":
-                self._subscriptions += 1
-            elif frame[:1] == b"\x00":
-                self._subscriptions -= 1
+        self._subscriptions += sum(subscription_changes(self._socket))
 
     @property
     def socket(self) -> zmq.Socket:
