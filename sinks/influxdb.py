@@ -35,13 +35,13 @@ import argparse
 import gzip
 import json
 import logging
+import math
 import re
 from collections.abc import Sequence
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import urllib3
-from influxdb_client import Point, WritePrecision
 
 from statspout import cli
 from statspout.logs import mask_secrets
@@ -111,27 +111,88 @@ def signed(value: int) -> int:
     return min(value, _INT64_MAX)
 
 
-def to_points(sample: ContainerStats, label_tags: tuple[str, ...] = ()) -> list[Point]:
-    """The four Telegraf-style points of one sample."""
-    tags = {
+def point_tags(sample: ContainerStats, label_tags: tuple[str, ...] = ()) -> dict[str, str]:
+    """The tags every point of ``sample`` carries (besides its measurement's own)."""
+    return {
         **{key: sample.labels[key] for key in label_tags if key in sample.labels},
         # Identity last: whatever the allow-list, a label never replaces it.
         "container_name": sample.name,
         "container_image": sample.image,
         "engine_host": sample.host,
     }
-    points = []
-    for measurement, own_tag, fields in MEASUREMENTS:
-        point = Point(measurement).time(sample.timestamp, WritePrecision.NS)
-        for key, value in tags.items():
-            point.tag(key, value)
+
+
+# Line protocol, written as influxdb-client's Point writes it (tests/sinks/test_influxdb.py
+# compares the two byte for byte): a comma, space, CR, LF and tab are escaped in measurements,
+# and an equals sign too in keys and tag values; a quote and a backslash in string fields.
+_ESCAPE_MEASUREMENT = str.maketrans(
+    {",": "\\,", " ": "\\ ", "\n": "\\n", "\t": "\\t", "\r": "\\r"})
+_ESCAPE_KEY = str.maketrans(
+    {",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n", "\t": "\\t", "\r": "\\r"})
+_ESCAPE_STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
+
+
+def escape_tag_value(value: str) -> str:
+    """A tag value; a trailing backslash gets a space, lest it escape the separator."""
+    text = value.translate(_ESCAPE_KEY)
+    return text + " " if text.endswith("\\") else text
+
+
+def field_text(value: object) -> str | None:
+    """A field value in line protocol; None for what is left out (None, NaN, infinities)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{signed(value)}i"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        text = repr(value)  # the shortest text that reads back as the same double
+        return text[:-2] if text.endswith(".0") else text
+    if isinstance(value, str):
+        return '"' + value.translate(_ESCAPE_STRING) + '"'
+    raise TypeError(f"a field of type {type(value).__name__} cannot be written: {value!r}")
+
+
+# Per measurement: its escaped name, its own tag, and its fields (container_id included) sorted
+# by key as (escaped "key=", attribute of the sample).
+_LAYOUT = tuple(
+    (measurement.translate(_ESCAPE_MEASUREMENT), own_tag,
+     tuple((field.translate(_ESCAPE_KEY) + "=", wire_name) for field, wire_name
+           in sorted({**fields, "container_id": "id"}.items())))
+    for measurement, own_tag, fields in MEASUREMENTS
+)
+
+
+def sample_lines(sample: ContainerStats, tags: dict[str, str]) -> list[str]:
+    """The four Telegraf-style lines of one sample (fewer if a measurement had no field)."""
+    common = [(key, key.translate(_ESCAPE_KEY) + "=" + escape_tag_value(value))
+              for key, value in tags.items() if key and value]  # empty ones are left out
+    timestamp = f" {sample.timestamp}"
+    lines = []
+    for measurement, own_tag, fields in _LAYOUT:
+        pairs = common
         if own_tag:
-            point.tag(*own_tag)
-        for field, wire_name in fields.items():
-            value = getattr(sample, wire_name)
-            point.field(field, signed(value) if type(value) is int else value)
-        points.append(point.field("container_id", sample.id))
-    return points
+            own_key, own_value = own_tag
+            pairs = [pair for pair in common if pair[0] != own_key]
+            pairs.append((own_key, f"{own_key}={own_value}"))
+        written = []
+        for key, attribute in fields:
+            text = field_text(getattr(sample, attribute))
+            if text is not None:
+                written.append(key + text)
+        if written:
+            tag_text = "".join("," + pair for _, pair in sorted(pairs))
+            lines.append(f"{measurement}{tag_text} {','.join(written)}{timestamp}")
+    return lines
+
+
+def line_protocol(batch: list[ContainerStats], label_tags: tuple[str, ...] = ()) -> bytes:
+    """The body of a write of ``batch``: its samples' lines, newline-separated, UTF-8."""
+    return "\n".join(line for sample in batch
+                     for line in sample_lines(sample, point_tags(sample, label_tags))).encode()
 
 
 def error_text(body: bytes) -> str:
@@ -228,14 +289,10 @@ class InfluxDBSink(DeliveringSink):
         if self._http is not None:
             self._http.clear()
 
-    def line_protocol(self, batch: list[ContainerStats]) -> bytes:
-        points = (p for sample in batch for p in to_points(sample, self._label_tags))
-        return "\n".join(p.to_line_protocol() for p in points).encode()
-
     def write_batch(self, batch: list[ContainerStats]) -> None:
         api = self._api or self._detect_api()
         response = self._request("POST", *self._write_target(api), api=api,
-                                 body=gzip.compress(self.line_protocol(batch), 1))
+                                 body=gzip.compress(line_protocol(batch, self._label_tags), 1))
         if response.status in (200, 204):
             return
         text = error_text(response.data)

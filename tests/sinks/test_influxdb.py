@@ -25,7 +25,7 @@ from support.processes import Process, program
 from support.samples import make_series_stats
 from support.waiting import wait_for
 
-from statspout.sinks.influxdb import InfluxDBSink, WriteRefused, classify, to_points
+from statspout.sinks.influxdb import InfluxDBSink, WriteRefused, classify, line_protocol
 
 TRICKY_NAME = 'web 1, "shop"=eu \\ back ñ€ 名前'
 TEAM = "com.example.team"
@@ -501,7 +501,7 @@ def test_control_characters_in_tag_values_are_written_as_telegraf_escapes_the_re
     # As docs/sinks/influxdb.md says: tab, newline and CR as two characters each.
     assert [(r[TEAM], r[PROJECT]) for r in rows] == [
         ("a\\tb\\nc\\rd\fe\x01f\x00g é", "line one\\nline two")]
-    assert to_points(sample, (TEAM,))[0].to_line_protocol().count("\n") == 0  # one line
+    assert line_protocol([sample], (TEAM,)).count(b"\n") == 3  # four lines, one a point
 
 
 # API detection and what the sink says when a write cannot succeed.
