@@ -23,21 +23,27 @@ Integers are always written as signed 64-bit integers. A point is keyed by its s
 timestamp, so a retried write overwrites and never duplicates. Events change nothing: a stopped
 container's series simply get no new points, and there is nothing to forget.
 
-Line protocol comes from influxdb-client's ``Point``; the sink POSTs it, gzip-compressed, to
-``/api/v2/write`` (API v2) or ``/write`` (API v1, every InfluxDB 1.x). With ``--influxdb.api
-auto`` (the default) the server's ``/ping`` answer (``X-Influxdb-Version``) decides, before the
-first write: 1.x → v1, anything else → v2.
+Line protocol is built here, without per-point objects, exactly as influxdb-client's ``Point``
+writes it (a test compares the two byte for byte); the measurement-and-tags part of a container's
+lines is built once and cached (PREFIX_CACHE_SIZE). The sink POSTs it to ``/api/v2/write`` (API
+v2) or ``/write`` (API v1, every InfluxDB 1.x), gzip-compressed unless the server is on this
+machine, a batch as up to IN_FLIGHT requests at once. With ``--influxdb.api auto`` (the
+default) the server's ``/ping`` answer (``X-Influxdb-Version``) decides, before the first
+write: 1.x → v1, anything else → v2.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import ipaddress
 import json
 import logging
 import math
+import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
@@ -79,6 +85,11 @@ RESERVED_KEYS = frozenset({
     *(tag[0] for _, tag, _ in MEASUREMENTS if tag),
     *(field for _, _, fields in MEASUREMENTS for field in fields),
 })
+# Requests of one batch in flight at once (the batch cut in parts of at least MIN_PART_SAMPLES;
+# the writer thread sends one, a pool the others):
+# while the server stores one part, the next is being built (docs/performance.md).
+IN_FLIGHT = 4
+MIN_PART_SAMPLES = 100
 API_OPTIONS = {
     "v2": ("token", "org", "bucket"),
     "v1": ("database", "retention-policy", "username", "password"),
@@ -122,7 +133,7 @@ def point_tags(sample: ContainerStats, label_tags: tuple[str, ...] = ()) -> dict
     }
 
 
-# Line protocol, written as influxdb-client's Point writes it (tests/sinks/test_influxdb.py
+# Line protocol, written as influxdb-client's Point writes it (tests/sinks/test_influxdb_writes.py
 # compares the two byte for byte): a comma, space, CR, LF and tab are escaped in measurements,
 # and an equals sign too in keys and tag values; a quote and a backslash in string fields.
 _ESCAPE_MEASUREMENT = str.maketrans(
@@ -156,43 +167,108 @@ def field_text(value: object) -> str | None:
     raise TypeError(f"a field of type {type(value).__name__} cannot be written: {value!r}")
 
 
-# Per measurement: its escaped name, its own tag, and its fields (container_id included) sorted
-# by key as (escaped "key=", attribute of the sample).
+# Per measurement: its escaped name, its own tag, and its fields but container_id sorted by key
+# (as Point sorts them): their ",key=" texts and a getter of their values from a sample. The
+# string field container_id sorts first in every measurement, so it is part of the line prefix.
 _LAYOUT = tuple(
     (measurement.translate(_ESCAPE_MEASUREMENT), own_tag,
-     tuple((field.translate(_ESCAPE_KEY) + "=", wire_name) for field, wire_name
-           in sorted({**fields, "container_id": "id"}.items())))
+     tuple("," + field.translate(_ESCAPE_KEY) + "=" for field in sorted(fields)),
+     operator.attrgetter(*(fields[field] for field in sorted(fields))))
     for measurement, own_tag, fields in MEASUREMENTS
 )
+assert all("container_id" < min(fields) for _, _, fields in MEASUREMENTS)
+# Containers (id and tag set) whose line prefixes are kept; when full, the cache starts over (a
+# cost in time only, counted in the sink's prefix_cache_resets).
+PREFIX_CACHE_SIZE = 100_000
 
 
-def sample_lines(sample: ContainerStats, tags: dict[str, str]) -> list[str]:
-    """The four Telegraf-style lines of one sample (fewer if a measurement had no field)."""
+class LineBuilder:
+    """Line protocol for samples, the per-container part (measurement, tags, id) built once."""
+
+    def __init__(self, label_tags: tuple[str, ...] = (), cache_size: int = PREFIX_CACHE_SIZE
+                 ) -> None:
+        self._label_tags = label_tags
+        self._cache_size = cache_size
+        self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, ...]] = {}
+        self.cache_resets = 0
+
+    def lines(self, sample: ContainerStats) -> list[str]:
+        """The four Telegraf-style lines of one sample."""
+        key = (sample.id, tuple(point_tags(sample, self._label_tags).items()))
+        prefixes = self._prefixes.get(key)
+        if prefixes is None:
+            if len(self._prefixes) >= self._cache_size:
+                self._prefixes.clear()
+                self.cache_resets += 1
+            prefixes = self._prefixes[key] = line_prefixes(dict(key[1]), sample.id)
+        timestamp = f" {sample.timestamp}"
+        lines = []
+        for prefix, (_, _, keys, values) in zip(prefixes, _LAYOUT, strict=True):
+            written = [prefix]
+            for key_text, value in zip(keys, values(sample), strict=True):
+                kind = type(value)
+                if kind is int and value <= _INT64_MAX:  # the common cases inline
+                    written.append(f"{key_text}{value}i")
+                elif kind is float and value - value == 0:  # finite
+                    shortest = repr(value)  # the shortest text that reads back as that double
+                    written.append(key_text + (shortest[:-2] if shortest.endswith(".0")
+                                               else shortest))
+                elif value is not None:
+                    text = field_text(value)
+                    if text is not None:
+                        written.append(key_text + text)
+            written.append(timestamp)
+            lines.append("".join(written))
+        return lines
+
+    def body(self, batch: list[ContainerStats]) -> bytes:
+        """The body of a write of ``batch``: its samples' lines, newline-separated, UTF-8."""
+        return "\n".join(line for sample in batch for line in self.lines(sample)).encode()
+
+
+def line_prefixes(tags: dict[str, str], container_id: str) -> tuple[str, ...]:
+    """Per measurement, ``measurement,tag=value,… container_id="…"`` (tags sorted by key,
+    empty ones left out)."""
     common = [(key, key.translate(_ESCAPE_KEY) + "=" + escape_tag_value(value))
-              for key, value in tags.items() if key and value]  # empty ones are left out
-    timestamp = f" {sample.timestamp}"
-    lines = []
-    for measurement, own_tag, fields in _LAYOUT:
+              for key, value in tags.items() if key and value]
+    id_field = f" container_id={field_text(container_id)}"
+    prefixes = []
+    for measurement, own_tag, _, _ in _LAYOUT:
         pairs = common
         if own_tag:
             own_key, own_value = own_tag
             pairs = [pair for pair in common if pair[0] != own_key]
-            pairs.append((own_key, f"{own_key}={own_value}"))
-        written = []
-        for key, attribute in fields:
-            text = field_text(getattr(sample, attribute))
-            if text is not None:
-                written.append(key + text)
-        if written:
-            tag_text = "".join("," + pair for _, pair in sorted(pairs))
-            lines.append(f"{measurement}{tag_text} {','.join(written)}{timestamp}")
-    return lines
+            pairs.append((own_key, own_key.translate(_ESCAPE_KEY) + "="
+                          + escape_tag_value(own_value)))
+        tag_text = "".join("," + pair for _, pair in sorted(pairs))
+        prefixes.append(measurement + tag_text + id_field)
+    return tuple(prefixes)
 
 
 def line_protocol(batch: list[ContainerStats], label_tags: tuple[str, ...] = ()) -> bytes:
-    """The body of a write of ``batch``: its samples' lines, newline-separated, UTF-8."""
-    return "\n".join(line for sample in batch
-                     for line in sample_lines(sample, point_tags(sample, label_tags))).encode()
+    """The body of a write of ``batch`` (one-off; the sink keeps a LineBuilder)."""
+    return LineBuilder(label_tags).body(batch)
+
+
+def compresses(host: str | None) -> bool:
+    """Whether writes to ``host`` are gzip-compressed: yes, unless it is this machine, where
+    compressing costs both ends more CPU than the bytes it saves (docs/performance.md)."""
+    if host is None or host.lower() == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name
+        return True
+
+
+def _failure_of(write: Callable[[str, list[ContainerStats]], None], api: str,
+                batch: list[ContainerStats]) -> BaseException | None:
+    """Run one part's write in this thread; what it raised, or None."""
+    try:
+        write(api, batch)
+    except Exception as exc:  # the caller decides, like future.exception() for the others
+        return exc
+    return None
 
 
 def error_text(body: bytes) -> str:
@@ -271,28 +347,61 @@ class InfluxDBSink(DeliveringSink):
 
     def __init__(self, settings: SimpleNamespace) -> None:
         super().__init__(settings, classify)
-        self._label_tags = tuple(settings.label_tags or ())
+        self._lines = LineBuilder(tuple(settings.label_tags or ()))
         self._api: str | None = None if settings.api == "auto" else settings.api
         url = urllib3.util.parse_url(settings.url)
         self._base_url = url._replace(auth=None).url.rstrip("/")
         self._url_auth = url.auth  # user:password in the URL: basic authentication
+        self._gzip = compresses(url.host)
         self._http: urllib3.PoolManager | None = None
+        self._requests: ThreadPoolExecutor | None = None
 
     def open(self) -> None:
         self._http = urllib3.PoolManager(
+            num_pools=1, maxsize=IN_FLIGHT,
             timeout=urllib3.Timeout(total=self.settings.timeout), retries=False
         )
+        self._requests = ThreadPoolExecutor(max(1, IN_FLIGHT - 1),
+                                            thread_name_prefix="influxdb-write")
         super().open()
 
     def close(self) -> None:
         super().close()
+        if self._requests is not None:
+            self._requests.shutdown()
         if self._http is not None:
             self._http.clear()
 
+    def counters(self) -> Mapping[str, int]:
+        return {**super().counters(), "prefix_cache_resets": self._lines.cache_resets}
+
     def write_batch(self, batch: list[ContainerStats]) -> None:
+        """Write the batch as up to IN_FLIGHT requests at once; return when all are confirmed.
+
+        A retry writes the whole batch again (points are keyed by series and time: rewriting
+        one that landed changes nothing). Refused points of the parts add up to one partial
+        write; any other failure of a part is the batch's."""
         api = self._api or self._detect_api()
+        parts = max(1, min(IN_FLIGHT, len(batch) // MIN_PART_SAMPLES))
+        size = -(-len(batch) // parts)
+        chunks = [batch[start:start + size] for start in range(0, len(batch), size)]
+        assert self._requests is not None, "write before open"
+        futures = [self._requests.submit(self._write_part, api, chunk) for chunk in chunks[1:]]
+        outcomes: list[BaseException | None] = [_failure_of(self._write_part, api, chunks[0])]
+        outcomes += [future.exception() for future in futures]
+        failures = [outcome for outcome in outcomes if outcome is not None]
+        other = [failure for failure in failures if not isinstance(failure, PartialWrite)]
+        if other:
+            raise other[0]
+        if failures:
+            partials = [failure for failure in failures if isinstance(failure, PartialWrite)]
+            raise PartialWrite(partials[0].reason, rejected_points=sum(
+                partial.rejected_points for partial in partials))
+
+    def _write_part(self, api: str, batch: list[ContainerStats]) -> None:
+        body = self._lines.body(batch)
         response = self._request("POST", *self._write_target(api), api=api,
-                                 body=gzip.compress(line_protocol(batch, self._label_tags), 1))
+                                 body=gzip.compress(body, 1) if self._gzip else body)
         if response.status in (200, 204):
             return
         text = error_text(response.data)
@@ -319,7 +428,9 @@ class InfluxDBSink(DeliveringSink):
         s = self.settings
         headers = {}
         if body is not None:
-            headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
+            headers = {"Content-Type": "text/plain; charset=utf-8"}
+            if self._gzip:
+                headers["Content-Encoding"] = "gzip"
         if api == "v2" and s.token:
             headers["Authorization"] = f"Token {s.token}"
         elif api == "v1" and (s.username or s.password or self._url_auth):
