@@ -21,6 +21,10 @@ working set. The total including the cache is not on the wire, so ``container_me
 carries the same figure (what ``docker stats`` shows as usage); it is below cAdvisor's usage by
 the inactive file cache, never above.
 
+Exposition: written here, not through prometheus_client's objects (one per series: seconds at
+20,000 containers); OpenMetrics 1.0 when the scraper asks for it (Prometheus does), else the
+text format 0.0.4. A container's label set is rendered once and kept while it is in the table.
+
 Delivery: latest value only. A sample is delivered once it is in the table ``/metrics`` renders;
 a sample that a newer one replaces before a scrape is never seen by Prometheus. A container's
 series go away on its stop, rename (until its next sample, under the new name) and destroy
@@ -31,13 +35,14 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
+import threading
 import time
-from wsgiref.simple_server import WSGIServer
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
+from operator import attrgetter
+from socketserver import ThreadingMixIn
 from types import SimpleNamespace
-
-from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from statspout import cli
 from statspout.sinks.base import Option
@@ -46,36 +51,49 @@ from statspout.wire import ContainerStats
 
 log = logging.getLogger("statspout.sink.prometheus")
 
-# (metric name without _total, help, figure of a sample in base units)
-COUNTERS: tuple[tuple[str, str, Callable[[ContainerStats], float]], ...] = (
-    ("container_network_receive_bytes", "Bytes received, all interfaces", lambda s: s.rx_bytes),
-    ("container_network_transmit_bytes", "Bytes sent, all interfaces", lambda s: s.tx_bytes),
-    ("container_network_receive_packets", "Packets received", lambda s: s.rx_packets),
-    ("container_network_transmit_packets", "Packets sent", lambda s: s.tx_packets),
-    ("container_network_receive_errors", "Receive errors", lambda s: s.rx_errors),
-    ("container_network_transmit_errors", "Transmit errors", lambda s: s.tx_errors),
-    ("container_network_receive_packets_dropped", "Received packets dropped",
-     lambda s: s.rx_dropped),
-    ("container_network_transmit_packets_dropped", "Sent packets dropped",
-     lambda s: s.tx_dropped),
-    ("container_fs_reads_bytes", "Bytes read from block devices", lambda s: s.blk_read_bytes),
-    ("container_fs_writes_bytes", "Bytes written to block devices", lambda s: s.blk_write_bytes),
+# (family name, type, help, the sample's attribute, divisor to base units or None, own labels).
+# A counter's series are named <family>_total.
+FAMILIES: tuple[tuple[str, str, str, str, float | None, str], ...] = (
+    ("container_cpu_usage_seconds", "counter", "Cumulative CPU time", "cpu_usage_ns", 1e9,
+     'cpu="total"'),
+    ("container_network_receive_bytes", "counter", "Bytes received, all interfaces",
+     "rx_bytes", None, ""),
+    ("container_network_transmit_bytes", "counter", "Bytes sent, all interfaces", "tx_bytes",
+     None, ""),
+    ("container_network_receive_packets", "counter", "Packets received", "rx_packets", None,
+     ""),
+    ("container_network_transmit_packets", "counter", "Packets sent", "tx_packets", None, ""),
+    ("container_network_receive_errors", "counter", "Receive errors", "rx_errors", None, ""),
+    ("container_network_transmit_errors", "counter", "Transmit errors", "tx_errors", None, ""),
+    ("container_network_receive_packets_dropped", "counter", "Received packets dropped",
+     "rx_dropped", None, ""),
+    ("container_network_transmit_packets_dropped", "counter", "Sent packets dropped",
+     "tx_dropped", None, ""),
+    ("container_fs_reads_bytes", "counter", "Bytes read from block devices", "blk_read_bytes",
+     None, ""),
+    ("container_fs_writes_bytes", "counter", "Bytes written to block devices",
+     "blk_write_bytes", None, ""),
+    ("container_memory_usage_bytes", "gauge",
+     "Memory usage minus inactive file cache (same figure as the working set)", "mem_usage",
+     None, ""),
+    ("container_memory_working_set_bytes", "gauge", "Memory usage minus inactive file cache",
+     "mem_usage", None, ""),
+    ("container_spec_memory_limit_bytes", "gauge",
+     "Memory limit (the host's memory when unlimited)", "mem_limit", None, ""),
+    ("container_last_seen", "gauge", "When the sample was read, seconds since the epoch",
+     "timestamp", 1e9, ""),
+    ("statspout_container_cpu_usage_percent", "gauge",
+     "CPU use over the last interval; 100 = one core", "cpu_percent", None, ""),
+    ("statspout_container_memory_usage_percent", "gauge", "Memory usage / limit x 100",
+     "mem_percent", None, ""),
 )
-GAUGES: tuple[tuple[str, str, Callable[[ContainerStats], float | None]], ...] = (
-    ("container_memory_usage_bytes",
-     "Memory usage minus inactive file cache (same figure as the working set)",
-     lambda s: s.mem_usage),
-    ("container_memory_working_set_bytes", "Memory usage minus inactive file cache",
-     lambda s: s.mem_usage),
-    ("container_spec_memory_limit_bytes", "Memory limit (the host's memory when unlimited)",
-     lambda s: s.mem_limit),
-    ("container_last_seen", "When the sample was read, seconds since the epoch",
-     lambda s: s.timestamp / 1e9),
-    ("statspout_container_cpu_usage_percent", "CPU use over the last interval; 100 = one core",
-     lambda s: s.cpu_percent),
-    ("statspout_container_memory_usage_percent", "Memory usage / limit x 100",
-     lambda s: s.mem_percent),
-)
+_INTEGERS = {int}
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+# Both formats escape a backslash and a newline in help texts, and a double quote too in label
+# values; all else is written as it is (UTF-8).
+_ESCAPE_HELP = str.maketrans({"\\": "\\\\", "\n": "\\n"})
+_ESCAPE_LABEL_VALUE = str.maketrans({"\\": "\\\\", "\n": "\\n", '"': '\\"'})
 
 
 def label_name(key: str) -> str:
@@ -88,8 +106,24 @@ def split_names(values: list[str] | None) -> list[str]:
     return [name.strip() for value in values or () for name in value.split(",") if name.strip()]
 
 
+def number_text(value: float) -> str:
+    """A sample value: integers exactly, floats as the shortest text that reads back the same."""
+    if type(value) is int:
+        return str(value)
+    if value - value == 0:  # finite
+        return repr(value)
+    return "NaN" if value != value else ("+Inf" if value > 0 else "-Inf")
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether an Accept header lists OpenMetrics (Prometheus asks for it first)."""
+    return any(part.split(";")[0].strip() == "application/openmetrics-text"
+               for part in accept.split(","))
+
+
 class ContainerCollector:
-    """A prometheus_client custom collector that renders LatestSamples on every scrape."""
+    """Renders LatestSamples as the exposition text of every scrape, without an object per
+    series: a container's label set is rendered once and kept while it is in the table."""
 
     def __init__(self, samples: LatestSamples, label_keys: list[str]) -> None:
         self._samples = samples
@@ -100,34 +134,64 @@ class ContainerCollector:
             names.setdefault(label_name(key), key)
         self._extra = names
         self._label_names = ["id", "name", "image", "host", *names]
+        # Label values → '{id="…",…}': the containers of the last scrape only (bounded by the
+        # table); replaced, not changed, so concurrent scrapes each read a whole one.
+        self._label_texts: dict[tuple[str, ...], str] = {}
 
-    def describe(self) -> list[Metric]:
-        return []  # the metric names are known only from samples; no registration-time check
-
-    def collect(self) -> Iterator[Metric]:
+    def render(self, openmetrics: bool = False) -> bytes:
+        """The exposition of every current sample: OpenMetrics 1.0 or the text format 0.0.4."""
         samples = self._samples.current()
-        rows = [(sample, self._labels(sample)) for sample in samples]
-        cpu = CounterMetricFamily("container_cpu_usage_seconds_total", "Cumulative CPU time",
-                                  labels=[*self._label_names, "cpu"])
-        for sample, labels in rows:
-            cpu.add_metric([*labels, "total"], sample.cpu_usage_ns / 1e9)
-        yield cpu
-        for name, doc, figure in COUNTERS:
-            family = CounterMetricFamily(name, doc, labels=self._label_names)
-            for sample, labels in rows:
-                family.add_metric(labels, figure(sample))
-            yield family
-        for name, doc, gauge_figure in GAUGES:
-            gauge = GaugeMetricFamily(name, doc, labels=self._label_names)
-            for sample, labels in rows:
-                value = gauge_figure(sample)
-                if value is not None:
-                    gauge.add_metric(labels, value)
-            yield gauge
+        label_sets = self._label_sets(samples)
+        parts = []
+        for name, kind, doc, attribute, divisor, own_labels in FAMILIES:
+            series = f"{name}_total" if kind == "counter" else name
+            header = series if kind == "counter" and not openmetrics else name
+            parts.append(f"# HELP {header} {doc.translate(_ESCAPE_HELP)}\n"
+                         f"# TYPE {header} {kind}\n".encode())
+            labels = label_sets
+            if own_labels:
+                labels = [text[:-1] + "," + own_labels + "}" for text in label_sets]
+            values: list = list(map(attrgetter(attribute), samples))
+            if divisor is not None or not set(map(type, values)) <= _INTEGERS:
+                values = [None if value is None else
+                          number_text(value / divisor if divisor is not None else value)
+                          for value in values]
+                if None in values:  # no series while the figure is null
+                    kept = [(text, value) for text, value in zip(labels, values, strict=True)
+                            if value is not None]
+                    labels, values = [text for text, _ in kept], [value for _, value in kept]
+            # "{}" writes an int as number_text does; the rest is number_text's already.
+            lines = map((series + "{} {}\n").format, labels, values)
+            parts.append("".join(lines).encode())
+        if openmetrics:
+            parts.append(b"# EOF\n")
+        return b"".join(parts)
 
-    def _labels(self, sample: ContainerStats) -> list[str]:
-        extra = [sample.labels.get(key, "") for key in self._extra.values()]
-        return [sample.id, sample.name, sample.image, sample.host, *extra]
+    def _label_sets(self, samples: Iterable[ContainerStats]) -> list[str]:
+        known = self._label_texts
+        kept: dict[tuple[str, ...], str] = {}
+        texts = []
+        for sample in samples:
+            values = (sample.id, sample.name, sample.image, sample.host,
+                      *(sample.labels.get(key, "") for key in self._extra.values()))
+            text = known.get(values) or kept.get(values)
+            if text is None:
+                text = "{" + ",".join(
+                    f'{name}="{value.translate(_ESCAPE_LABEL_VALUE)}"'
+                    for name, value in zip(self._label_names, values, strict=True)) + "}"
+            kept[values] = text
+            texts.append(text)
+        self._label_texts = kept
+        return texts
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # a scrape every few seconds is not news
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
 
 
 class PrometheusSink(LatestSampleSink):
@@ -149,13 +213,31 @@ class PrometheusSink(LatestSampleSink):
                          LatestSamples(settings.interval * settings.stale_intervals, clock))
         address = settings.address
         self._address = cli.host_port(address) if isinstance(address, str) else address
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(ContainerCollector(self.samples, split_names(settings.label_names)))
+        self.collector = ContainerCollector(self.samples, split_names(settings.label_names))
         self._server: WSGIServer | None = None
+
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The body of a scrape and its content type, in the format ``accept`` prefers."""
+        openmetrics = wants_openmetrics(accept)
+        return (self.collector.render(openmetrics),
+                OPENMETRICS_FORMAT if openmetrics else TEXT_FORMAT)
+
+    def _app(self, environ: dict[str, object], start_response: Callable[..., object]
+             ) -> list[bytes]:
+        body, content_type = self.exposition(str(environ.get("HTTP_ACCEPT", "")))
+        start_response("200 OK", [("Content-Type", content_type),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
 
     def open(self) -> None:
         host, port = self._address
-        self._server, _thread = start_http_server(port, host, registry=self.registry)
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                    flags=socket.AI_PASSIVE)[0][0]
+        server_class = type("Server", (_ThreadingWSGIServer,), {"address_family": family})
+        self._server = make_server(host, port, self._app, server_class,
+                                   handler_class=_QuietHandler)
+        threading.Thread(target=self._server.serve_forever, name="prometheus-http",
+                         daemon=True).start()
         log.info("serving /metrics on %s:%d", host, self._server.server_port)
 
     @property
