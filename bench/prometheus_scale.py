@@ -9,6 +9,8 @@ In one run, in this process:
   Prometheus opens them, the whole body read), ``--scrapes`` times after each round of fresh
   samples, so that every scrape renders every container anew (the worst case: at a 1 s
   interval every container has a new sample between two 15 s scrapes); best, median, worst;
+- **put while scraped**: the same puts again while a thread scrapes back to back, the
+  worst a scraper can do to the worker (both share one interpreter);
 - the body is checked with ``promtool check metrics`` (Debian's prometheus package) when it is
   installed, and its series counted.
 
@@ -26,6 +28,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -66,6 +69,27 @@ def scrape(port: int) -> tuple[float, bytes]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as response:
         body = response.read()
     return time.perf_counter() - started, body
+
+
+def put_while_scraped(sink: Sink, rounds: list[list[ContainerStats]]) -> float:
+    """Seconds the sink's writes of ``rounds`` take while another thread scrapes non-stop."""
+    stop = threading.Event()
+
+    def scrape_until_stopped() -> None:
+        while not stop.is_set():
+            scrape(sink.port)  # type: ignore[attr-defined]
+
+    scraper = threading.Thread(target=scrape_until_stopped)
+    scraper.start()
+    try:
+        started = time.perf_counter()
+        for samples in rounds:
+            for sample in samples:
+                sink.write(sample)
+        return time.perf_counter() - started
+    finally:
+        stop.set()
+        scraper.join()
 
 
 def promtool_check(body: bytes) -> str:
@@ -112,6 +136,7 @@ def main() -> int:
             for _ in range(args.scrapes):
                 elapsed, body = scrape(sink.port)
                 scrape_times.append(elapsed)
+        busy_s = put_while_scraped(sink, rounds)
     finally:
         sink.close()
     count = args.containers * args.rounds
@@ -120,6 +145,7 @@ def main() -> int:
           f"{len(scrape_times)} scrapes ({args.sink.__module__})")
     print(f"put     sink {count / put_s:12,.0f} samples/s   plain dict {count / plain_s:12,.0f} "
           f"samples/s   ratio {plain_s / put_s:.2f}")
+    print(f"put while scraped back to back {count / busy_s:12,.0f} samples/s")
     print(f"scrape  best {min(scrape_times):.3f} s   median "
           f"{statistics.median(scrape_times):.3f} s   worst {max(scrape_times):.3f} s   "
           f"({len(body) / 1e6:.1f} MB, {series:,} series)")

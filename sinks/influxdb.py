@@ -42,7 +42,7 @@ import logging
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from urllib.parse import urlencode
@@ -85,8 +85,8 @@ RESERVED_KEYS = frozenset({
     *(tag[0] for _, tag, _ in MEASUREMENTS if tag),
     *(field for _, _, fields in MEASUREMENTS for field in fields),
 })
-# Requests of one batch in flight at once (the batch cut in parts of at least MIN_PART_SAMPLES;
-# the writer thread sends one, a pool the others):
+# Requests of one batch in flight at once (the batch cut in parts of at least MIN_PART_SAMPLES,
+# each sent by a pool thread as soon as the writer thread built it):
 # while the server stores one part, the next is being built (docs/performance.md).
 IN_FLIGHT = 4
 MIN_PART_SAMPLES = 100
@@ -261,16 +261,6 @@ def compresses(host: str | None) -> bool:
         return True
 
 
-def _failure_of(write: Callable[[str, list[ContainerStats]], None], api: str,
-                batch: list[ContainerStats]) -> BaseException | None:
-    """Run one part's write in this thread; what it raised, or None."""
-    try:
-        write(api, batch)
-    except Exception as exc:  # the caller decides, like future.exception() for the others
-        return exc
-    return None
-
-
 def error_text(body: bytes) -> str:
     """The server's own words: ``{"error": …}`` (1.x), ``{"message": …}`` (2.x), or the body."""
     text = body.decode(errors="replace").strip()
@@ -361,8 +351,7 @@ class InfluxDBSink(DeliveringSink):
             num_pools=1, maxsize=IN_FLIGHT,
             timeout=urllib3.Timeout(total=self.settings.timeout), retries=False
         )
-        self._requests = ThreadPoolExecutor(max(1, IN_FLIGHT - 1),
-                                            thread_name_prefix="influxdb-write")
+        self._requests = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="influxdb-write")
         super().open()
 
     def close(self) -> None:
@@ -378,17 +367,21 @@ class InfluxDBSink(DeliveringSink):
     def write_batch(self, batch: list[ContainerStats]) -> None:
         """Write the batch as up to IN_FLIGHT requests at once; return when all are confirmed.
 
-        A retry writes the whole batch again (points are keyed by series and time: rewriting
-        one that landed changes nothing). Refused points of the parts add up to one partial
-        write; any other failure of a part is the batch's."""
+        Each part is sent as soon as it is built, so the server stores one while the next is
+        being built. A retry writes the whole batch again (points are keyed by series and time:
+        rewriting one that landed changes nothing). Refused points of the parts add up to one
+        partial write; any other failure of a part is the batch's."""
         api = self._api or self._detect_api()
         parts = max(1, min(IN_FLIGHT, len(batch) // MIN_PART_SAMPLES))
         size = -(-len(batch) // parts)
-        chunks = [batch[start:start + size] for start in range(0, len(batch), size)]
         assert self._requests is not None, "write before open"
-        futures = [self._requests.submit(self._write_part, api, chunk) for chunk in chunks[1:]]
-        outcomes: list[BaseException | None] = [_failure_of(self._write_part, api, chunks[0])]
-        outcomes += [future.exception() for future in futures]
+        futures = []
+        try:
+            for start in range(0, len(batch), size):
+                body = self._lines.body(batch[start:start + size])
+                futures.append(self._requests.submit(self._post, api, body))
+        finally:  # never leave a request of this batch running past its verdict
+            outcomes = [future.exception() for future in futures]
         failures = [outcome for outcome in outcomes if outcome is not None]
         other = [failure for failure in failures if not isinstance(failure, PartialWrite)]
         if other:
@@ -398,8 +391,8 @@ class InfluxDBSink(DeliveringSink):
             raise PartialWrite(partials[0].reason, rejected_points=sum(
                 partial.rejected_points for partial in partials))
 
-    def _write_part(self, api: str, batch: list[ContainerStats]) -> None:
-        body = self._lines.body(batch)
+    def _post(self, api: str, body: bytes) -> None:
+        """POST one part; raise unless the server stored all of it."""
         response = self._request("POST", *self._write_target(api), api=api,
                                  body=gzip.compress(body, 1) if self._gzip else body)
         if response.status in (200, 204):
