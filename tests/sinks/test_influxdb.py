@@ -299,6 +299,28 @@ def test_v2_retries_503_and_429_with_retry_after_against_recording_fake_endpoint
         recording.close()
 
 
+def test_one_failed_part_of_a_batch_retries_the_whole_batch_against_recording_fake() -> None:
+    """400 samples go out as 4 parts at once; one part's 503 makes the batch fail and be
+    written again whole (rewriting the parts that landed changes nothing in InfluxDB)."""
+    recording = RecordingEndpoint([(503, {"Retry-After": "0"})])
+    try:
+        sink = InfluxDBSink(v2_settings(recording.url, batch_size=400, flush_interval=0.1))
+        for seq in range(400):
+            sink.write(make_sample(seq))
+        sink.open()
+        wait_for(lambda: sink.counters()["written"] == 400, 20, "the batch written")
+        sink.close()
+        counts = sink.counters()
+        assert (counts["retries"], counts["failed_batches"], counts["rejected"]) == (1, 0, 0)
+        first, second = recording.requests[:4], recording.requests[4:]
+        assert len(second) == 4
+        assert sorted(r["raw"] for r in first) == sorted(r["raw"] for r in second)
+        lines = [line for index in range(4, 8) for line in recording.lines(index)]
+        assert len(lines) == 1600 and len(set(lines)) == 1600  # each point once per attempt
+    finally:
+        recording.close()
+
+
 def test_v2_a_bad_token_is_logged_once_against_recording_fake_endpoint(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
