@@ -1,17 +1,19 @@
-"""Samples per second the InfluxDB and MongoDB sinks sustain, beside the client library alone.
+"""Samples per second the InfluxDB and MongoDB sinks sustain, beside what the store takes.
 
 For each database, in one run against the same real local server:
 
 - **sink**: a synthetic stream fed to the sink object (``write`` → delivery buffer → writer
   thread → batches), timed until ``close`` returns with everything confirmed;
-- **direct**: the same library writing the same points (or documents) in batches of the same
-  size from one loop, with nothing in between.
+- **direct**: InfluxDB: a plain loop (``http.client``, no library) POSTing the same points as
+  line protocol, built before the clock starts, uncompressed, in batches of the same size, one
+  request after the other: what the store ingests when nothing else costs anything. MongoDB: a
+  plain ``insert_many`` of the same documents in batches of the same size.
 
-The ratio sink/direct is the cost of the sink's machinery. InfluxDB here is Debian's 1.x
-``influxd`` (API v1 ``/write``; the direct path builds the same ``Point``s and POSTs them the same
-way); MongoDB is SecantusDB. Both are started on 127.0.0.1 in a temporary directory and stopped
-at the end (the helpers of ``tests/support``), unless ``--influx-url`` / ``--mongo-uri`` point at
-running servers. Not a test: it prints figures.
+InfluxDB here is Debian's 1.x ``influxd`` (API v1 ``/write``); MongoDB is SecantusDB. Both are
+started on 127.0.0.1 in a temporary directory and stopped at the end (the helpers of
+``tests/support``), unless ``--influx-url`` / ``--mongo-uri`` point at running servers.
+``--influx-sink module:Class`` measures another InfluxDB sink class (an older version saved
+aside) in the same run. Not a test: it prints figures.
 
     .venv/bin/python bench/sink_throughput.py [--samples 20000] [--batch-size 1000]
 """
@@ -19,7 +21,8 @@ running servers. Not a test: it prints figures.
 from __future__ import annotations
 
 import argparse
-import gzip
+import http.client
+import importlib
 import sys
 import time
 import uuid
@@ -33,7 +36,7 @@ import pymongo
 import urllib3
 
 from statspout.sinks.base import Sink
-from statspout.sinks.influxdb import InfluxDBSink, to_points
+from statspout.sinks.influxdb import InfluxDBSink, line_protocol
 from statspout.sinks.mongodb import MongoDBSink, to_document
 from statspout.wire import ContainerStats
 
@@ -93,17 +96,24 @@ def batched(samples: list[ContainerStats], size: int, limit_s: float
 
 def influx_direct(url: str, database: str, samples: list[ContainerStats], size: int,
                   limit_s: float) -> float:
-    http = urllib3.PoolManager(retries=False)
-    write_url = f"{url}/write?db={database}&precision=ns"
-    headers = {"Content-Encoding": "gzip"}
+    bodies = [line_protocol(samples[start:start + size], LABEL_TAGS)
+              for start in range(0, len(samples), size)]
+    address = urllib3.util.parse_url(url)
+    connection = http.client.HTTPConnection(address.host or "127.0.0.1", address.port or 8086)
+    path = f"/write?db={database}&precision=ns"
+    deadline = time.perf_counter() + limit_s
     started = time.perf_counter()
-    for batch in batched(samples, size, limit_s):
-        points = (p for sample in batch for p in to_points(sample, LABEL_TAGS))
-        body = "\n".join(p.to_line_protocol() for p in points).encode()
-        response = http.request("POST", write_url, body=gzip.compress(body, 1), headers=headers)
+    for body in bodies:
+        if time.perf_counter() > deadline:
+            raise SystemExit(f"direct writes took longer than {limit_s} s; aborted")
+        connection.request("POST", path, body=body)
+        response = connection.getresponse()
+        data = response.read()
         if response.status != 204:
-            raise SystemExit(f"direct influx write failed: {response.status} {response.data!r}")
-    return time.perf_counter() - started
+            raise SystemExit(f"direct influx write failed: {response.status} {data!r}")
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return elapsed
 
 
 def influx_count(url: str, database: str) -> int:
@@ -155,7 +165,7 @@ def influx_round(url: str, samples: list[ContainerStats], args: argparse.Namespa
     for database in (f"direct_{run}", f"sink_{run}"):
         create_database(url, database)
     direct_s = influx_direct(url, f"direct_{run}", samples, args.batch_size, args.limit)
-    sink = InfluxDBSink(SimpleNamespace(
+    sink = args.influx_sink(SimpleNamespace(
         api="v1", url=url, token="", org="", bucket="", database=f"sink_{run}",
         retention_policy="", username="", password="", label_tags=list(LABEL_TAGS), **common))
     sink_s = through_sink(sink, samples, args.limit)
@@ -190,6 +200,14 @@ def report(name: str, count: int, per_sample: int, unit: str,
           f"(samples/s per round, sink/direct: {rounds})")
 
 
+def sink_class(text: str) -> type[Sink]:
+    """``module:Class``, the module found on the path (bench/ first)."""
+    module, _, name = text.partition(":")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    found: type[Sink] = getattr(importlib.import_module(module), name)
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=20_000, help="samples per measurement")
@@ -199,6 +217,8 @@ def main() -> int:
     parser.add_argument("--influx-url",
                         help="use this running InfluxDB 1.x instead of starting one")
     parser.add_argument("--mongo-uri", help="use this running MongoDB instead of starting one")
+    parser.add_argument("--influx-sink", type=sink_class, default=InfluxDBSink,
+                        help="module:Class of the InfluxDB sink to measure (default: ours)")
     parser.add_argument("--only", choices=("influxdb", "mongodb"))
     parser.add_argument("--repeat", type=int, default=3, choices=range(1, 11), metavar="1-10",
                         help="rounds per database; the best of each path is reported")

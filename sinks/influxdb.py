@@ -25,24 +25,30 @@ Integers are always written as signed 64-bit integers. A point is keyed by its s
 timestamp, so a retried write overwrites and never duplicates. Events change nothing: a stopped
 container's series simply get no new points, and there is nothing to forget.
 
-Line protocol comes from influxdb-client's ``Point``; the sink POSTs it, gzip-compressed, to
-``/api/v2/write`` (API v2) or ``/write`` (API v1, every InfluxDB 1.x). With ``--influxdb.api
-auto`` (the default) the server's ``/ping`` answer (``X-Influxdb-Version``) decides, before the
-first write: 1.x → v1, anything else → v2.
+Line protocol is built here, without per-point objects, exactly as influxdb-client's ``Point``
+writes it (a test compares the two byte for byte); the measurement-and-tags part of a container's
+lines is built once and cached (PREFIX_CACHE_SIZE). The sink POSTs it to ``/api/v2/write`` (API
+v2) or ``/write`` (API v1, every InfluxDB 1.x), gzip-compressed unless the server is on this
+machine, a batch as up to IN_FLIGHT requests at once. With ``--influxdb.api auto`` (the
+default) the server's ``/ping`` answer (``X-Influxdb-Version``) decides, before the first
+write: 1.x → v1, anything else → v2.
 """
 
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import json
 import logging
+import math
+import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from urllib.parse import urlencode
 
 import urllib3
-from influxdb_client import Point, WritePrecision
 
 from statspout import cli
 from statspout.logs import mask_secrets
@@ -81,6 +87,11 @@ RESERVED_KEYS = frozenset({
     *(tag[0] for _, tag, _ in MEASUREMENTS if tag),
     *(field for _, _, fields in MEASUREMENTS for field in fields),
 })
+# Requests of one batch in flight at once (the batch cut in parts of at least MIN_PART_SAMPLES,
+# each sent by a pool thread as soon as the writer thread built it):
+# while the server stores one part, the next is being built (docs/performance.md).
+IN_FLIGHT = 4
+MIN_PART_SAMPLES = 100
 API_OPTIONS = {
     "v2": ("token", "org", "bucket"),
     "v1": ("database", "retention-policy", "username", "password"),
@@ -115,27 +126,147 @@ def signed(value: int) -> int:
     return min(value, _INT64_MAX)
 
 
-def to_points(sample: ContainerStats, label_tags: tuple[str, ...] = ()) -> list[Point]:
-    """The four Telegraf-style points of one sample."""
-    tags = {
+def point_tags(sample: ContainerStats, label_tags: Sequence[str] = ()) -> dict[str, str]:
+    """The tags every point of ``sample`` carries (besides its measurement's own)."""
+    return {
         **{key: sample.labels[key] for key in label_tags if key in sample.labels},
         # Identity last: whatever the allow-list, a label never replaces it.
         "container_name": sample.name,
         "container_image": sample.image,
         "engine_host": sample.host,
     }
-    points = []
-    for measurement, own_tag, fields in MEASUREMENTS:
-        point = Point(measurement).time(sample.timestamp, WritePrecision.NS)
-        for key, value in tags.items():
-            point.tag(key, value)
+
+
+# Line protocol, written as influxdb-client's Point writes it (tests/sinks/test_influxdb_writes.py
+# compares the two byte for byte): a comma, space, CR, LF and tab are escaped in measurements,
+# and an equals sign too in keys and tag values; a quote and a backslash in string fields.
+_ESCAPE_MEASUREMENT = str.maketrans(
+    {",": "\\,", " ": "\\ ", "\n": "\\n", "\t": "\\t", "\r": "\\r"})
+_ESCAPE_KEY = str.maketrans(
+    {",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n", "\t": "\\t", "\r": "\\r"})
+_ESCAPE_STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
+
+
+def escape_tag_value(value: str) -> str:
+    """A tag value; a trailing backslash gets a space, lest it escape the separator."""
+    text = value.translate(_ESCAPE_KEY)
+    return text + " " if text.endswith("\\") else text
+
+
+def field_text(value: object) -> str | None:
+    """A field value in line protocol; None for what is left out (None, NaN, infinities)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{signed(value)}i"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return None
+        text = repr(value)  # the shortest text that reads back as the same double
+        return text[:-2] if text.endswith(".0") else text
+    if isinstance(value, str):
+        return '"' + value.translate(_ESCAPE_STRING) + '"'
+    raise TypeError(f"a field of type {type(value).__name__} cannot be written: {value!r}")
+
+
+# Per measurement: its escaped name, its own tag, and its fields but container_id sorted by key
+# (as Point sorts them): their ",key=" texts and a getter of their values from a sample. The
+# string field container_id sorts first in every measurement, so it is part of the line prefix.
+_LAYOUT = tuple(
+    (measurement.translate(_ESCAPE_MEASUREMENT), own_tag,
+     tuple("," + field.translate(_ESCAPE_KEY) + "=" for field in sorted(fields)),
+     operator.attrgetter(*(fields[field] for field in sorted(fields))))
+    for measurement, own_tag, fields in MEASUREMENTS
+)
+assert all("container_id" < min(fields) for _, _, fields in MEASUREMENTS)
+# Containers (id and tag set) whose line prefixes are kept; when full, the cache starts over (a
+# cost in time only, counted in the sink's prefix_cache_resets).
+PREFIX_CACHE_SIZE = 100_000
+
+
+class LineBuilder:
+    """Line protocol for samples, the per-container part (measurement, tags, id) built once."""
+
+    def __init__(
+        self,
+        label_tags: Callable[[Mapping[str, str]], Sequence[str]] = lambda _labels: (),
+        cache_size: int = PREFIX_CACHE_SIZE,
+    ) -> None:
+        # The label keys of a container that become tags (the sink's label filter).
+        self._label_tags = label_tags
+        self._cache_size = cache_size
+        self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, ...]] = {}
+        self.cache_resets = 0
+
+    def lines(self, sample: ContainerStats) -> list[str]:
+        """The four Telegraf-style lines of one sample."""
+        key = (sample.id, tuple(point_tags(sample, self._label_tags(sample.labels)).items()))
+        prefixes = self._prefixes.get(key)
+        if prefixes is None:
+            if len(self._prefixes) >= self._cache_size:
+                self._prefixes.clear()
+                self.cache_resets += 1
+            prefixes = self._prefixes[key] = line_prefixes(dict(key[1]), sample.id)
+        timestamp = f" {sample.timestamp}"
+        lines = []
+        for prefix, (_, _, keys, values) in zip(prefixes, _LAYOUT, strict=True):
+            written = [prefix]
+            for key_text, value in zip(keys, values(sample), strict=True):
+                kind = type(value)
+                if kind is int and value <= _INT64_MAX:  # the common cases inline
+                    written.append(f"{key_text}{value}i")
+                elif kind is float and value - value == 0:  # finite
+                    shortest = repr(value)  # the shortest text that reads back as that double
+                    written.append(key_text + (shortest[:-2] if shortest.endswith(".0")
+                                               else shortest))
+                elif value is not None:
+                    text = field_text(value)
+                    if text is not None:
+                        written.append(key_text + text)
+            written.append(timestamp)
+            lines.append("".join(written))
+        return lines
+
+    def body(self, batch: list[ContainerStats]) -> bytes:
+        """The body of a write of ``batch``: its samples' lines, newline-separated, UTF-8."""
+        return "\n".join(line for sample in batch for line in self.lines(sample)).encode()
+
+
+def line_prefixes(tags: dict[str, str], container_id: str) -> tuple[str, ...]:
+    """Per measurement, ``measurement,tag=value,… container_id="…"`` (tags sorted by key,
+    empty ones left out)."""
+    common = [(key, key.translate(_ESCAPE_KEY) + "=" + escape_tag_value(value))
+              for key, value in tags.items() if key and value]
+    id_field = f" container_id={field_text(container_id)}"
+    prefixes = []
+    for measurement, own_tag, _, _ in _LAYOUT:
+        pairs = common
         if own_tag:
-            point.tag(*own_tag)
-        for field, wire_name in fields.items():
-            value = getattr(sample, wire_name)
-            point.field(field, signed(value) if type(value) is int else value)
-        points.append(point.field("container_id", sample.id))
-    return points
+            own_key, own_value = own_tag
+            pairs = [pair for pair in common if pair[0] != own_key]
+            pairs.append((own_key, own_key.translate(_ESCAPE_KEY) + "="
+                          + escape_tag_value(own_value)))
+        tag_text = "".join("," + pair for _, pair in sorted(pairs))
+        prefixes.append(measurement + tag_text + id_field)
+    return tuple(prefixes)
+
+
+def line_protocol(batch: list[ContainerStats], label_tags: tuple[str, ...] = ()) -> bytes:
+    """The body of a write of ``batch`` (one-off; the sink keeps a LineBuilder)."""
+    return LineBuilder(lambda _labels: label_tags).body(batch)
+
+
+def compresses(host: str | None) -> bool:
+    """Whether writes to ``host`` are gzip-compressed: yes, unless it is this machine, where
+    compressing costs both ends more CPU than the bytes it saves (docs/performance.md)."""
+    if host is None or host.lower() == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name
+        return True
 
 
 def error_text(body: bytes) -> str:
@@ -215,36 +346,67 @@ class InfluxDBSink(DeliveringSink):
 
     def __init__(self, settings: SimpleNamespace) -> None:
         super().__init__(settings, classify)
-        self._label_tags = label_key_filter(settings, log, self.name, "label-tags",
-                                            settings.label_tags or (),
-                                            refuse=RESERVED_KEYS,
-                                            refuse_prefixes=RESERVED_PREFIXES)
+        label_tags = label_key_filter(settings, log, self.name, "label-tags",
+                                      settings.label_tags or (), refuse=RESERVED_KEYS,
+                                      refuse_prefixes=RESERVED_PREFIXES)
+        self._lines = LineBuilder(label_tags.keys)
         self._api: str | None = None if settings.api == "auto" else settings.api
         url = urllib3.util.parse_url(settings.url)
         self._base_url = url._replace(auth=None).url.rstrip("/")
         self._url_auth = url.auth  # user:password in the URL: basic authentication
+        self._gzip = compresses(url.host)
         self._http: urllib3.PoolManager | None = None
+        self._requests: ThreadPoolExecutor | None = None
 
     def open(self) -> None:
         self._http = urllib3.PoolManager(
+            num_pools=1, maxsize=IN_FLIGHT,
             timeout=urllib3.Timeout(total=self.settings.timeout), retries=False
         )
+        self._requests = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="influxdb-write")
         super().open()
 
     def close(self) -> None:
         super().close()
+        if self._requests is not None:
+            self._requests.shutdown()
         if self._http is not None:
             self._http.clear()
 
-    def line_protocol(self, batch: list[ContainerStats]) -> bytes:
-        tags = self._label_tags
-        points = (p for sample in batch for p in to_points(sample, tags.keys(sample.labels)))
-        return "\n".join(p.to_line_protocol() for p in points).encode()
+    def counters(self) -> Mapping[str, int]:
+        return {**super().counters(), "prefix_cache_resets": self._lines.cache_resets}
 
     def write_batch(self, batch: list[ContainerStats]) -> None:
+        """Write the batch as up to IN_FLIGHT requests at once; return when all are confirmed.
+
+        Each part is sent as soon as it is built, so the server stores one while the next is
+        being built. A retry writes the whole batch again (points are keyed by series and time:
+        rewriting one that landed changes nothing). Refused points of the parts add up to one
+        partial write; any other failure of a part is the batch's."""
         api = self._api or self._detect_api()
+        parts = max(1, min(IN_FLIGHT, len(batch) // MIN_PART_SAMPLES))
+        size = -(-len(batch) // parts)
+        assert self._requests is not None, "write before open"
+        futures = []
+        try:
+            for start in range(0, len(batch), size):
+                body = self._lines.body(batch[start:start + size])
+                futures.append(self._requests.submit(self._post, api, body))
+        finally:  # never leave a request of this batch running past its verdict
+            outcomes = [future.exception() for future in futures]
+        failures = [outcome for outcome in outcomes if outcome is not None]
+        other = [failure for failure in failures if not isinstance(failure, PartialWrite)]
+        if other:
+            raise other[0]
+        if failures:
+            partials = [failure for failure in failures if isinstance(failure, PartialWrite)]
+            raise PartialWrite(partials[0].reason, rejected_points=sum(
+                partial.rejected_points for partial in partials))
+
+    def _post(self, api: str, body: bytes) -> None:
+        """POST one part; raise unless the server stored all of it."""
         response = self._request("POST", *self._write_target(api), api=api,
-                                 body=gzip.compress(self.line_protocol(batch), 1))
+                                 body=gzip.compress(body, 1) if self._gzip else body)
         if response.status in (200, 204):
             return
         text = error_text(response.data)
@@ -271,7 +433,9 @@ class InfluxDBSink(DeliveringSink):
         s = self.settings
         headers = {}
         if body is not None:
-            headers = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
+            headers = {"Content-Type": "text/plain; charset=utf-8"}
+            if self._gzip:
+                headers["Content-Encoding"] = "gzip"
         if api == "v2" and s.token:
             headers["Authorization"] = f"Token {s.token}"
         elif api == "v1" and (s.username or s.password or self._url_auth):

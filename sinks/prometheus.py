@@ -13,20 +13,18 @@ Data model (cAdvisor's names, so its dashboards work unchanged; base units):
   (the sample's timestamp, seconds since the epoch), ``statspout_container_cpu_usage_percent``
   and ``statspout_container_memory_usage_percent`` (no series while the figure is null).
 - labels on every series: ``id``, ``name``, ``image``, ``host``, plus one
-  ``container_label_<key>`` per container label key passing ``--prometheus.label-include`` /
-  ``--prometheus.label-exclude`` (globs, docs/labels.md; the deprecated
-  ``--prometheus.label-names`` is an exact-key include); the key with every character outside
-  ``[a-zA-Z0-9_]`` turned into ``_``. Within one scrape every series carries the same label
-  names: each key named exactly, plus each key a glob matches on any container in the table at
-  that scrape (sorted); a container without one has it empty.
-
-Served by the sinks' HTTP server (http_serving.py: the REST sink's limits and time-outs, at
-their defaults); ``/metrics`` answers as prometheus_client's own server did, any other path 404.
+  ``container_label_<key>`` per container label that ``--prometheus.label-include`` /
+  ``--prometheus.label-exclude`` let through (docs/labels.md; the key with every character
+  outside ``[a-zA-Z0-9_]`` turned into ``_``; empty on a series whose container lacks it).
 
 Memory: the wire carries usage minus inactive file cache, which is what cAdvisor calls the
 working set. The total including the cache is not on the wire, so ``container_memory_usage_bytes``
 carries the same figure (what ``docker stats`` shows as usage); it is below cAdvisor's usage by
 the inactive file cache, never above.
+
+Exposition: written here, not through prometheus_client's objects (one per series: seconds at
+20,000 containers); OpenMetrics 1.0 when the scraper asks for it (Prometheus does), else the
+text format 0.0.4. A container's label set is rendered once and kept while it is in the table.
 
 Delivery: latest value only. A sample is delivered once it is in the table ``/metrics`` renders;
 a sample that a newer one replaces before a scrape is never seen by Prometheus. A container's
@@ -36,16 +34,15 @@ events, and when no sample arrived for ``stale-intervals`` × ``interval`` secon
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from operator import attrgetter
 from types import SimpleNamespace
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
 
 from statspout import cli
 from statspout.selectors import LabelKeyFilter, is_glob
@@ -62,36 +59,49 @@ from statspout.wire import ContainerStats
 
 log = logging.getLogger("statspout.sink.prometheus")
 
-# (metric name without _total, help, figure of a sample in base units)
-COUNTERS: tuple[tuple[str, str, Callable[[ContainerStats], float]], ...] = (
-    ("container_network_receive_bytes", "Bytes received, all interfaces", lambda s: s.rx_bytes),
-    ("container_network_transmit_bytes", "Bytes sent, all interfaces", lambda s: s.tx_bytes),
-    ("container_network_receive_packets", "Packets received", lambda s: s.rx_packets),
-    ("container_network_transmit_packets", "Packets sent", lambda s: s.tx_packets),
-    ("container_network_receive_errors", "Receive errors", lambda s: s.rx_errors),
-    ("container_network_transmit_errors", "Transmit errors", lambda s: s.tx_errors),
-    ("container_network_receive_packets_dropped", "Received packets dropped",
-     lambda s: s.rx_dropped),
-    ("container_network_transmit_packets_dropped", "Sent packets dropped",
-     lambda s: s.tx_dropped),
-    ("container_fs_reads_bytes", "Bytes read from block devices", lambda s: s.blk_read_bytes),
-    ("container_fs_writes_bytes", "Bytes written to block devices", lambda s: s.blk_write_bytes),
+# (family name, type, help, the sample's attribute, divisor to base units or None, own labels).
+# A counter's series are named <family>_total.
+FAMILIES: tuple[tuple[str, str, str, str, float | None, str], ...] = (
+    ("container_cpu_usage_seconds", "counter", "Cumulative CPU time", "cpu_usage_ns", 1e9,
+     'cpu="total"'),
+    ("container_network_receive_bytes", "counter", "Bytes received, all interfaces",
+     "rx_bytes", None, ""),
+    ("container_network_transmit_bytes", "counter", "Bytes sent, all interfaces", "tx_bytes",
+     None, ""),
+    ("container_network_receive_packets", "counter", "Packets received", "rx_packets", None,
+     ""),
+    ("container_network_transmit_packets", "counter", "Packets sent", "tx_packets", None, ""),
+    ("container_network_receive_errors", "counter", "Receive errors", "rx_errors", None, ""),
+    ("container_network_transmit_errors", "counter", "Transmit errors", "tx_errors", None, ""),
+    ("container_network_receive_packets_dropped", "counter", "Received packets dropped",
+     "rx_dropped", None, ""),
+    ("container_network_transmit_packets_dropped", "counter", "Sent packets dropped",
+     "tx_dropped", None, ""),
+    ("container_fs_reads_bytes", "counter", "Bytes read from block devices", "blk_read_bytes",
+     None, ""),
+    ("container_fs_writes_bytes", "counter", "Bytes written to block devices",
+     "blk_write_bytes", None, ""),
+    ("container_memory_usage_bytes", "gauge",
+     "Memory usage minus inactive file cache (same figure as the working set)", "mem_usage",
+     None, ""),
+    ("container_memory_working_set_bytes", "gauge", "Memory usage minus inactive file cache",
+     "mem_usage", None, ""),
+    ("container_spec_memory_limit_bytes", "gauge",
+     "Memory limit (the host's memory when unlimited)", "mem_limit", None, ""),
+    ("container_last_seen", "gauge", "When the sample was read, seconds since the epoch",
+     "timestamp", 1e9, ""),
+    ("statspout_container_cpu_usage_percent", "gauge",
+     "CPU use over the last interval; 100 = one core", "cpu_percent", None, ""),
+    ("statspout_container_memory_usage_percent", "gauge", "Memory usage / limit x 100",
+     "mem_percent", None, ""),
 )
-GAUGES: tuple[tuple[str, str, Callable[[ContainerStats], float | None]], ...] = (
-    ("container_memory_usage_bytes",
-     "Memory usage minus inactive file cache (same figure as the working set)",
-     lambda s: s.mem_usage),
-    ("container_memory_working_set_bytes", "Memory usage minus inactive file cache",
-     lambda s: s.mem_usage),
-    ("container_spec_memory_limit_bytes", "Memory limit (the host's memory when unlimited)",
-     lambda s: s.mem_limit),
-    ("container_last_seen", "When the sample was read, seconds since the epoch",
-     lambda s: s.timestamp / 1e9),
-    ("statspout_container_cpu_usage_percent", "CPU use over the last interval; 100 = one core",
-     lambda s: s.cpu_percent),
-    ("statspout_container_memory_usage_percent", "Memory usage / limit x 100",
-     lambda s: s.mem_percent),
-)
+_INTEGERS = {int}
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+# Both formats escape a backslash and a newline in help texts, and a double quote too in label
+# values; all else is written as it is (UTF-8).
+_ESCAPE_HELP = str.maketrans({"\\": "\\\\", "\n": "\\n"})
+_ESCAPE_LABEL_VALUE = str.maketrans({"\\": "\\\\", "\n": "\\n", '"': '\\"'})
 
 
 def label_name(key: str) -> str:
@@ -99,8 +109,24 @@ def label_name(key: str) -> str:
     return "container_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
 
+def number_text(value: float) -> str:
+    """A sample value: integers exactly, floats as the shortest text that reads back the same."""
+    if type(value) is int:
+        return str(value)
+    if value - value == 0:  # finite
+        return repr(value)
+    return "NaN" if value != value else ("+Inf" if value > 0 else "-Inf")
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether an Accept header lists OpenMetrics (Prometheus asks for it first)."""
+    return any(part.split(";")[0].strip() == "application/openmetrics-text"
+               for part in accept.split(","))
+
+
 class ContainerCollector:
-    """A prometheus_client custom collector that renders LatestSamples on every scrape."""
+    """Renders LatestSamples as the exposition text of every scrape, without an object per
+    series: a container's label set is rendered once and kept while it is in the table."""
 
     def __init__(self, samples: LatestSamples, labels: LabelKeyFilter) -> None:
         self._samples = samples
@@ -112,6 +138,10 @@ class ContainerCollector:
         self._globbing = any(is_glob(key) for key in labels.include) or (
             bool(labels.exclude) and not labels.include)
         self._fixed_keys = self._names_of(self._exact)
+        # (label names, label values) → '{id="…",…}': the containers of the last scrape only
+        # (bounded by the table); replaced, not changed, so concurrent scrapes each read a
+        # whole one.
+        self._label_texts: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
 
     @staticmethod
     def _names_of(keys: Sequence[str]) -> dict[str, str]:
@@ -129,34 +159,55 @@ class ContainerCollector:
         seen = {key for sample in samples for key in self._labels.keys(sample.labels)}
         return self._names_of([*self._exact, *sorted(seen.difference(self._exact))])
 
-    def describe(self) -> list[Metric]:
-        return []  # the metric names are known only from samples; no registration-time check
-
-    def collect(self) -> Iterator[Metric]:
+    def render(self, openmetrics: bool = False) -> bytes:
+        """The exposition of every current sample: OpenMetrics 1.0 or the text format 0.0.4."""
         samples = self._samples.current()
+        label_sets = self._label_sets(samples)
+        parts = []
+        for name, kind, doc, attribute, divisor, own_labels in FAMILIES:
+            series = f"{name}_total" if kind == "counter" else name
+            header = series if kind == "counter" and not openmetrics else name
+            parts.append(f"# HELP {header} {doc.translate(_ESCAPE_HELP)}\n"
+                         f"# TYPE {header} {kind}\n".encode())
+            labels = label_sets
+            if own_labels:
+                labels = [text[:-1] + "," + own_labels + "}" for text in label_sets]
+            values: list = list(map(attrgetter(attribute), samples))
+            if divisor is not None or not set(map(type, values)) <= _INTEGERS:
+                values = [None if value is None else
+                          number_text(value / divisor if divisor is not None else value)
+                          for value in values]
+                if None in values:  # no series while the figure is null
+                    kept = [(text, value) for text, value in zip(labels, values, strict=True)
+                            if value is not None]
+                    labels, values = [text for text, _ in kept], [value for _, value in kept]
+            # "{}" writes an int as number_text does; the rest is number_text's already.
+            lines = map((series + "{} {}\n").format, labels, values)
+            parts.append("".join(lines).encode())
+        if openmetrics:
+            parts.append(b"# EOF\n")
+        return b"".join(parts)
+
+    def _label_sets(self, samples: Sequence[ContainerStats]) -> list[str]:
         extra = self._label_keys(samples)
-        label_names = ["id", "name", "image", "host", *extra]
+        names = ("id", "name", "image", "host", *extra)
         keys = tuple(extra.values())
-        rows = [(sample, [sample.id, sample.name, sample.image, sample.host,
-                          *(sample.labels.get(key, "") for key in keys)])
-                for sample in samples]
-        cpu = CounterMetricFamily("container_cpu_usage_seconds_total", "Cumulative CPU time",
-                                  labels=[*label_names, "cpu"])
-        for sample, labels in rows:
-            cpu.add_metric([*labels, "total"], sample.cpu_usage_ns / 1e9)
-        yield cpu
-        for name, doc, figure in COUNTERS:
-            family = CounterMetricFamily(name, doc, labels=label_names)
-            for sample, labels in rows:
-                family.add_metric(labels, figure(sample))
-            yield family
-        for name, doc, gauge_figure in GAUGES:
-            gauge = GaugeMetricFamily(name, doc, labels=label_names)
-            for sample, labels in rows:
-                value = gauge_figure(sample)
-                if value is not None:
-                    gauge.add_metric(labels, value)
-            yield gauge
+        known = self._label_texts
+        kept: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+        texts = []
+        for sample in samples:
+            values = (sample.id, sample.name, sample.image, sample.host,
+                      *(sample.labels.get(key, "") for key in keys))
+            cache_key = (names, values)
+            text = known.get(cache_key) or kept.get(cache_key)
+            if text is None:
+                text = "{" + ",".join(
+                    f'{name}="{value.translate(_ESCAPE_LABEL_VALUE)}"'
+                    for name, value in zip(names, values, strict=True)) + "}"
+            kept[cache_key] = text
+            texts.append(text)
+        self._label_texts = kept
+        return texts
 
 
 class PrometheusSink(LatestSampleSink):
@@ -178,24 +229,29 @@ class PrometheusSink(LatestSampleSink):
         super().__init__(settings,
                          LatestSamples(settings.interval * settings.stale_intervals, clock))
         self._address = address_of(settings.address)
-        self.registry = CollectorRegistry(auto_describe=False)
         labels = label_key_filter(settings, log, self.name, "label-names",
                                   split_values(getattr(settings, "label_names", None)))
-        self.registry.register(ContainerCollector(self.samples, labels))
+        self.collector = ContainerCollector(self.samples, labels)
         self._server: HttpServerThread | None = None
 
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The body of a scrape and its content type, in the format ``accept`` prefers."""
+        openmetrics = wants_openmetrics(accept)
+        return (self.collector.render(openmetrics),
+                OPENMETRICS_FORMAT if openmetrics else TEXT_FORMAT)
+
     async def _serve(self, request: web.BaseRequest) -> web.StreamResponse:
-        """``/metrics`` as prometheus_client's own server answers it: the text format
-        (``generate_latest``), or OpenMetrics when the scraper asks for it (Prometheus does);
-        ``?name[]=`` keeps only those families; gzip when accepted."""
+        """``/metrics``: OpenMetrics when the scraper asks for it (Prometheus does), else the
+        text format; gzip when accepted."""
         if request.path != "/metrics":
             return web.Response(status=404, text="only /metrics is served here\n")
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405, headers={"Allow": "GET, HEAD"})
-        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        names = request.query.getall("name[]", [])
-        registry = self.registry.restricted_registry(names) if names else self.registry
-        response = web.Response(body=encode(registry), headers={"Content-Type": content_type})
+        # Rendered in a worker thread: at fleet size it takes a good part of a second, which
+        # must not stall the server's other connections.
+        body, content_type = await asyncio.get_running_loop().run_in_executor(
+            None, self.exposition, request.headers.get("Accept", ""))
+        response = web.Response(body=body, headers={"Content-Type": content_type})
         response.enable_compression()  # gzip or deflate, when the scraper accepts one
         return response
 
