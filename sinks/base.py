@@ -30,6 +30,7 @@ class Option:
     choices: Sequence[str] | None = None
     repeatable: bool = False
     secret: bool = False  # shown as *** where the worker logs its options
+    metavar: str | None = None  # the value's name in --help (URL, SECONDS, …); else from type
 
     @property
     def attribute(self) -> str:

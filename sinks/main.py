@@ -74,6 +74,7 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
                 type=option.type,
                 choices=option.choices,
                 repeatable=option.repeatable,
+                metavar=option.metavar,
                 group=group,
                 env_prefix=cli.ENV_PREFIX,  # --stdout.format → STATSPOUT_STDOUT_FORMAT
             )
