@@ -220,9 +220,12 @@ class Collector:
                 known = self._states.get(cid)
                 if known is None or known[1].status != status:
                     self._update_state(cid, discovery.inspect(client, cid))
-        log.info("%d running containers, %d in all (%s)%s", len(running), len(listed),
-                 self._engine,
-                 "" if running else ": nothing to sample (the sinks stay empty until one starts)")
+        if running:
+            log.info("%d running containers, %d in all (%s)", len(running), len(listed),
+                     self._engine)
+        else:
+            log.info("0 running containers: nothing to sample (the sinks stay empty until one "
+                     "starts); %d in all (%s)", len(listed), self._engine)
 
     def _apply_event(self, event: DockerEvent) -> None:
         known = self._containers.get(event.id)

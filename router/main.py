@@ -47,7 +47,7 @@ routes. Routes come from --routes FILE (routing.md in the statspout documentatio
 
 After a start the router reads no input until a sink subscribes or --start-grace passes;
 it keeps the last messages of every route (--replay-bytes, --replay-seconds) for sinks that
-ask for what they missed on --replay (docs/reliability.md).
+ask for what they missed on --replay (reliability.md in the statspout documentation).
 
 SIGHUP reloads the routes file and the authorized keys. Without CURVE keys the router binds
 only to loopback (or ipc://) unless --insecure is given. --status asks a running router.

@@ -18,7 +18,8 @@ def label_key_options(becomes: str, include_type: Callable[[str], str] = str
     """``label-include`` and ``label-exclude``; ``becomes`` says what a passing label becomes."""
     return (
         Option("label-include", f"glob on container label keys: matching labels become "
-               f"{becomes} (repeatable, or a comma list; docs/labels.md)", repeatable=True,
+               f"{becomes} (repeatable, or a comma list; labels.md in the statspout "
+               "documentation)", repeatable=True,
                type=include_type),
         Option("label-exclude", "glob on container label keys never carried, even when an "
                "include matches (repeatable, or a comma list)", repeatable=True),
@@ -52,7 +53,8 @@ def label_key_filter(settings: SimpleNamespace, log: logging.Logger, sink: str,
     old = list(old)
     if old:
         log.warning("%s: --%s.%s is deprecated: use --%s.label-include (the same keys, globs "
-                    "allowed; docs/labels.md)", sink, sink, deprecated, sink)
+                    "allowed; labels.md in the statspout documentation)",
+                    sink, sink, deprecated, sink)
     return LabelKeyFilter.of(
         [*split_values(getattr(settings, "label_include", None)), *old],
         split_values(getattr(settings, "label_exclude", None)),
