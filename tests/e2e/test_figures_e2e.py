@@ -94,9 +94,8 @@ def test_every_new_figure_against_its_raw_source(
     oom_limits = {"mem_limit": "16m", "memswap_limit": "16m"}
     oomkilled = make_container("x=$(head -c 67108864 /dev/urandom); sleep 3600",
                                name=names["oomkilled"], **oom_limits)
-    # The child's OOM kill after the collector follows the events (it starts within seconds)
-    oomchild = make_container("sleep 8; (x=$(head -c 67108864 /dev/urandom)); sleep 3600",
-                              name=names["oomchild"], **oom_limits)
+    # A child is OOM-killed once the collector follows the container (below, by exec)
+    oomchild = make_container("sleep 3600", name=names["oomchild"], **oom_limits)
     net = make_container("sleep 3600", name=names["net"], network_mode=internal_network.name)
     tap = RouterTap(endpoints[1])
     try:
@@ -150,7 +149,10 @@ def test_every_new_figure_against_its_raw_source(
             else:
                 assert sample["oom_kills"] is None  # the API does not give it: null, not 0
 
-            # An OOM kill of a child: the container runs on, its counters say so
+            # An OOM kill of a child: the container runs on, its counters say so. Started only
+            # once the collector samples the container, so that it sees Docker's oom event.
+            wait_for(lambda: samples("oomchild"), 30, "the first sample of the oom container")
+            oomchild.exec_run(["sh", "-c", "x=$(head -c 67108864 /dev/urandom)"])
             wait_for(lambda: (last(samples("oomchild")).get("oom_events") or 0) >= 1,
                      30, "Docker's oom event counted in the samples")
             sample = samples("oomchild")[-1]
