@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import msgpack
 import pytest
 from hypothesis import given, settings
@@ -220,3 +222,14 @@ def test_a_1_0_collector_s_stats_read_with_the_new_fields_null():
 
 def test_every_1_1_stats_field_is_nullable():
     assert len(NEW_IN_1_1) > 20 and all(spec.nullable for spec in NEW_IN_1_1)
+
+
+@pytest.mark.parametrize("kind", ["stats", "event", "state", "engine"])
+def test_each_message_class_has_exactly_the_fields_of_its_table(kind):
+    # The dataclasses give the fields their Python types (for mypy); the field table gives
+    # everything else. A field added to one and not the other fails here.
+    cls = {"stats": wire.ContainerStats, "event": wire.ContainerEvent,
+           "state": wire.ContainerState, "engine": wire.EngineInfo}[kind]
+    specs = {"stats": wire.STATS_FIELDS, "event": wire.EVENT_FIELDS,
+             "state": wire.STATE_FIELDS, "engine": wire.ENGINE_FIELDS}[kind]
+    assert {f.name for f in dataclasses.fields(cls)} == {spec.name for spec in specs}
