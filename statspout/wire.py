@@ -121,6 +121,10 @@ _INTERVAL = FieldSpec(
 _INTERVAL_1_1 = FieldSpec(_INTERVAL.name, _INTERVAL.type, _INTERVAL.unit,
                           _INTERVAL.description, nullable=True)
 
+# The names every container message carries to say what it is about and where it comes from;
+# a sink writes them as identity (tags, keys), every other field as a figure.
+IDENTITY_NAMES: tuple[str, ...] = tuple(spec.name for spec in _IDENTITY)
+
 STATS_FIELDS: tuple[FieldSpec, ...] = (
     *_IDENTITY,
     FieldSpec(
