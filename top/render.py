@@ -14,7 +14,7 @@ from typing import Any
 
 from rich.text import Text
 
-from statspout.top import formatting as fmt
+from statspout import docker_format as fmt
 from statspout.top.fleet import PAUSED, STOPPED, HostSeen, Row
 from statspout.top.view import COLUMNS, HostLine
 
