@@ -417,8 +417,9 @@ class DeliveringSink(Sink):
             self.write_batch, classify, DeliverySettings.from_settings(settings), name=self.name
         )
 
-    def write_batch(self, batch: list[ContainerStats]) -> None:
-        """Write the batch; return only once the database confirmed all of it, else raise."""
+    def write_batch(self, batch: list[Any]) -> None:
+        """Write the batch (samples, and the state and engine messages of a subclass that puts
+        them); return only once the database confirmed all of it, else raise."""
         raise NotImplementedError
 
     def open(self) -> None:
