@@ -2,8 +2,8 @@
 ``--once``, and as JSON for scripts. No terminal I/O here; the live view draws these lines.
 
 Fitting: figures are never cut. The HOST and NAME columns take what the figures leave, cut with
-an ellipsis; when even that is too narrow, the memory limit, then BLOCK I/O, then NET I/O, then
-RESTARTS are left out, so that an 80-column terminal always shows whole numbers. STATUS and
+an ellipsis; when even that is too narrow, the memory limit, then BLOCK I/O, then RESTARTS, then
+NET I/O are left out, so that an 80-column terminal always shows whole numbers. STATUS and
 RESTARTS (``docker ps``'s ``Up 5m (healthy)``, ``Exited (3) 2m ago``) are shown when a row has
 a state message (wire 1.1 collectors); a container known only by its state shows ``--`` for
 its figures.
@@ -88,18 +88,14 @@ def _usage_only(cell: str) -> str:
 
 def plan(cells: Sequence[Sequence[str]], width: int | None, status: bool = False) -> Layout:
     """Fit the columns into ``width`` characters (None: no limit): whole columns with 2, then
-    1 space between; then HOST and NAME cut, leaving out the memory limit, BLOCK I/O, NET I/O
-    and RESTARTS in turn while NAME would be cut below GOOD_NAME_WIDTH. ``status``: with the
+    1 space between; then HOST and NAME cut, leaving out the memory limit, BLOCK I/O, RESTARTS
+    and NET I/O in turn while NAME would be cut below GOOD_NAME_WIDTH. ``status``: with the
     STATUS and RESTARTS columns."""
     every = tuple(range(11 if status else 9))
-    attempts = [
-        (every, True),
-        (every, False),
-        (tuple(c for c in every if c != _BLOCK), False),
-        (tuple(c for c in every if c not in (_BLOCK, _NET)), False),
-    ]
-    if status:
-        attempts.append((tuple(c for c in every if c not in (_BLOCK, _NET, _RESTARTS)), False))
+    dropped = ((), (), (_BLOCK,), (_BLOCK, _RESTARTS), (_BLOCK, _RESTARTS, _NET))
+    # (Without STATUS, leaving out RESTARTS changes nothing: one attempt is tried twice.)
+    attempts = [(tuple(c for c in every if c not in leave_out), index == 0)
+                for index, leave_out in enumerate(dropped)]
     natural = [_natural_widths(cells, columns, limit) for columns, limit in attempts]
     for gap in (2, 1):
         layout = Layout(attempts[0][0], natural[0], gap, True)
