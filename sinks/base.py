@@ -47,6 +47,9 @@ class Sink:
 
     name: ClassVar[str] = ""
     options: ClassVar[Sequence[Option]] = ()
+    # The kinds of message ("stats", "state", "engine") the sink may still hold after flush()
+    # and counts in ``unsettled``: the runtime checkpoints only past those it has settled.
+    buffered_kinds: ClassVar[frozenset[str]] = frozenset({"stats"})
 
     def __init__(self, settings: SimpleNamespace) -> None:
         self.settings = settings
@@ -80,8 +83,9 @@ class Sink:
         """Release everything. Called once, after the last flush."""
 
     def unsettled(self) -> int:
-        """How many of the latest samples given to ``write`` are not yet durably in the store
-        after ``flush()`` returned (a sink with a write buffer of its own: those still in it).
+        """How many of the latest messages of ``buffered_kinds`` given to the sink are not yet
+        durably in the store after ``flush()`` returned (a sink with a write buffer of its own:
+        those still in it).
         The runtime checkpoints the route's sequence past everything else, for replay after a
         restart. 0: everything is stored once ``flush()`` returns."""
         return 0

@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from statspout import backoff, cli
 from statspout.logs import mask_secrets
@@ -401,17 +401,25 @@ class DeliveringSink(Sink):
 
     A subclass declares ``delivery_options()`` among its options, passes its classifier, opens
     its client in ``open`` before calling ``super().open()``, and closes it in ``close`` after
-    ``super().close()`` has written out the buffer.
+    ``super().close()`` has written out the buffer. A subclass that stores state or engine
+    messages too overrides ``handle_state``/``handle_engine`` with ``self._delivery.put`` (and
+    widens ``write_batch``'s type): they then share the buffer, its order and its checkpoints.
     """
+
+    # What a subclass overriding handle_state/handle_engine puts into the delivery; the runtime
+    # counts only the kinds the sink handles at all (sinks/runtime.py).
+    buffered_kinds = frozenset({"stats", "state", "engine"})
 
     def __init__(self, settings: SimpleNamespace, classify: Classifier) -> None:
         super().__init__(settings)
-        self._delivery: Delivery[ContainerStats] = Delivery(
+        # Any: samples, and the states and engines of a subclass that stores them.
+        self._delivery: Delivery[Any] = Delivery(
             self.write_batch, classify, DeliverySettings.from_settings(settings), name=self.name
         )
 
-    def write_batch(self, batch: list[ContainerStats]) -> None:
-        """Write the batch; return only once the database confirmed all of it, else raise."""
+    def write_batch(self, batch: list[Any]) -> None:
+        """Write the batch (samples, and the state and engine messages of a subclass that puts
+        them); return only once the database confirmed all of it, else raise."""
         raise NotImplementedError
 
     def open(self) -> None:

@@ -1,10 +1,28 @@
-"""The latest sample of every container, for the sinks that serve current values (Prometheus,
-REST) rather than store a history.
+"""The latest sample, state and engine figures of every container and host, for the sinks that
+serve current values (Prometheus, REST) rather than store a history.
 
-Delivery for such sinks: a sample is delivered once it is in the table; one that a newer sample
-replaces before anybody reads it is never seen. A container leaves the table on its stop,
-rename (it comes back under its new name with its next sample) and destroy events, and, when a
-maximum age is set, when no sample of it arrived for that long (its collector died).
+Delivery for such sinks: a message is delivered once it is in the table; one that a newer one
+replaces before anybody reads it is never seen.
+
+Forgetting:
+- A container's sample leaves the table on its stop, rename (it comes back under its new name
+  with its next sample) and destroy events.
+- Its state (``kind: "state"``, wire 1.1) stays over a stop, so that an exited or crash-looping
+  container stays visible; it leaves on rename (the next state carries the new name) and
+  destroy.
+- Staleness (the collector died, or the sink missed a destroy): with ``stale_intervals`` set, a
+  sample, state or engine message whose ``interval_s`` is known leaves when no newer one came
+  for ``stale_intervals`` × its own ``interval_s`` (so a collector at ``--interval 20`` is not
+  judged by a sink-wide setting); a sample without ``interval_s`` (a wire 1.0 collector) leaves
+  after ``max_age`` seconds, or never when that is None. Without ``stale_intervals`` (the
+  default, as before wire 1.1) only ``max_age`` applies, to everything. Ages count from arrival,
+  not from the message's timestamp, so that a collector's clock skew does not matter.
+
+API history: ``put``/``forget``/``current``/``len`` and ``LatestSamples(max_age, clock)`` are
+as before; ``stale_intervals``, ``put_state``, ``put_engine``, ``states``, ``engines``,
+``forget_state`` and LatestSampleSink's ``handle_state``/``handle_engine`` were added with
+wire 1.1. Bounded: one entry per container (sample and state) and per host (engine), each
+expiring as above.
 """
 
 from __future__ import annotations
@@ -13,52 +31,108 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace
+from typing import Generic, TypeVar
 
 from statspout.sinks.base import Sink
-from statspout.wire import ContainerEvent, ContainerStats
+from statspout.wire import ContainerEvent, ContainerState, ContainerStats, EngineInfo
 
 # A rename keeps the container id, but the stored sample carries the old name until the next
 # sample arrives with the new one.
 FORGETTING_ACTIONS = ("stop", "rename", "destroy")
+# A container's state outlives its stop: it is forgotten only on these.
+STATE_FORGETTING_ACTIONS = ("rename", "destroy")
+# What "a few intervals" is for the sinks that judge staleness by a message's own interval.
+STALE_INTERVALS = 3.0
+
+Key = TypeVar("Key")
+Message = TypeVar("Message", ContainerStats, ContainerState, EngineInfo)
+
+
+class _Expiring(Generic[Key, Message]):
+    """The latest message per key with its expiry time (monotonic; None: never). Not locked:
+    LatestSamples holds the lock."""
+
+    def __init__(self) -> None:
+        self.entries: dict[Key, tuple[Message, float | None]] = {}
+
+    def put(self, key: Key, message: Message, expires: float | None) -> None:
+        self.entries[key] = (message, expires)
+
+    def current(self, now: float) -> list[Message]:
+        """The unexpired messages; expired ones are dropped for good."""
+        stale = [key for key, (_, expires) in self.entries.items()
+                 if expires is not None and now > expires]
+        for key in stale:
+            del self.entries[key]
+        return [message for message, _ in self.entries.values()]
 
 
 class LatestSamples:
-    """The latest sample per (host, container id) and when it arrived. Written by the worker
-    thread and read by HTTP server threads, hence the lock."""
+    """The latest sample and state per (host, container id), and engine figures per host, and
+    when each expires. Written by the worker thread and read by HTTP server threads, hence the
+    lock."""
 
     def __init__(
-        self, max_age: float | None = None, clock: Callable[[], float] = time.monotonic
+        self, max_age: float | None = None, clock: Callable[[], float] = time.monotonic,
+        *, stale_intervals: float | None = None,
     ) -> None:
         self._max_age = max_age
         self._clock = clock
+        self._stale_intervals = stale_intervals
         self._lock = threading.Lock()
-        self._samples: dict[tuple[str, str], tuple[ContainerStats, float]] = {}
+        self._samples: _Expiring[tuple[str, str], ContainerStats] = _Expiring()
+        self._states: _Expiring[tuple[str, str], ContainerState] = _Expiring()
+        self._engines: _Expiring[str, EngineInfo] = _Expiring()
+
+    def _expires(self, interval_s: float | None) -> float | None:
+        """When a message that arrives now expires, by its own interval or else max_age."""
+        if self._stale_intervals is not None and interval_s is not None:
+            return self._clock() + self._stale_intervals * interval_s
+        return None if self._max_age is None else self._clock() + self._max_age
 
     def put(self, sample: ContainerStats) -> None:
         with self._lock:
-            self._samples[(sample.host, sample.id)] = (sample, self._clock())
+            self._samples.put((sample.host, sample.id), sample, self._expires(sample.interval_s))
+
+    def put_state(self, state: ContainerState) -> None:
+        with self._lock:
+            self._states.put((state.host, state.id), state, self._expires(state.interval_s))
+
+    def put_engine(self, engine: EngineInfo) -> None:
+        with self._lock:
+            self._engines.put(engine.host, engine, self._expires(engine.interval_s))
 
     def forget(self, host: str, container_id: str) -> None:
+        """Forget a container's sample (its state stays: see forget_state)."""
         with self._lock:
-            self._samples.pop((host, container_id), None)
+            self._samples.entries.pop((host, container_id), None)
+
+    def forget_state(self, host: str, container_id: str) -> None:
+        with self._lock:
+            self._states.entries.pop((host, container_id), None)
 
     def current(self) -> list[ContainerStats]:
-        """The samples not older than max_age (older ones are dropped for good), by host and
-        name. Age counts from arrival, not from the sample's timestamp, so that a collector's
-        clock skew does not matter."""
-        now = self._clock()
+        """The samples not expired (expired ones are dropped for good), by host and name."""
         with self._lock:
-            if self._max_age is not None:
-                stale = [key for key, (_, at) in self._samples.items()
-                         if now - at > self._max_age]
-                for key in stale:
-                    del self._samples[key]
-            samples = [sample for sample, _ in self._samples.values()]
+            samples = self._samples.current(self._clock())
         return sorted(samples, key=lambda s: (s.host, s.name))
 
-    def __len__(self) -> int:
+    def states(self) -> list[ContainerState]:
+        """The latest state of every container still known, by host and name."""
         with self._lock:
-            return len(self._samples)
+            states = self._states.current(self._clock())
+        return sorted(states, key=lambda s: (s.host, s.name))
+
+    def engines(self) -> list[EngineInfo]:
+        """The latest engine figures of every host still heard from, by host."""
+        with self._lock:
+            engines = self._engines.current(self._clock())
+        return sorted(engines, key=lambda e: e.host)
+
+    def __len__(self) -> int:
+        """Containers with a sample in the table (expired ones not yet dropped included)."""
+        with self._lock:
+            return len(self._samples.entries)
 
 
 class LatestSampleSink(Sink):
@@ -76,6 +150,14 @@ class LatestSampleSink(Sink):
         if event.action in FORGETTING_ACTIONS:
             self.samples.forget(event.host, event.id)
             self._forgotten += 1
+        if event.action in STATE_FORGETTING_ACTIONS:
+            self.samples.forget_state(event.host, event.id)
+
+    def handle_state(self, state: ContainerState) -> None:
+        self.samples.put_state(state)
+
+    def handle_engine(self, engine: EngineInfo) -> None:
+        self.samples.put_engine(engine)
 
     def counters(self) -> Mapping[str, int]:
         return {"containers": len(self.samples), "forgotten": self._forgotten}

@@ -9,6 +9,13 @@ Data model (``GET`` only; anything else is 405):
 - ``/stats/{name}`` → one sample; the name is URL-decoded (``%20``, ``%22``, UTF-8). 404
   ``{"error": …}`` when no container has that name, 409 when several hosts have one (add
   ``?host=``).
+- ``/states`` → ``[state, …]``: the latest state message (wire 1.1 ``kind: "state"``: status,
+  health, restarts, exit code, …) of every container, running or not, by host then name; the
+  same ``?host=`` and ``?label=`` filters. ``/states/{name}`` → one, with the same 404/409 as
+  ``/stats/{name}``. A stopped container's sample leaves ``/stats``; its state stays here (as
+  ``exited``) until it is removed.
+- ``/engines`` → ``[engine, …]``: the latest engine figures of every host (``kind:
+  "engine"``), by host; ``?host=`` filters.
 - ``/healthz`` → ``{"status": "ok", "containers": N}``; ``/openapi.json`` → the OpenAPI 3.0
   description.
 - ``/`` (and its ``/web/…`` assets) → the live fleet page; ``/events`` → the server-sent event
@@ -18,9 +25,12 @@ Data model (``GET`` only; anything else is 405):
   browser opening the page need no secret, and none of those paths shows a container.
   ``/events`` also takes ``?token=``, because a browser's EventSource cannot send a header.
 
-Delivery: latest value only; a sample is delivered once a GET can return it. A container is
-removed on its stop, rename (it comes back under its new name with its next sample) and destroy
-events.
+Delivery: latest value only; a message is delivered once a GET can return it. A container's
+sample is removed on its stop, rename (it comes back under its new name with its next sample)
+and destroy events, its state on rename and destroy (sinks/latest.py). Staleness: a sample,
+state or engine message leaves after ``STALE_INTERVALS`` (3) of its own ``interval_s`` without a
+newer one (its collector died); a sample without ``interval_s`` (a wire 1.0 collector) stays
+until its container's events remove it.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ from statspout.sinks.http_serving import (
     is_loopback,
     server_counters,
 )
-from statspout.sinks.latest import LatestSamples, LatestSampleSink
+from statspout.sinks.latest import STALE_INTERVALS, LatestSamples, LatestSampleSink
 from statspout.sinks.rest_web import MAX_EVENT_CLIENTS, PAGE_PATHS, PageAssets, SnapshotStream
 
 log = logging.getLogger("statspout.sink.rest")
@@ -105,6 +115,39 @@ OPENAPI: dict[str, Any] = {
                 "401": _error("missing or wrong token"), "404": _error("unknown container"),
                 "409": _error("the name exists on several hosts")},
         }},
+        "/states": {"get": {
+            "summary": "The latest state of every container, running or not",
+            "parameters": [
+                {"name": "host", "in": "query", "schema": {"type": "string"}},
+                {"name": "label", "in": "query",
+                 "description": "KEY=VALUE, KEY!=VALUE or KEY (docs/labels.md); repeatable, "
+                                "all must match",
+                 "schema": {"type": "array", "items": {"type": "string"}}, "explode": True},
+            ],
+            "responses": {"200": {"description": "states", "content": {"application/json": {
+                "schema": {"type": "array",
+                           "items": {"$ref": "#/components/schemas/ContainerState"}}}}},
+                "400": _error("malformed filter"), "401": _error("missing or wrong token")},
+        }},
+        "/states/{name}": {"get": {
+            "summary": "The latest state of one container",
+            "parameters": [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "host", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {"200": {"description": "the state", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/ContainerState"}}}},
+                "401": _error("missing or wrong token"), "404": _error("unknown container"),
+                "409": _error("the name exists on several hosts")},
+        }},
+        "/engines": {"get": {
+            "summary": "The latest engine figures of every host",
+            "parameters": [{"name": "host", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "engines", "content": {"application/json": {
+                "schema": {"type": "array",
+                           "items": {"$ref": "#/components/schemas/EngineInfo"}}}}},
+                "401": _error("missing or wrong token")},
+        }},
         "/events": {"get": {
             "summary": "Server-sent events: about once a second, the latest samples of every "
                        "container as {fields, rows, server_time_ms} (docs/sinks/rest.md)",
@@ -126,6 +169,12 @@ OPENAPI: dict[str, Any] = {
             "ContainerStats": {
                 "type": "object", "required": [s.name for s in wire.STATS_FIELDS],
                 "properties": {s.name: _field_schema(s) for s in wire.STATS_FIELDS}},
+            "ContainerState": {
+                "type": "object", "required": [s.name for s in wire.STATE_FIELDS],
+                "properties": {s.name: _field_schema(s) for s in wire.STATE_FIELDS}},
+            "EngineInfo": {
+                "type": "object", "required": [s.name for s in wire.ENGINE_FIELDS],
+                "properties": {s.name: _field_schema(s) for s in wire.ENGINE_FIELDS}},
             "Error": {"type": "object", "required": ["error"],
                       "properties": {"error": {"type": "string"}}},
         },
@@ -167,12 +216,20 @@ class RestApi:
             return json_response(200, OPENAPI)
         if path == "/stats":
             return self._list(query)
-        if path.startswith("/stats/") and len(path) > len("/stats/"):
-            try:
-                name = unquote(path[len("/stats/"):], errors="strict")
-            except UnicodeDecodeError:
-                return json_response(400, {"error": "the container name is not URL-encoded UTF-8"})
-            return self._one(name, query)
+        if path == "/states":
+            return self._list(query, states=True)
+        if path == "/engines":
+            hosts = query.get("host")
+            return json_response(200, [e.to_dict() for e in self.samples.engines()
+                                       if hosts is None or e.host in hosts])
+        for prefix in ("/stats/", "/states/"):
+            if path.startswith(prefix) and len(path) > len(prefix):
+                try:
+                    name = unquote(path[len(prefix):], errors="strict")
+                except UnicodeDecodeError:
+                    return json_response(
+                        400, {"error": "the container name is not URL-encoded UTF-8"})
+                return self._one(name, query, states=prefix == "/states/")
         return json_response(404, {"error": f"no such path: {path}"})
 
     def authorized(self, request: web.BaseRequest, given_in_query: str = "") -> bool:
@@ -184,15 +241,19 @@ class RestApi:
         # Constant time, so that response timing does not reveal how much of a guess matched.
         return bool(given) and hmac.compare_digest(given.strip().encode(), self.token)
 
-    def _list(self, query: dict[str, list[str]]) -> web.Response:
+    def _list(self, query: dict[str, list[str]], states: bool = False) -> web.Response:
         try:
             selectors = [Selector.parse("label=" + text) for text in query.get("label", [])]
         except BadSelector as exc:
             return json_response(400, {"error": f"label filter: {exc}"})
         hosts = query.get("host")
-        current = self.samples.current()
-        if hosts is None and not selectors:
-            return self._everything(current)
+        current: list[wire.ContainerStats] | list[wire.ContainerState]
+        if states:
+            current = self.samples.states()
+        else:
+            current = self.samples.current()
+            if hosts is None and not selectors:
+                return self._everything(current)
         chosen = [s.to_dict() for s in current
                   if (hosts is None or s.host in hosts)
                   and all(selector.matches(s) for selector in selectors)]
@@ -211,10 +272,12 @@ class RestApi:
         return web.Response(status=200, body=body, content_type="application/json",
                             charset="utf-8")
 
-    def _one(self, name: str, query: dict[str, list[str]]) -> web.Response:
+    def _one(self, name: str, query: dict[str, list[str]], states: bool = False
+             ) -> web.Response:
         hosts = query.get("host")
-        found = [s for s in self.samples.current()
-                 if s.name == name and (hosts is None or s.host in hosts)]
+        current: list[wire.ContainerStats] | list[wire.ContainerState] = (
+            self.samples.states() if states else self.samples.current())
+        found = [s for s in current if s.name == name and (hosts is None or s.host in hosts)]
         if not found:
             return json_response(404, {"error": f"no container named {name!r}"})
         if len(found) > 1:
@@ -254,7 +317,7 @@ class RestSink(LatestSampleSink):
     )
 
     def __init__(self, settings: SimpleNamespace) -> None:
-        super().__init__(settings, LatestSamples())
+        super().__init__(settings, LatestSamples(stale_intervals=STALE_INTERVALS))
         self._address = address_of(settings.address)
         self._server: HttpServerThread | None = None
         self._api: RestApi | None = None

@@ -2,10 +2,14 @@
 
 The page (``sinks/web/``, shipped as package data) is plain HTML, CSS and JavaScript with no
 build step and nothing fetched from elsewhere. ``/events`` is a server-sent event stream: about
-once a second, one ``data:`` line with every container's latest sample in a compact form (the
-field names once, then one array per container). The snapshot is encoded once per tick however
-many pages watch, and each page gets at most one snapshot in flight: a slow reader skips ticks
-instead of queueing them, so a client costs at most one snapshot of memory.
+once a second, one ``data:`` line with every container's latest sample and state in a compact
+form (the field names once, then one array per container). A container with a state but no
+sample (stopped, exited, restarting) has a row with null figures; one with a sample but no state
+yet (a wire 1.0 collector) null state fields. ``status_text`` is the STATUS cell as ``docker ps``
+writes it (statspout/docker_format.py), judged at the snapshot's time. The snapshot is encoded
+once per tick however many pages watch, and each page gets at most one snapshot in flight: a
+slow reader skips ticks instead of queueing them, so a client costs at most one snapshot of
+memory.
 """
 
 from __future__ import annotations
@@ -14,22 +18,44 @@ import asyncio
 import json
 import time
 from importlib import resources
+from typing import Any
 
 from aiohttp import web
 
+from statspout import docker_format as fmt
 from statspout.sinks.latest import LatestSamples
+from statspout.wire import ContainerState, ContainerStats
 
 TICK_S = 1.0
 MAX_EVENT_CLIENTS = 64  # pages watching at once, unless --rest.max-event-clients says otherwise
 # Longer than this on one write and the page is dropped: it is not reading.
 WRITE_TIMEOUT_S = 30.0
 
-# The fields the page shows, in the order of each row of a snapshot.
-SNAPSHOT_FIELDS = (
-    "host", "id", "name", "image", "labels", "timestamp", "cpu_percent", "mem_usage",
-    "mem_limit", "mem_percent", "rx_bytes", "tx_bytes", "blk_read_bytes", "blk_write_bytes",
-    "pids",
+# The fields the page shows, in the order of each row of a snapshot: the identity (of the
+# sample, else of the state), the sample's figures, the state's, then the status text.
+IDENTITY_FIELDS = ("host", "id", "name", "image", "labels", "timestamp")
+SAMPLE_FIELDS = (
+    "cpu_percent", "mem_usage", "mem_limit", "mem_percent", "rx_bytes", "tx_bytes",
+    "blk_read_bytes", "blk_write_bytes", "pids",
 )
+STATE_FIELDS = ("status", "health", "restart_count", "exit_code")
+SNAPSHOT_FIELDS = (*IDENTITY_FIELDS, *SAMPLE_FIELDS, *STATE_FIELDS, "status_text")
+
+
+def snapshot_rows(samples: LatestSamples, now_ns: int) -> list[list[Any]]:
+    """One row per container with a sample or a state, by host and name."""
+    sampled = {(s.host, s.id): s for s in samples.current()}
+    stated = {(s.host, s.id): s for s in samples.states()}
+    rows = []
+    for key in sampled.keys() | stated.keys():
+        sample, state = sampled.get(key), stated.get(key)
+        known: ContainerStats | ContainerState | None = sample if sample is not None else state
+        assert known is not None
+        rows.append([getattr(known, f) for f in IDENTITY_FIELDS]
+                    + [None if sample is None else getattr(sample, f) for f in SAMPLE_FIELDS]
+                    + [None if state is None else getattr(state, f) for f in STATE_FIELDS]
+                    + [None if state is None else fmt.status(state, now_ns)])
+    return sorted(rows, key=lambda row: (row[0], row[2]))
 
 _ASSETS = {  # path → (file in sinks/web, content type)
     "/": ("index.html", "text/html"),
@@ -76,10 +102,10 @@ class SnapshotStream:
         """This tick's event, encoded once for every page."""
         tick = int(time.monotonic() / TICK_S)
         if self._encoded[0] != tick:
-            rows = [[getattr(sample, field) for field in SNAPSHOT_FIELDS]
-                    for sample in self._samples.current()]
-            data = json.dumps({"fields": SNAPSHOT_FIELDS, "rows": rows,
-                               "server_time_ms": time.time_ns() // 1_000_000},
+            now_ns = time.time_ns()
+            data = json.dumps({"fields": SNAPSHOT_FIELDS,
+                               "rows": snapshot_rows(self._samples, now_ns),
+                               "server_time_ms": now_ns // 1_000_000},
                               ensure_ascii=False, separators=(",", ":"))
             self._encoded = (tick, b"data: " + data.encode() + b"\n\n")
         return self._encoded[1]

@@ -149,7 +149,7 @@ class SinkWorker:
         except Exception as exc:  # decode raises only MalformedMessage; this is the last resort
             self._malformed(exc)
             message = None
-        is_sample = isinstance(message, wire.ContainerStats)
+        handed = message is not None  # given to the sink (a skipped kind is not)
         if isinstance(message, wire.ContainerStats):
             self.counts.samples += 1
             self._guarded("write", self._sink.write, message)
@@ -158,20 +158,23 @@ class SinkWorker:
             self._guarded("handle_event", self._sink.handle_event, message)
         elif isinstance(message, wire.ContainerState):
             self.counts.states += 1
-            self._dispatch_optional("handle_state", message)
+            handed = self._dispatch_optional("handle_state", message)
         elif isinstance(message, wire.EngineInfo):
             self.counts.engines += 1
-            self._dispatch_optional("handle_engine", message)
+            handed = self._dispatch_optional("handle_engine", message)
         if position is not None and self._resume is not None:
-            # A malformed message is handed too: the checkpoint moves past it.
-            self._resume.handed(position, is_sample)
+            # A malformed message is handed too: the checkpoint moves past it. What the sink
+            # may still hold (its buffered_kinds) stays unsettled until unsettled() says not.
+            held = handed and message is not None and message.kind in self._sink.buffered_kinds
+            self._resume.handed(position, held)
 
-    def _dispatch_optional(self, method: str, message: wire.Message) -> None:
-        """A kind a sink may leave to the base class's no-op: then counted as skipped."""
+    def _dispatch_optional(self, method: str, message: wire.Message) -> bool:
+        """A kind a sink may leave to the base class's no-op: then counted as skipped (False)."""
         if getattr(type(self._sink), method) is getattr(Sink, method):
             self.counts.skipped_kinds += 1
-            return
+            return False
         self._guarded(method, getattr(self._sink, method), message)
+        return True
 
     def checkpoint(self) -> None:
         """Save the route position the sink has settled (after a flush, and after close)."""

@@ -1,5 +1,9 @@
-"""The fleet table: the latest sample of every container of every host, with what the view
-needs to judge it: whether the container stopped, and whether its samples stopped coming.
+"""The fleet table: the latest sample and state of every container of every host, with what the
+view needs to judge it: whether the container stopped, and whether its samples stopped coming.
+
+State messages (wire 1.1) give the status, health and restarts, and keep a stopped or exited
+container in the table (it has a state but no new samples: it is marked stopped, not stale);
+a container seen only through its state has no sample (``Row.sample`` is None).
 
 Why not ``sinks/latest.py``'s LatestSamples: that table forgets a container on its stop event,
 and keeps no sample timestamps per host, while this view shows stopped containers (marked) and
@@ -24,18 +28,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from statspout.wire import ContainerEvent, ContainerStats
+from statspout.wire import ContainerEvent, ContainerState, ContainerStats
 
 RUNNING, STOPPED, PAUSED = "running", "stopped", "paused"
 _STATE_OF_ACTION = {"start": RUNNING, "unpause": RUNNING, "stop": STOPPED, "pause": PAUSED}
+_STATE_OF_STATUS = {"running": RUNNING, "paused": PAUSED}  # any other status: STOPPED
 NS_PER_S = 1_000_000_000
 
 
 @dataclass
 class _Entry:
-    sample: ContainerStats
+    sample: ContainerStats | None
     arrived: float  # monotonic seconds
     state: str = RUNNING
+    status: ContainerState | None = None  # the latest state message
 
 
 @dataclass
@@ -49,19 +55,27 @@ class _Host:
 class Row:
     """One container as the view shows it."""
 
-    sample: ContainerStats
+    sample: ContainerStats | None  # None: known from its state message only
     state: str
     stale: bool
     # How far the sample lags its host's newest one, on the collector's clock.
     lag_s: float
+    status: ContainerState | None = None  # the latest state message, if any
+
+    @property
+    def message(self) -> ContainerStats | ContainerState:
+        """The sample, else the state: what names the container (host, name, image, labels)."""
+        known = self.sample if self.sample is not None else self.status
+        assert known is not None  # an entry has one or the other
+        return known
 
     @property
     def host(self) -> str:
-        return self.sample.host
+        return self.message.host
 
     @property
     def name(self) -> str:
-        return self.sample.name
+        return self.message.name
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,7 @@ class Snapshot:
 class TableCounts:
     samples: int = 0
     events: int = 0
+    states: int = 0
     table_full: int = 0  # samples of new containers not taken: the table was at max_containers
     forgotten: int = 0  # entries dropped after forget_after_s without a message
     destroyed: int = 0
@@ -124,12 +139,27 @@ class FleetTable:
                     return
                 self._entries[key] = _Entry(sample, now)
                 return
-            gap = sample.timestamp - entry.sample.timestamp
+            gap = 0 if entry.sample is None else sample.timestamp - entry.sample.timestamp
             if gap > 0:
                 host.interval_ns = gap
             entry.sample, entry.arrived = sample, now
             if entry.state == STOPPED:  # a sample after a stop: it runs again
                 entry.state = RUNNING
+
+    def put_state(self, state: ContainerState) -> None:
+        now = self._clock()
+        key = (state.host, state.id)
+        with self._lock:
+            self.counts.states += 1
+            self._seen(state.host, None, now)
+            entry = self._entries.get(key)
+            if entry is None:
+                if len(self._entries) >= self._max_containers:
+                    self.counts.table_full += 1
+                    return
+                entry = self._entries[key] = _Entry(None, now)
+            entry.status, entry.arrived = state, now
+            entry.state = _STATE_OF_STATUS.get(state.status, STOPPED)
 
     def handle_event(self, event: ContainerEvent) -> None:
         now = self._clock()
@@ -145,7 +175,10 @@ class FleetTable:
                 return
             entry.arrived = now
             if event.action == "rename":
-                entry.sample = dataclasses.replace(entry.sample, name=event.name)
+                if entry.sample is not None:
+                    entry.sample = dataclasses.replace(entry.sample, name=event.name)
+                if entry.status is not None:
+                    entry.status = dataclasses.replace(entry.status, name=event.name)
             else:
                 entry.state = _STATE_OF_ACTION.get(event.action, entry.state)
 
@@ -155,7 +188,7 @@ class FleetTable:
         with self._lock:
             self._forget_older_than(now - self._forget_after_s)
             hosts = {name: self._judge_host(name, host, now) for name, host in self._hosts.items()}
-            rows = [self._row(entry, hosts[entry.sample.host]) for entry in self._entries.values()]
+            rows = [self._row(entry, hosts[host]) for (host, _), entry in self._entries.items()]
         return Snapshot(rows, hosts)
 
     def __len__(self) -> int:
@@ -185,8 +218,11 @@ class FleetTable:
         return HostSeen(name, silent_s, interval_s, silent_s > self._stale_intervals * interval_s)
 
     def _row(self, entry: _Entry, host: HostSeen) -> Row:
+        if entry.sample is None or entry.state == STOPPED:
+            # No samples are due: only a silent host makes it stale.
+            return Row(entry.sample, entry.state, host.stale, 0.0, entry.status)
         newest = self._hosts[host.host].newest_timestamp_ns
         lag_s = max(newest - entry.sample.timestamp, 0) / NS_PER_S
         stale = host.stale or lag_s > self._stale_intervals * host.interval_s
-        return Row(entry.sample, entry.state, stale, lag_s)
+        return Row(entry.sample, entry.state, stale, lag_s, entry.status)
 

@@ -2,37 +2,42 @@
 ``--once``, and as JSON for scripts. No terminal I/O here; the live view draws these lines.
 
 Fitting: figures are never cut. The HOST and NAME columns take what the figures leave, cut with
-an ellipsis; when even that is too narrow, the memory limit, then BLOCK I/O, then NET I/O are
-left out, so that an 80-column terminal always shows whole numbers.
+an ellipsis; when even that is too narrow, the memory limit, then BLOCK I/O, then RESTARTS, then
+NET I/O are left out, so that an 80-column terminal always shows whole numbers. STATUS and
+RESTARTS (``docker ps``'s ``Up 5m (healthy)``, ``Exited (3) 2m ago``) are shown when a row has
+a state message (wire 1.1 collectors); a container known only by its state shows ``--`` for
+its figures.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
 
-from statspout.top import formatting as fmt
+from statspout import docker_format as fmt
 from statspout.top.fleet import PAUSED, STOPPED, HostSeen, Row
 from statspout.top.view import COLUMNS, HostLine
 
 MARK_STALE, MARK_STOPPED, MARK_PAUSED = "!", "x", "p"
 LEGEND = f"{MARK_STALE}:no samples {MARK_STOPPED}:stopped {MARK_PAUSED}:paused"
-KEYS_HELP = "c m % i b p h n:sort r:reverse /:filter q:quit"
+KEYS_HELP = "c m % i b p s t h n:sort r:reverse /:filter q:quit"
 MIN_NAME_WIDTH = 6
 GOOD_NAME_WIDTH = 16
 MIN_HOST_WIDTH = 4
 ELLIPSIS = "…"
 
 # Table columns, left to right: (name, header, right-aligned). "mark" has no header.
-_MARK, _HOST, _NAME, _CPU, _MEM, _MEMP, _NET, _BLOCK, _PIDS = range(9)
+_MARK, _HOST, _NAME, _CPU, _MEM, _MEMP, _NET, _BLOCK, _PIDS, _STATUS, _RESTARTS = range(11)
 _HEADERS = ("", "HOST", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O",
-            "PIDS")
-_RIGHT = frozenset({_CPU, _MEM, _MEMP, _NET, _BLOCK, _PIDS})
+            "PIDS", "STATUS", "RESTARTS")
+_RIGHT = frozenset({_CPU, _MEM, _MEMP, _NET, _BLOCK, _PIDS, _RESTARTS})
 _SORT_COLUMN_INDEX = {"host": _HOST, "name": _NAME, "cpu": _CPU, "mem": _MEM,
-                      "mem-percent": _MEMP, "net": _NET, "block": _BLOCK, "pids": _PIDS}
+                      "mem-percent": _MEMP, "net": _NET, "block": _BLOCK, "pids": _PIDS,
+                      "status": _STATUS, "restarts": _RESTARTS}
 
 
 def mark(row: Row) -> str:
@@ -45,14 +50,21 @@ def mark(row: Row) -> str:
     return " "
 
 
-def row_cells(row: Row) -> list[str]:
-    s = row.sample
-    return [
-        mark(row), s.host, s.name, fmt.percent(s.cpu_percent),
-        fmt.memory_usage(s.mem_usage, s.mem_limit), fmt.percent(s.mem_percent),
-        fmt.io_pair(s.rx_bytes, s.tx_bytes), fmt.io_pair(s.blk_read_bytes, s.blk_write_bytes),
-        str(s.pids),
-    ]
+def row_cells(row: Row, now_ns: int | None = None) -> list[str]:
+    """The cells of a row; STATUS judged at ``now_ns`` (default: now)."""
+    s, state = row.sample, row.status
+    figures = [fmt.UNKNOWN] * 6 if s is None else [
+        fmt.percent(s.cpu_percent), fmt.memory_usage(s.mem_usage, s.mem_limit),
+        fmt.percent(s.mem_percent), fmt.io_pair(s.rx_bytes, s.tx_bytes),
+        fmt.io_pair(s.blk_read_bytes, s.blk_write_bytes), str(s.pids)]
+    status = [fmt.UNKNOWN, fmt.UNKNOWN] if state is None else [
+        fmt.status(state, time.time_ns() if now_ns is None else now_ns),
+        str(state.restart_count)]
+    return [mark(row), row.host, row.name, *figures, *status]
+
+
+def _with_status(rows: Sequence[Row]) -> bool:
+    return any(row.status is not None for row in rows)
 
 
 @dataclass(frozen=True)
@@ -74,16 +86,16 @@ def _usage_only(cell: str) -> str:
     return cell.split(" / ", 1)[0]
 
 
-def plan(cells: Sequence[Sequence[str]], width: int | None) -> Layout:
+def plan(cells: Sequence[Sequence[str]], width: int | None, status: bool = False) -> Layout:
     """Fit the columns into ``width`` characters (None: no limit): whole columns with 2, then
-    1 space between; then HOST and NAME cut, leaving out the memory limit, BLOCK I/O and
-    NET I/O in turn while NAME would be cut below GOOD_NAME_WIDTH."""
-    attempts = (
-        (tuple(range(9)), True),
-        (tuple(range(9)), False),
-        (tuple(c for c in range(9) if c != _BLOCK), False),
-        (tuple(c for c in range(9) if c not in (_BLOCK, _NET)), False),
-    )
+    1 space between; then HOST and NAME cut, leaving out the memory limit, BLOCK I/O, RESTARTS
+    and NET I/O in turn while NAME would be cut below GOOD_NAME_WIDTH. ``status``: with the
+    STATUS and RESTARTS columns."""
+    every = tuple(range(11 if status else 9))
+    dropped = ((), (), (_BLOCK,), (_BLOCK, _RESTARTS), (_BLOCK, _RESTARTS, _NET))
+    # (Without STATUS, leaving out RESTARTS changes nothing: one attempt is tried twice.)
+    attempts = [(tuple(c for c in every if c not in leave_out), index == 0)
+                for index, leave_out in enumerate(dropped)]
     natural = [_natural_widths(cells, columns, limit) for columns, limit in attempts]
     for gap in (2, 1):
         layout = Layout(attempts[0][0], natural[0], gap, True)
@@ -135,7 +147,7 @@ def line(cells: Sequence[str], layout: Layout) -> str:
 
 
 def header(layout: Layout) -> str:
-    return line([_header(c, layout.memory_limit) for c in range(9)], layout)
+    return line([_header(c, layout.memory_limit) for c in range(len(_HEADERS))], layout)
 
 
 def host_text(host: HostLine, width: int | None = None) -> str:
@@ -190,7 +202,7 @@ def screen(
     room = max(0, height - len(out) - 2)
     visible = rows[offset: offset + room]
     cells = [row_cells(r) for r in visible]
-    layout = plan(cells, width)
+    layout = plan(cells, width, _with_status(visible))
     head = Text(header(layout).ljust(width)[:width], style="reverse")
     sorted_index = _SORT_COLUMN_INDEX[sort_column]
     if sorted_index in layout.columns:
@@ -212,7 +224,7 @@ def screen(
 def snapshot_text(rows: Sequence[Row], hosts: Sequence[HostLine]) -> str:
     """``--once``: every host line, then every row, in full, as plain text."""
     cells = [row_cells(r) for r in rows]
-    layout = plan(cells, None)
+    layout = plan(cells, None, _with_status(rows))
     lines = [host_text(h) for h in hosts] + [header(layout)] + [line(c, layout) for c in cells]
     return "\n".join(lines) + "\n"
 
@@ -229,16 +241,31 @@ def snapshot_json(rows: Sequence[Row], hosts: Sequence[HostLine],
             "pids": h.pids, "last_seen_s": round(h.last_seen_s, 3),
             "interval_s": seen[h.host].interval_s, "silent": h.host_silent,
         } for h in hosts],
-        "containers": [{
-            "host": r.sample.host, "name": r.sample.name, "id": r.sample.id,
-            "image": r.sample.image, "labels": r.sample.labels, "state": r.state,
-            "stale": r.stale, "lag_s": round(r.lag_s, 3), "timestamp_ns": r.sample.timestamp,
-            "cpu_percent": r.sample.cpu_percent, "mem_usage_bytes": r.sample.mem_usage,
-            "mem_limit_bytes": r.sample.mem_limit, "mem_percent": r.sample.mem_percent,
-            "rx_bytes": r.sample.rx_bytes, "tx_bytes": r.sample.tx_bytes,
-            "blk_read_bytes": r.sample.blk_read_bytes,
-            "blk_write_bytes": r.sample.blk_write_bytes, "pids": r.sample.pids,
-        } for r in rows],
+        "containers": [_container_json(r) for r in rows],
+    }
+
+
+_SAMPLE_JSON = (  # JSON name, sample field
+    ("timestamp_ns", "timestamp"), ("cpu_percent", "cpu_percent"),
+    ("mem_usage_bytes", "mem_usage"), ("mem_limit_bytes", "mem_limit"),
+    ("mem_percent", "mem_percent"), ("rx_bytes", "rx_bytes"), ("tx_bytes", "tx_bytes"),
+    ("blk_read_bytes", "blk_read_bytes"), ("blk_write_bytes", "blk_write_bytes"),
+    ("pids", "pids"),
+)
+_STATE_JSON = ("status", "health", "health_failing_streak", "restart_count", "exit_code",
+               "oom_killed", "started_at", "finished_at")
+
+
+def _container_json(r: Row) -> dict[str, Any]:
+    """A row for --once --json: null figures without a sample, null state fields without a
+    state message; started_at/finished_at in ns since the epoch."""
+    known = r.message
+    return {
+        "host": known.host, "name": known.name, "id": known.id, "image": known.image,
+        "labels": known.labels, "state": r.state, "stale": r.stale, "lag_s": round(r.lag_s, 3),
+        **{name: None if r.sample is None else getattr(r.sample, field)
+           for name, field in _SAMPLE_JSON},
+        **{name: None if r.status is None else getattr(r.status, name) for name in _STATE_JSON},
     }
 
 

@@ -15,7 +15,7 @@ from statspout.security import ClientKeys
 from statspout.sinks.base import Sink
 from statspout.sinks.runtime import SinkWorker, WorkerCounts
 from statspout.top.fleet import FleetTable
-from statspout.wire import ContainerEvent, ContainerStats
+from statspout.wire import ContainerEvent, ContainerState, ContainerStats
 
 
 class FleetSink(Sink):
@@ -32,6 +32,9 @@ class FleetSink(Sink):
 
     def handle_event(self, event: ContainerEvent) -> None:
         self.table.handle_event(event)
+
+    def handle_state(self, state: ContainerState) -> None:
+        self.table.put_state(state)
 
     def counters(self) -> Mapping[str, int]:
         counts = self.table.counts

@@ -16,6 +16,7 @@ from typing import Any
 
 from statspout.selectors import BadSelector, SelectorFilter
 from statspout.top.fleet import RUNNING, HostSeen, Row
+from statspout.wire import ContainerStats
 
 __all__ = [
     "COLUMNS",
@@ -41,24 +42,34 @@ class Column:
     descending: bool  # the natural order: biggest first for figures, A→Z for names
 
 
-def _cpu(row: Row) -> float:
-    return -1.0 if row.sample.cpu_percent is None else row.sample.cpu_percent
+def _figure(read: Callable[[ContainerStats], float | None]) -> Callable[[Row], float]:
+    """A sample's figure to sort by; -1 when unknown (no sample, or not measured yet)."""
+    def value(row: Row) -> float:
+        figure = None if row.sample is None else read(row.sample)
+        return -1.0 if figure is None else figure
+    return value
 
 
-def _mem_percent(row: Row) -> float:
-    return -1.0 if row.sample.mem_percent is None else row.sample.mem_percent
+def _status(row: Row) -> str:
+    return "" if row.status is None else row.status.status
+
+
+def _restarts(row: Row) -> int:
+    return -1 if row.status is None else row.status.restart_count
 
 
 COLUMNS: dict[str, Column] = {column.name: column for column in (
-    Column("host", "h", "HOST", lambda r: r.sample.host, False),
-    Column("name", "n", "NAME", lambda r: r.sample.name, False),
-    Column("cpu", "c", "CPU %", _cpu, True),
-    Column("mem", "m", "MEM USAGE / LIMIT", lambda r: r.sample.mem_usage, True),
-    Column("mem-percent", "%", "MEM %", _mem_percent, True),
-    Column("net", "i", "NET I/O", lambda r: r.sample.rx_bytes + r.sample.tx_bytes, True),
+    Column("host", "h", "HOST", lambda r: r.host, False),
+    Column("name", "n", "NAME", lambda r: r.name, False),
+    Column("cpu", "c", "CPU %", _figure(lambda s: s.cpu_percent), True),
+    Column("mem", "m", "MEM USAGE / LIMIT", _figure(lambda s: s.mem_usage), True),
+    Column("mem-percent", "%", "MEM %", _figure(lambda s: s.mem_percent), True),
+    Column("net", "i", "NET I/O", _figure(lambda s: s.rx_bytes + s.tx_bytes), True),
     Column("block", "b", "BLOCK I/O",
-           lambda r: r.sample.blk_read_bytes + r.sample.blk_write_bytes, True),
-    Column("pids", "p", "PIDS", lambda r: r.sample.pids, True),
+           _figure(lambda s: s.blk_read_bytes + s.blk_write_bytes), True),
+    Column("pids", "p", "PIDS", _figure(lambda s: s.pids), True),
+    Column("status", "s", "STATUS", _status, False),
+    Column("restarts", "t", "RESTARTS", _restarts, True),
 )}
 COLUMN_OF_KEY = {column.key: column for column in COLUMNS.values()}
 
@@ -66,7 +77,7 @@ COLUMN_OF_KEY = {column.key: column for column in COLUMNS.values()}
 def sort_rows(rows: Iterable[Row], column: str, reverse: bool = False) -> list[Row]:
     """Rows in the column's natural order (``reverse`` flips it); ties by host, then name."""
     chosen = COLUMNS[column]
-    ordered = sorted(rows, key=lambda r: (r.sample.host, r.sample.name))
+    ordered = sorted(rows, key=lambda r: (r.host, r.name))
     return sorted(ordered, key=chosen.sort_value, reverse=chosen.descending != reverse)
 
 
@@ -82,7 +93,7 @@ def parse_filter(text: str) -> SelectorFilter:
 
 
 def filter_rows(rows: Iterable[Row], selectors: SelectorFilter) -> list[Row]:
-    return [row for row in rows if selectors.passes(row.sample)]
+    return [row for row in rows if selectors.passes(row.message)]
 
 
 @dataclass(frozen=True)
@@ -107,11 +118,12 @@ def host_lines(rows: Iterable[Row], hosts: dict[str, HostSeen]) -> list[HostLine
     """One line per host that has a row among ``rows``, by host name."""
     by_host: dict[str, list[Row]] = {}
     for row in rows:
-        by_host.setdefault(row.sample.host, []).append(row)
+        by_host.setdefault(row.host, []).append(row)
     lines = []
     for name in sorted(by_host):
         mine = by_host[name]
-        live = [r.sample for r in mine if r.state == RUNNING and not r.stale]
+        live = [r.sample for r in mine
+                if r.state == RUNNING and not r.stale and r.sample is not None]
         seen = hosts[name]
         lines.append(HostLine(
             host=name,

@@ -135,10 +135,12 @@
   // ---- sorting ----
   const sortValue = {
     host: (e) => e.get("host"), name: (e) => e.get("name"),
-    cpu: (e) => e.get("cpu_percent") ?? -1, mem: (e) => e.get("mem_usage"),
+    cpu: (e) => e.get("cpu_percent") ?? -1, mem: (e) => e.get("mem_usage") ?? -1,
     memp: (e) => e.get("mem_percent") ?? -1,
-    net: (e) => e.get("rx_bytes") + e.get("tx_bytes"),
-    blk: (e) => e.get("blk_read_bytes") + e.get("blk_write_bytes"), pids: (e) => e.get("pids"),
+    net: (e) => (e.get("rx_bytes") ?? -1) + (e.get("tx_bytes") ?? 0),
+    blk: (e) => (e.get("blk_read_bytes") ?? -1) + (e.get("blk_write_bytes") ?? 0),
+    pids: (e) => e.get("pids") ?? -1,
+    status: (e) => e.get("status_text") ?? "", restarts: (e) => e.get("restart_count") ?? -1,
   };
   function compare(a, b) {
     const get = sortValue[sortKey];
@@ -193,6 +195,8 @@
     const net = cell("num");
     const blk = cell("num");
     const pids = cell("num");
+    const status = cell("status-cell");
+    const restarts = cell("num");
     const chart = cell("chart");
     const canvas = document.createElement("canvas");
     canvas.className = "spark";
@@ -200,7 +204,7 @@
     canvas.entry = entry;
     chart.appendChild(canvas);
     entry.tr = tr;
-    entry.cells = { host, name, cpu, mem, memp, net, blk, pids, canvas };
+    entry.cells = { host, name, cpu, mem, memp, net, blk, pids, status, restarts, canvas };
     visibility.observe(canvas);
   }
 
@@ -235,11 +239,31 @@
     setCell(entry, "name", `<span title="${escape(entry.get("id"))}">${escape(entry.get("name"))}</span>`
       + `<span class="image">${escape(entry.get("image"))}</span>${badge}`);
     setMeter(entry, "cpu", cpu, heat);
-    setCell(entry, "mem", `${binarySize(entry.get("mem_usage"))} / ${binarySize(entry.get("mem_limit"))}`);
+    // A stopped container has a state but no sample: its figures are unknown.
+    const sampled = entry.get("mem_usage") !== null;
+    const pair = (size, a, b) => (sampled ? `${size(entry.get(a))} / ${size(entry.get(b))}` : "--");
+    setCell(entry, "mem", pair(binarySize, "mem_usage", "mem_limit"));
     setMeter(entry, "memp", entry.get("mem_percent"), "");
-    setCell(entry, "net", `${decimalSize(entry.get("rx_bytes"))} / ${decimalSize(entry.get("tx_bytes"))}`);
-    setCell(entry, "blk", `${decimalSize(entry.get("blk_read_bytes"))} / ${decimalSize(entry.get("blk_write_bytes"))}`);
-    setCell(entry, "pids", String(entry.get("pids")));
+    setCell(entry, "net", pair(decimalSize, "rx_bytes", "tx_bytes"));
+    setCell(entry, "blk", pair(decimalSize, "blk_read_bytes", "blk_write_bytes"));
+    setCell(entry, "pids", sampled ? String(entry.get("pids")) : "--");
+    setCell(entry, "status", statusHtml(entry));
+    const restarts = entry.get("restart_count");
+    setCell(entry, "restarts", restarts === null ? "--"
+      : `<span class="${restarts > 0 ? "warm" : ""}">${restarts}</span>`);
+  }
+
+  // The STATUS cell (docker ps's wording, from the sink): red when the container is down or
+  // failing, amber while it is starting or paused.
+  function statusHtml(entry) {
+    const text = entry.get("status_text");
+    if (text === null) return "--";
+    const status = entry.get("status"), health = entry.get("health");
+    const down = status === "restarting" || status === "dead" || health === "unhealthy"
+      || (status === "exited" && entry.get("exit_code") !== 0);
+    const waiting = status === "paused" || status === "created" || health === "starting";
+    const cls = down ? "hot" : waiting || status === "exited" ? "warm" : "";
+    return `<span class="${cls}" data-status="${escape(status)}">${escape(text)}</span>`;
   }
 
   // ---- the chart: memory as a shaded area (scaled to its own peak), CPU as a line ----

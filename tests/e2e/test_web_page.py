@@ -21,7 +21,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from support.browser import headless_chromium
 from support.ports import free_port
 from support.processes import Pipeline, Process, program
-from support.samples import make_container_stats, make_event_for
+from support.samples import make_container_stats, make_event_for, make_state
 from support.waiting import wait_for
 
 from statspout.sinks.rest import RestSink
@@ -208,3 +208,29 @@ def test_silent_and_removed_containers_are_marked(browser, page_sink):
         states = {row["name"]: row["state"] for row in rows(browser)}
     texts = {row["name"]: row["cells"][1] for row in rows(browser)}
     assert "no samples" in texts["silent"] and "gone" in texts["removed"]
+
+
+def test_status_health_and_restarts_come_from_the_state_and_exited_containers_stay(
+        browser, page_sink):
+    """The Status and Restarts columns: docker ps's wording; a container with a state and no
+    sample (exited) is a row with its figures unknown."""
+    sink = page_sink.sink
+    now = time.time_ns()
+    sick = make_container_stats("sick", name="sick")
+    sink.write(sick)
+    sink.handle_state(make_state(id="sick", name="sick", host=sick.host, status="running",
+                                 health="unhealthy", exit_code=None, restart_count=0,
+                                 started_at=now - 300 * 10**9, timestamp=now))
+    sink.handle_state(make_state(id="dead-1", name="crashed", host=sick.host, status="exited",
+                                 health=None, health_failing_streak=None, exit_code=3,
+                                 restart_count=2, finished_at=now - 120 * 10**9,
+                                 timestamp=now))
+    browser.get(f"{page_sink.url}/?token={TOKEN}")
+    wait_for(lambda: len(names(browser)) == 2, 10, "two rows")
+    cells = {row["name"]: row["cells"] for row in rows(browser)}
+    assert cells["sick"][8:10] == ["Up 5m (unhealthy)", "0"], cells["sick"]
+    assert cells["crashed"][8:10] == ["Exited (3) 2m ago", "2"], cells["crashed"]
+    assert cells["crashed"][2:8] == ["--", "--", "--", "--", "--", "--"], cells["crashed"]
+    marked = browser.execute_script(
+        "return [...document.querySelectorAll('#rows [data-status]')].map(s => s.className)")
+    assert marked == ["hot", "hot"]

@@ -18,10 +18,11 @@ from bson import Int64
 from support.feed import RouterFeed, SinkWorkerThread
 from support.mongo import MongoServer, running_mongo
 from support.processes import Process, program
-from support.samples import make_series_stats
+from support.samples import make_engine, make_series_stats, make_state
 from support.waiting import wait_for
 
 from statspout.sinks.mongodb import MongoDBSink, classify, document_id
+from statspout.wire import STATS_FIELDS
 
 TRICKY_NAME = 'web 1, "shop"=eu \\ back ñ€ 名前\\'
 TRICKY_LABELS = {
@@ -83,6 +84,10 @@ def test_samples_arrive_through_the_worker_process_as_one_document_each(
         publisher.close()
 
     documents = list(stored.find().sort("timestamp_ns", 1))
+    # The wire 1.1 figures a 1.0-style sample lacks are stored as null.
+    names = [spec.name for spec in STATS_FIELDS]
+    newer = names[names.index("interval_s"):]
+    assert all(documents[1].pop(name) is None for name in newer)
     assert documents[1] == {
         "_id": f"node 1/{second.id}/{second.timestamp}",
         "timestamp": datetime(2023, 11, 14, 22, 13, 20, 2000, tzinfo=timezone.utc),
@@ -265,3 +270,80 @@ def test_a_password_in_the_uri_is_never_printed_by_the_worker_process(
     log = sink.log()
     assert "sink mongodb: uri=***" in log
     assert "s3cr3t-pw" not in log, log
+
+
+def test_states_and_engines_go_to_their_own_collections_through_the_worker_process(
+    mongo: MongoServer, client: pymongo.MongoClient, collection: str,
+) -> None:
+    """Wire 1.1: state and engine documents beside the samples, every integer an Int64 (inside
+    the per-interface, per-device and memory.stat arrays too), map keys with dots and $ kept."""
+    publisher = RouterFeed()
+    sink = Process(
+        [program("statspout-sink"), "mongodb", "--connect", publisher.endpoint,
+         "--mongodb.uri", mongo.uri, "--mongodb.flush-interval", "0.1",
+         "--mongodb.collection", collection, "--mongodb.state-collection", f"{collection}_st"],
+        env={"STATSPOUT_MONGODB_ENGINE_COLLECTION": f"{collection}_en"},
+    )
+    sample = make_sample(
+        1, net_interfaces={"eth0.100": {"rx_bytes": 2**62, "tx_bytes": 5}, "$x": {"rx_bytes": 1}},
+        blk_devices={"8:0": {"read_bytes": 4096, "write_bytes": 0}},
+        mem_stat={"total_rss": 7, "a.b": 2**40}, interval_s=1.0, oom_kills=1)
+    state = make_state(2, labels=TRICKY_LABELS, name=TRICKY_NAME)
+    running = make_state(3, status="running", health=None, health_failing_streak=None,
+                         exit_code=None, finished_at=None, pid=4242,
+                         timestamp=state.timestamp + 1)
+    engine = make_engine(4)
+    try:
+        publisher.wait_for_subscriber()
+        for message in (sample, state, running, engine, state):  # the last one: a repeat
+            publisher.send(message)
+        states = client.statspout[f"{collection}_st"]
+        engines = client.statspout[f"{collection}_en"]
+        wait_for(lambda: states.count_documents({}) == 2 and engines.count_documents({}) == 1
+                 and client.statspout[collection].count_documents({}) == 1, 20, "documents")
+    finally:
+        assert sink.stop() == 0, sink.log()
+        publisher.close()
+
+    stored = client.statspout[collection].find_one()
+    assert stored["net_interfaces"] == [
+        {"name": "$x", "rx_bytes": 1}, {"name": "eth0.100", "rx_bytes": 2**62, "tx_bytes": 5}]
+    assert stored["blk_devices"] == [{"device": "8:0", "read_bytes": 4096, "write_bytes": 0}]
+    assert stored["mem_stat"] == [{"key": "a.b", "value": 2**40}, {"key": "total_rss", "value": 7}]
+    assert all(type(v) is Int64 for d in stored["net_interfaces"] for k, v in d.items()
+               if k != "name")
+    assert type(stored["mem_stat"][0]["value"]) is Int64
+    assert type(stored["oom_kills"]) is Int64 and stored["interval_s"] == 1.0
+
+    exited = states.find_one({"seq": 2})
+    assert exited == {
+        "_id": f"node-1/{state.id}/{state.timestamp}",
+        "timestamp": datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc),
+        "timestamp_ns": state.timestamp, "seq": 2, "host": "node-1", "id": state.id,
+        "name": TRICKY_NAME, "image": "busybox:1",
+        "labels": [{"key": k, "value": v} for k, v in sorted(TRICKY_LABELS.items())],
+        "interval_s": 1.0, "status": "exited", "health": "unhealthy",
+        "health_failing_streak": 4, "restart_count": 2, "exit_code": 3, "oom_killed": False,
+        "started_at": datetime(2023, 11, 14, 22, 13, 10, tzinfo=timezone.utc),
+        "started_at_ns": state.started_at,
+        "finished_at": datetime(2023, 11, 14, 22, 13, 18, tzinfo=timezone.utc),
+        "finished_at_ns": state.finished_at, "pid": 0,
+    }
+    for name in ("seq", "timestamp_ns", "restart_count", "exit_code", "pid", "started_at_ns",
+                 "health_failing_streak"):
+        assert type(exited[name]) is Int64, name
+    assert type(exited["oom_killed"]) is bool
+    alive = states.find_one({"seq": 3})
+    assert (alive["status"], alive["health"], alive["exit_code"], alive["finished_at"],
+            alive["finished_at_ns"], alive["pid"]) == ("running", None, None, None, None, 4242)
+    assert engines.find_one() == {
+        "_id": f"node-1/{engine.timestamp}",
+        "timestamp": datetime(2023, 11, 14, 22, 13, 20, tzinfo=timezone.utc),
+        "timestamp_ns": engine.timestamp, "seq": 4, "host": "node-1", "interval_s": 1.0,
+        "engine": "docker", "server_version": "20.10.24", "containers_running": 3,
+        "containers_paused": 1, "containers_stopped": 2, "images": 7, "cpus": 2,
+        "memory_total": 2**34,
+    }
+    assert type(engines.find_one()["memory_total"]) is Int64
+    assert set(states.index_information()) >= {"name_1_timestamp_1"}
+    assert set(engines.index_information()) >= {"host_1_timestamp_1"}

@@ -18,8 +18,9 @@ import pytest
 import requests
 from support.feed import RouterFeed, SinkWorkerThread
 from support.ports import free_port
-from support.samples import make_container_stats, make_event_for
+from support.samples import make_container_stats, make_engine, make_event_for, make_state
 
+from statspout.sinks.latest import LatestSamples
 from statspout.sinks.rest import OPENAPI, RestSink
 
 TOKEN = "s3cret-token"
@@ -172,6 +173,61 @@ def test_the_openapi_description_matches_what_is_served(rest):
     assert set(schema["required"]) == set(served) == set(schema["properties"])
 
 
+def test_states_and_engines_are_served_and_described(rest):
+    """/states keeps a stopped container's latest state (its sample leaves /stats); /engines
+    has one entry per host; both as the OpenAPI description says."""
+    sample = make_sample("st-1", name="crashing")
+    state = make_state(id="st-1", name="crashing", host="node-1", labels=sample.labels)
+    other = make_state(id="st-2", name="other", host="elsewhere", status="running",
+                       exit_code=None, health=None, health_failing_streak=None)
+    for message in (sample, state, other, make_engine(host="node-1"),
+                    make_engine(host="elsewhere", cpus=8), make_engine(2, host="node-1")):
+        rest.feed.deliver(message)
+    rest.feed.deliver(make_event_for(sample, "stop"))
+    assert get(rest, "/stats/crashing").status_code == 404
+    assert get(rest, "/states/crashing").json() == state.to_dict()
+    assert ours(get(rest, "/states").json(), "st-") == [other.to_dict(), state.to_dict()]
+    assert ours(get(rest, "/states", host="node-1").json(), "st-") == [state.to_dict()]
+    assert ours(get(rest, "/states", label="tier").json(), "st-") == [state.to_dict()]
+    assert get(rest, "/states/other", host="node-1").status_code == 404
+    engines = get(rest, "/engines").json()
+    assert [(e["host"], e["seq"], e["cpus"]) for e in engines] == [
+        ("elsewhere", 1, 8), ("node-1", 2, 2)]
+    assert get(rest, "/engines", host="elsewhere").json() == [engines[0]]
+    assert get(rest, "/states", headers=None).status_code == 401
+    assert get(rest, "/engines", headers=None).status_code == 401
+    schemas = OPENAPI["components"]["schemas"]
+    for name, served in (("ContainerState", state.to_dict()), ("EngineInfo", engines[0])):
+        assert set(schemas[name]["required"]) == set(served) == set(schemas[name]["properties"])
+    assert {"/states", "/states/{name}", "/engines"} <= set(OPENAPI["paths"])
+    # A destroyed container's state goes too.
+    rest.feed.deliver(make_event_for(sample, "destroy"))
+    assert get(rest, "/states/crashing").status_code == 404
+
+
+def test_a_container_expires_after_a_few_of_its_own_intervals():
+    """Staleness by each message's own interval_s; without one, a sample stays (wire 1.0)."""
+
+
+    now = [0.0]
+    table = LatestSamples(clock=lambda: now[0], stale_intervals=3)
+    table.put(make_sample("slow", interval_s=20.0))
+    table.put(make_sample("fast", interval_s=1.0))
+    table.put(make_sample("old"))  # no interval_s
+    table.put_state(make_state(id="fast", interval_s=1.0))
+    table.put_engine(make_engine(interval_s=1.0))
+    now[0] = 3.5
+    assert [s.id for s in table.current()] == ["old", "slow"]
+    assert table.states() == [] and table.engines() == []
+    now[0] = 61.0
+    assert [s.id for s in table.current()] == ["old"]
+    # Without stale_intervals, max_age applies to everything, as before wire 1.1.
+    legacy = LatestSamples(10.0, lambda: now[0])
+    legacy.put(make_sample("slow", interval_s=20.0))
+    now[0] += 11
+    assert legacy.current() == []
+
+
 def test_the_openapi_description_is_valid_openapi_3():
     validator = pytest.importorskip("openapi_spec_validator")
     validator.validate(OPENAPI)
@@ -276,5 +332,6 @@ def test_events_stream_the_latest_samples_with_the_token_in_a_header_or_the_quer
             line = next(line for line in response.iter_lines() if line.startswith(b"data: "))
         snapshot = json.loads(line[len(b"data: "):])
         rows = [dict(zip(snapshot["fields"], row, strict=True)) for row in snapshot["rows"]]
+        # A sample without a state yet: its figures, and null state fields.
         assert ours(rows, "events-1") == [
-            {field: getattr(sample, field) for field in snapshot["fields"]}]
+            {field: getattr(sample, field, None) for field in snapshot["fields"]}]

@@ -12,11 +12,13 @@ import pytest
 import zmq
 from support.feed import SinkWorkerThread
 from support.processes import program
-from support.samples import make_event, make_stats
+from support.samples import make_event, make_state, make_stats
 from support.waiting import wait_for
 
 from statspout import bus, wire
 from statspout.sinks.base import Sink
+from statspout.sinks.checkpoint import CheckpointFile, Position
+from statspout.sinks.resume import RouteResume
 from statspout.sinks.runtime import SinkWorker
 
 
@@ -202,3 +204,28 @@ def test_kinds_a_sink_does_not_handle_are_counted_and_skipped():
     for message in frames:
         handling.handle_frames(message)
     assert sink.events == [state] and handling.counts.skipped_kinds == 1
+
+
+def test_states_a_sink_buffers_hold_the_checkpoint_back_and_skipped_ones_do_not(tmp_path):
+    """The checkpoint counts a sink's buffered_kinds as unsettled: a state message a database
+    sink still holds is not checkpointed past; one a sink skips never holds it back."""
+    class HoldingStates(RecordingSink):
+        buffered_kinds = frozenset({"stats", "state"})
+
+        def handle_state(self, state: wire.ContainerState) -> None:
+            self.events.append(state)  # type: ignore[arg-type]
+
+        def unsettled(self) -> int:
+            return 1  # the latest state is still in its buffer
+
+    run = 7
+    topic = bus.routed_topic("all", run)
+    for sink, expected in ((HoldingStates(), 1), (RecordingSink(), 2)):
+        checkpoint = CheckpointFile(tmp_path, sink.name + str(expected), "all")
+        worker = SinkWorker(sink, None,  # type: ignore[arg-type] - no socket needed
+                            resume=RouteResume("all", None, checkpoint))
+        worker.handle_frames([topic, bus.pack_sequence(1), wire.encode(make_stats(1))])
+        worker.handle_frames([topic, bus.pack_sequence(2), wire.encode(make_state(2))])
+        worker.checkpoint()
+        # Holding the state (seq 2) unsettled: settled up to 1; skipping it: past it.
+        assert checkpoint.load() == Position(run, expected)

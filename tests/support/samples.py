@@ -69,3 +69,26 @@ def make_event_for(sample: wire.ContainerStats, action: str, **overrides) -> wir
     )
     fields.update(overrides)
     return make_event(action, **fields)
+
+
+def make_state(seq: int = 1, **overrides) -> wire.ContainerState:
+    """A state message: an exited, unhealthy container that restarted twice."""
+    fields = dict(
+        seq=seq, host="node-1", id="c0ffee" * 8, name="web", image="busybox:1",
+        labels={"com.docker.compose.project": "shop"}, timestamp=1_700_000_000_000_000_123,
+        interval_s=1.0, status="exited", health="unhealthy", health_failing_streak=4,
+        restart_count=2, exit_code=3, oom_killed=False,
+        started_at=1_699_999_990_000_000_456, finished_at=1_699_999_998_000_000_789, pid=0,
+    )
+    fields.update(overrides)
+    return wire.ContainerState(**fields)
+
+
+def make_engine(seq: int = 1, **overrides) -> wire.EngineInfo:
+    fields = dict(
+        seq=seq, host="node-1", timestamp=1_700_000_000_000_000_321, interval_s=1.0,
+        engine="docker", server_version="20.10.24", containers_running=3,
+        containers_paused=1, containers_stopped=2, images=7, cpus=2, memory_total=2**34,
+    )
+    fields.update(overrides)
+    return wire.EngineInfo(**fields)

@@ -3,7 +3,7 @@ sample timestamps, and its bounds."""
 
 from __future__ import annotations
 
-from support.samples import make_event, make_stats
+from support.samples import make_event, make_state, make_stats
 
 from statspout.top.fleet import PAUSED, RUNNING, STOPPED, FleetTable
 
@@ -111,3 +111,26 @@ def test_bounded_by_max_containers_and_forget_after_counted():
     clock.now += 61
     table.put(sample("a2", 62))
     assert sorted(rows_by_name(table)) == ["a2"] and table.counts.forgotten == 1
+
+
+def test_state_messages_keep_an_exited_container_and_carry_status_and_restarts():
+    clock = Clock()
+    table = FleetTable(clock=clock)
+    table.put(sample("web", 0))
+    table.put_state(make_state(host="a", id="id-a-web", name="web", status="running",
+                               exit_code=None, restart_count=0))
+    # Known only by its state: exited before the view started.
+    table.put_state(make_state(host="a", id="id-a-done", name="done", status="exited"))
+    rows = rows_by_name(table)
+    assert rows["web"].state == RUNNING and rows["web"].status.restart_count == 0
+    assert rows["done"].sample is None and rows["done"].state == STOPPED
+    assert not rows["done"].stale  # no samples are due from it
+    # It crashes and restarts: stopped by its state, running again by its next one.
+    table.put_state(make_state(host="a", id="id-a-web", name="web", status="restarting",
+                               restart_count=1))
+    assert rows_by_name(table)["web"].state == STOPPED
+    table.put_state(make_state(host="a", id="id-a-web", name="web", status="running",
+                               exit_code=None, restart_count=1))
+    assert rows_by_name(table)["web"].state == RUNNING
+    table.handle_event(make_event("rename", host="a", id="id-a-done", name="finished"))
+    assert "finished" in rows_by_name(table) and table.counts.states == 4

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from support.samples import make_stats
+from support.samples import make_state, make_stats
 
 from statspout.top import render, view
 from statspout.top.fleet import PAUSED, RUNNING, STOPPED, HostSeen, Row
@@ -106,3 +108,54 @@ def test_once_json_carries_exact_figures():
     ("cpu", False, "CPU % ↓"), ("name", False, "NAME ↑"), ("cpu", True, "CPU % ↑")])
 def test_sort_title(column, reverse, title):
     assert render.sort_title(column, reverse) == title
+
+
+def state_row(name: str, **state) -> Row:
+    """A container known by its sample and its state message (wire 1.1)."""
+    base = row(name, mem_usage=52_428_800, mem_limit=GiB)
+    return Row(base.sample, RUNNING, False, 0.0, make_state(name=name, **state))
+
+
+def test_status_and_restarts_fit_80_by_24_with_the_widest_figures():
+    now = time.time_ns()
+    rows = [Row(big_row(i).sample, RUNNING, False, 0.0,
+                make_state(name=f"w{i}", status="exited", exit_code=137, restart_count=12345,
+                           finished_at=now - 3000 * 10**9)) for i in range(30)]
+    screen = render.screen(rows, hosts_for(rows), title="t", status="s", sort_column="status",
+                           width=80, height=24)
+    text = [line.plain for line in screen.lines]
+    assert len(text) == 24 and max(map(len, text)) <= 80
+    head = next(t for t in text if "CPU %" in t)
+    assert "STATUS" in head
+    for whole in ("1234.56%", "1023MiB", "99.99%", "32768", "Exited (137) 50m ago"):
+        assert whole in text[text.index(head) + 1], whole
+
+
+def test_typical_rows_with_a_state_show_status_health_and_restarts_at_80():
+    now = time.time_ns()
+    rows = [state_row("web-0", status="running", health="healthy", exit_code=None,
+                      restart_count=0, started_at=now - 300 * 10**9),
+            Row(None, STOPPED, False, 0.0, make_state(name="crashed", restart_count=2,
+                                                      finished_at=now - 120 * 10**9))]
+    screen = render.screen(rows, hosts_for(rows), title="t", status="s", sort_column="name",
+                           width=80, height=24)
+    text = [line.plain for line in screen.lines]
+    assert max(map(len, text)) <= 80
+    head = next(t for t in text if "CPU %" in t)
+    # At 80 columns RESTARTS gives way after BLOCK I/O; STATUS stays.
+    assert head.split()[-2:] == ["PIDS", "STATUS"] and "NET I/O" in head
+    crashed = next(t for t in text if "crashed" in t)
+    assert crashed.startswith(render.MARK_STOPPED)
+    assert crashed.split()[-5:] == ["--", "Exited", "(3)", "2m", "ago"]
+    assert "Up 5m (healthy)" in next(t for t in text if "web-0" in t)
+    wide = render.screen(rows, hosts_for(rows), title="t", status="s", sort_column="name",
+                         width=120, height=24)
+    wide_text = [line.plain for line in wide.lines]
+    assert next(t for t in wide_text if "CPU %" in t).split()[-2:] == ["STATUS", "RESTARTS"]
+    assert next(t for t in wide_text if "crashed" in t).split()[-5:] == [
+        "Exited", "(3)", "2m", "ago", "2"]
+    once = render.snapshot_json(rows, hosts_for(rows), {"node-1": HostSeen("node-1", 0.4, 5.0,
+                                                                           False)})
+    crashed_json = next(c for c in once["containers"] if c["name"] == "crashed")
+    assert (crashed_json["status"], crashed_json["exit_code"], crashed_json["restart_count"],
+            crashed_json["pids"]) == ("exited", 3, 2, None)

@@ -53,9 +53,11 @@ def test_live_view_sorts_filters_marks_stopped_and_silent_fits_80x24_and_quits(
         screen = term.screen()
         assert len(screen) == 24 and max(len(line) for line in screen) <= 80
         header = next(line for line in screen if is_header(line))
-        for column in ("HOST", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
-                       "BLOCK I/O", "PIDS"):
+        # With the state columns, 80 columns leave out the memory limit and BLOCK I/O first.
+        for column in ("HOST", "NAME", "CPU %", "MEM USAGE", "MEM %", "NET I/O", "PIDS",
+                       "STATUS"):
             assert column in header, column
+        assert " Up " in row_of(screen, idle)  # its STATUS, from its state messages
         assert "q:quit" in screen[-1] and "HOST top-e2e  3 ctr" in screen[1]
         assert "sort CPU % ↓" in screen[0]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from support.samples import make_stats
+from support.samples import make_state, make_stats
 
 from statspout.top import view
 from statspout.top.fleet import RUNNING, STOPPED, HostSeen, Row
@@ -45,7 +45,8 @@ def test_sort_by_every_column_in_its_natural_order(column, expected):
 
 def test_every_column_has_a_distinct_key():
     keys = [c.key for c in view.COLUMNS.values()]
-    assert len(set(keys)) == len(keys) == 8
+    assert len(set(keys)) == len(keys) == 10
+    assert not set(keys) & {"q", "r", "/"}  # quit, reverse, filter
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -90,3 +91,14 @@ def test_the_same_sort_key_twice_flips_the_order_and_bad_filters_keep_the_old_on
     with pytest.raises(view.BadSelector):
         state.set_filter("bogus=1")
     assert state.filter_text == "host=a"
+
+
+def test_rows_with_a_state_sort_by_status_and_restarts_and_filter_without_a_sample():
+    crashed = Row(None, STOPPED, False, 0.0, make_state(name="crashed", restart_count=2))
+    healthy = Row(ROWS[0].sample, RUNNING, False, 0.0,
+                  make_state(name="web", status="running", restart_count=0))
+    rows = [crashed, healthy, ROWS[2]]  # the last: no state at all
+    assert names(view.sort_rows(rows, "restarts")) == ["crashed", "web", "cache"]
+    assert names(view.sort_rows(rows, "status")) == ["cache", "crashed", "web"]
+    assert names(view.sort_rows(rows, "cpu"))[-1] == "crashed"  # no figures: last
+    assert names(view.filter_rows(rows, view.parse_filter("crash"))) == ["crashed"]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support.samples import make_state
 
-from statspout.top import formatting as fmt
+from statspout import docker_format as fmt
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
@@ -51,3 +52,25 @@ def test_cells_join_usage_and_limit_like_docker_stats():
 ])
 def test_ages(seconds, text):
     assert fmt.age(seconds) == text
+
+
+@pytest.mark.parametrize(("changes", "text"), [
+    (dict(status="running", exit_code=None, health="healthy"), "Up 5m (healthy)"),
+    (dict(status="running", exit_code=None, health=None), "Up 5m"),
+    (dict(status="paused", exit_code=None), "Up 5m (Paused)"),
+    (dict(status="exited"), "Exited (3) 2m ago"),
+    (dict(status="restarting"), "Restarting (3) 2m ago"),
+    (dict(status="created", exit_code=None, started_at=None, finished_at=None), "Created"),
+    (dict(status="dead"), "Dead"),
+])
+def test_status_as_docker_ps_writes_it(changes, text):
+    now = 10_000 * 10**9
+    times = dict(started_at=now - 300 * 10**9 - 1, finished_at=now - 150 * 10**9)
+    state = make_state(**{**times, **changes})
+    assert fmt.status(state, now) == text
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0s"), (59.9, "59s"), (60, "1m"), (3599, "59m"), (3600, "1h"), (86400 * 3, "3d")])
+def test_durations_are_compact(seconds, text):
+    assert fmt.duration(seconds) == text

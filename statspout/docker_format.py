@@ -1,4 +1,5 @@
-"""Figures written as ``docker stats`` writes them, so that a reader compares them at a glance.
+"""Figures written as ``docker stats`` and ``docker ps`` write them, so that a reader compares them
+at a glance (shared by the stdout sink, the REST sink's live page and ``statspout-top``).
 
 Docker's CLI formats with github.com/docker/go-units: memory in binary units with 4 significant
 digits (``BytesSize``: ``12.3MiB / 1GiB``), network and block I/O in decimal units with 3
@@ -7,6 +8,8 @@ where a figure is unknown. Python's ``%g`` rounds and trims exactly as Go's does
 """
 
 from __future__ import annotations
+
+from statspout.wire import ContainerState
 
 BINARY_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB")
 DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
@@ -59,3 +62,33 @@ def age(seconds: float | None) -> str:
     if whole < 3600:
         return f"{whole // 60}m{whole % 60:02d}s"
     return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+
+
+def duration(seconds: float) -> str:
+    """A compact ``docker ps`` duration: ``12s``, ``5m``, ``3h``, ``2d``."""
+    whole = max(int(seconds), 0)
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if whole >= size:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+def status(state: ContainerState, now_ns: int) -> str:
+    """The STATUS cell, as ``docker ps`` writes it with shorter durations: ``Up 5m (healthy)``,
+    ``Up 2h (Paused)``, ``Exited (3) 2m ago``, ``Restarting (3) 4s ago``, ``Created``."""
+    def since(moment_ns: int | None) -> str:
+        return UNKNOWN if moment_ns is None else duration((now_ns - moment_ns) / 1e9)
+
+    if state.status in ("running", "paused"):
+        text = f"Up {since(state.started_at)}"
+        if state.status == "paused":
+            return text + " (Paused)"
+        return text + (f" ({state.health})" if state.health else "")
+    code = UNKNOWN if state.exit_code is None else state.exit_code
+    if state.status == "restarting":
+        return f"Restarting ({code}) {since(state.finished_at)} ago"
+    if state.status == "exited":
+        return f"Exited ({code}) {since(state.finished_at)} ago"
+    if state.status == "removing":
+        return "Removal In Progress"
+    return state.status.capitalize()  # Created, Dead
