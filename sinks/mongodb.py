@@ -41,7 +41,7 @@ from bson.errors import InvalidDocument
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError, ConnectionFailure, OperationFailure, PyMongoError
 
-from statspout import cli
+from statspout import cli, wire
 from statspout.sinks.base import Option
 from statspout.sinks.delivery import DeliveringSink, Failure, PartialWrite, delivery_options
 from statspout.wire import (
@@ -60,7 +60,7 @@ _INDEX_CONFLICT = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
 # Refusals of the client, not of a document: every part of a split batch would meet them.
 _NOT_ABOUT_THE_DATA = (13, 18, 8000)  # Unauthorized, AuthenticationFailed, AtlasError
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_IDENTITY = ("v", "kind", "seq", "host", "id", "name", "image", "labels", "timestamp")
+_IDENTITY = wire.IDENTITY_NAMES
 # Times of a state, stored as a Date and, exactly, as Int64 ns under NAME_ns.
 _STATE_TIMES = ("started_at", "finished_at")
 # Every other wire field is a figure, stored under its wire name.
