@@ -46,6 +46,9 @@ class Sink:
 
     name: ClassVar[str] = ""
     options: ClassVar[Sequence[Option]] = ()
+    # The message kinds the sink may hold unwritten (counted by ``unsettled``): a resume
+    # checkpoint never moves past one of them before it is written.
+    buffered_kinds: ClassVar[tuple[type, ...]] = (ContainerStats,)
 
     def __init__(self, settings: SimpleNamespace) -> None:
         self.settings = settings

@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from statspout import backoff, cli
 from statspout.logs import mask_secrets
@@ -396,21 +396,22 @@ class Delivery(Generic[Item]):
 
 
 
-class DeliveringSink(Sink):
+class DeliveringSink(Sink, Generic[Item]):
     """A database sink: every sample goes through a Delivery to ``write_batch``.
 
     A subclass declares ``delivery_options()`` among its options, passes its classifier, opens
     its client in ``open`` before calling ``super().open()``, and closes it in ``close`` after
-    ``super().close()`` has written out the buffer.
+    ``super().close()`` has written out the buffer. ``Item`` is what it buffers: samples, and
+    whatever other messages it hands to ``deliver`` (they share the batches).
     """
 
     def __init__(self, settings: SimpleNamespace, classify: Classifier) -> None:
         super().__init__(settings)
-        self._delivery: Delivery[ContainerStats] = Delivery(
+        self._delivery: Delivery[Item] = Delivery(
             self.write_batch, classify, DeliverySettings.from_settings(settings), name=self.name
         )
 
-    def write_batch(self, batch: list[ContainerStats]) -> None:
+    def write_batch(self, batch: list[Item]) -> None:
         """Write the batch; return only once the database confirmed all of it, else raise."""
         raise NotImplementedError
 
@@ -418,7 +419,11 @@ class DeliveringSink(Sink):
         self._delivery.start()
 
     def write(self, sample: ContainerStats) -> None:
-        self._delivery.put(sample)
+        self.deliver(cast(Item, sample))
+
+    def deliver(self, item: Item) -> None:
+        """Buffer ``item`` for a later ``write_batch``."""
+        self._delivery.put(item)
 
     def close(self) -> None:
         self._delivery.close()

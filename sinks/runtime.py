@@ -149,7 +149,7 @@ class SinkWorker:
         except Exception as exc:  # decode raises only MalformedMessage; this is the last resort
             self._malformed(exc)
             message = None
-        is_sample = isinstance(message, wire.ContainerStats)
+        is_sample = isinstance(message, self._sink.buffered_kinds)
         if isinstance(message, wire.ContainerStats):
             self.counts.samples += 1
             self._guarded("write", self._sink.write, message)

@@ -69,3 +69,26 @@ def make_event_for(sample: wire.ContainerStats, action: str, **overrides) -> wir
     )
     fields.update(overrides)
     return make_event(action, **fields)
+
+
+def make_state(seq: int = 1, **overrides) -> wire.ContainerState:
+    """A state message: an exited container without a health check, unless overridden."""
+    fields = dict(
+        seq=seq, host="test-host", id="c0ffee" * 10 + "abcd", name="web", image="nginx:1",
+        labels={"com.docker.compose.project": "shop"}, timestamp=1_795_880_402_500_000_001,
+        interval_s=1.0, status="exited", health=None, health_failing_streak=None,
+        restart_count=2, exit_code=3, oom_killed=False, started_at=1_795_880_400_000_000_000,
+        finished_at=1_795_880_402_000_000_000, pid=0,
+    )
+    fields.update(overrides)
+    return wire.ContainerState(**fields)
+
+
+def make_engine(seq: int = 1, **overrides) -> wire.EngineInfo:
+    fields = dict(
+        seq=seq, host="test-host", timestamp=1_795_880_402_500_000_001, interval_s=1.0,
+        engine="docker", server_version="20.10.24", containers_running=3, containers_paused=1,
+        containers_stopped=2, images=7, cpus=2, memory_total=2**34,
+    )
+    fields.update(overrides)
+    return wire.EngineInfo(**fields)
