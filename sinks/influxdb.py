@@ -201,16 +201,17 @@ def sample_points(sample: ContainerStats) -> list[PointData]:
     # No interface (--network none, host network): Telegraf writes no network point at all; a
     # 1.0 collector's sample (no per-interface figures) has its totals written.
     if interfaces is None or interfaces:
-        for name in sorted(interfaces or ()):
-            figures: dict[str, object] = {key: value for key, value in interfaces[name].items()
+        for name, counts in sorted((interfaces or {}).items()):
+            figures: dict[str, object] = {key: value for key, value in counts.items()
                                           if key in NET_FIELDS}
             figures["container_id"] = cid
             points.append(("docker_container_net", (("network", name),), figures))
         total: dict[str, object] = {name: getattr(sample, name) for name in NET_FIELDS}
         total["container_id"] = cid
         points.append(("docker_container_net", (("network", "total"),), total))
-    for device in sorted(sample.blk_devices or ()):
-        io = sample.blk_devices[device]  # type: ignore[index]
+    devices = sample.blk_devices or {}
+    for device in sorted(devices):
+        io = devices[device]
         figures = {field: io.get(key) for field, (_, key) in BLKIO_FIELDS.items()}
         figures["container_id"] = cid
         points.append(("docker_container_blkio", (("device", device),), figures))
