@@ -1,16 +1,16 @@
-"""The InfluxDB sink: samples as points shaped like Telegraf's docker input.
+"""The InfluxDB sink: samples, states and engines as points shaped like Telegraf's docker input.
 
-Data model (docs/sinks/influxdb.md has the full table), one point per measurement per sample,
-all at the sample's timestamp in nanoseconds:
+Data model (docs/sinks/influxdb.md has the full table; Telegraf's names, types and formulas),
+all at the message's timestamp in nanoseconds, null figures left out (never a made-up 0):
 
-- ``docker_container_cpu`` (tag ``cpu=cpu-total``): ``usage_total`` (int, ns),
-  ``usage_percent`` (float, %, 100 = one core; absent on a container's first sample),
-  ``online_cpus`` (int), ``pids`` (int).
-- ``docker_container_mem``: ``usage``, ``limit`` (int, bytes), ``usage_percent`` (float, %).
-- ``docker_container_net`` (tag ``network=total``): ``rx_bytes``, ``tx_bytes`` (int, bytes),
-  ``rx_packets``, ``tx_packets``, ``rx_errors``, ``tx_errors``, ``rx_dropped``, ``tx_dropped``.
-- ``docker_container_blkio`` (tag ``device=total``): ``io_service_bytes_recursive_read`` and
-  ``io_service_bytes_recursive_write`` (int, bytes).
+- a sample: ``docker_container_cpu`` (``cpu=cpu-total``: usage, user/kernel time, throttling),
+  ``docker_container_mem`` (Telegraf's page-cache-less ``usage``, ``usage_percent``, ``limit``,
+  ``max_usage``, ``fail_count``, the memory.stat entries of Telegraf's list),
+  ``docker_container_net`` (per interface and ``network=total``), ``docker_container_blkio``
+  (per ``MAJOR:MINOR`` and ``device=total``);
+- a state: ``docker_container_status`` (tag ``container_status``) and, with a health check,
+  ``docker_container_health``;
+- an engine message: ``docker`` (tags ``engine_host``, ``server_version`` only).
 
 Every point has the tags ``container_name``, ``container_image``, ``engine_host`` (the
 collector's host) and the container labels whose keys pass ``--influxdb.label-include`` /
@@ -27,7 +27,8 @@ container's series simply get no new points, and there is nothing to forget.
 
 Line protocol is built here, without per-point objects, exactly as influxdb-client's ``Point``
 writes it (a test compares the two byte for byte); the measurement-and-tags part of a container's
-lines is built once and cached (PREFIX_CACHE_SIZE). The sink POSTs it to ``/api/v2/write`` (API
+lines is built once and cached (PREFIX_CACHE_SIZE). States and engines share the samples'
+delivery buffer. The sink POSTs it to ``/api/v2/write`` (API
 v2) or ``/write`` (API v1, every InfluxDB 1.x), gzip-compressed unless the server is on this
 machine, a batch as up to IN_FLIGHT requests at once. With ``--influxdb.api auto`` (the
 default) the server's ``/ping`` answer (``X-Influxdb-Version``) decides, before the first

@@ -1,35 +1,26 @@
-"""The Prometheus sink: the latest sample of every container, served at ``/metrics``.
+"""The Prometheus sink: the latest sample and state of every container and the latest engine
+figures of every host, served at ``/metrics``.
 
-Data model (cAdvisor's names, so its dashboards work unchanged; base units):
-
-- counters: ``container_cpu_usage_seconds_total{cpu="total"}`` (cpu_usage_ns / 1e9),
-  ``container_network_{receive,transmit}_bytes_total``,
-  ``container_network_{receive,transmit}_packets_total``,
-  ``container_network_{receive,transmit}_errors_total``,
-  ``container_network_{receive,transmit}_packets_dropped_total`` (all interfaces summed),
-  ``container_fs_reads_bytes_total``, ``container_fs_writes_bytes_total``.
-- gauges: ``container_memory_usage_bytes`` and ``container_memory_working_set_bytes`` (both the
-  wire's mem_usage, see below), ``container_spec_memory_limit_bytes``, ``container_last_seen``
-  (the sample's timestamp, seconds since the epoch), ``statspout_container_cpu_usage_percent``
-  and ``statspout_container_memory_usage_percent`` (no series while the figure is null).
-- labels on every series: ``id``, ``name``, ``image``, ``host``, plus one
-  ``container_label_<key>`` per container label that ``--prometheus.label-include`` /
-  ``--prometheus.label-exclude`` let through (docs/labels.md; the key with every character
-  outside ``[a-zA-Z0-9_]`` turned into ``_``; empty on a series whose container lacks it).
-
-Memory: the wire carries usage minus inactive file cache, which is what cAdvisor calls the
-working set. The total including the cache is not on the wire, so ``container_memory_usage_bytes``
-carries the same figure (what ``docker stats`` shows as usage); it is below cAdvisor's usage by
-the inactive file cache, never above.
+Data model (FAMILIES; docs/sinks/prometheus.md has the table): cAdvisor's names and meanings
+(base units) where cAdvisor has them (``container_cpu_*``, ``container_memory_*``,
+``container_network_*_total{interface}``, ``container_fs_*_bytes_total{device}``,
+``container_start_time_seconds``, ``machine_*``), ``statspout_*`` where it has none (state,
+health, restarts, exit code, OOM kill, engine counts). Labels on every container series:
+``id``, ``name``, ``image``, ``host``, plus one ``container_label_<key>`` per container label
+that ``--prometheus.label-include`` / ``--prometheus.label-exclude`` let through (docs/labels.md;
+the key with every character outside ``[a-zA-Z0-9_]`` turned into ``_``; empty on a series whose
+container lacks it); engine series: ``host``. A null figure has no series.
 
 Exposition: written here, not through prometheus_client's objects (one per series: seconds at
 20,000 containers); OpenMetrics 1.0 when the scraper asks for it (Prometheus does), else the
 text format 0.0.4. A container's label set is rendered once and kept while it is in the table.
 
-Delivery: latest value only. A sample is delivered once it is in the table ``/metrics`` renders;
-a sample that a newer one replaces before a scrape is never seen by Prometheus. A container's
-series go away on its stop, rename (until its next sample, under the new name) and destroy
-events, and when no sample arrived for ``stale-intervals`` × ``interval`` seconds.
+Delivery: latest value only. A message is delivered once it is in the table ``/metrics``
+renders; one that a newer one replaces before a scrape is never seen by Prometheus. A
+container's sample series go away on its stop, rename (until its next sample, under the new
+name) and destroy events, and when no sample arrived for ``stale-intervals`` × ``interval``
+seconds; its state series on destroy, and states and engines after ``stale-intervals`` of their
+own ``interval_s`` (LatestTable, bounded).
 """
 
 from __future__ import annotations
