@@ -335,6 +335,9 @@ class LineBuilder:
                 self.cache_resets += 1
             prefixes = self._prefixes[key] = {}
         timestamp = f" {message.timestamp}"
+        id_text = prefixes.get(("container_id", ()))
+        if id_text is None:
+            id_text = prefixes[("container_id", ())] = field_text(cid) or ""
         lines = []
         keys = self._keys
         for measurement, own_tags, fields in message_points(message):
@@ -352,7 +355,13 @@ class LineBuilder:
                     key_text = keys[name] = "," + name.translate(_ESCAPE_KEY) + "="
                 kind = type(value)
                 if kind is int and value <= _INT64_MAX:  # type: ignore[operator]
-                    written.append(f"{key_text}{value}i")  # the common case inline
+                    written.append(f"{key_text}{value}i")  # the common cases inline
+                elif kind is float and value - value == 0:  # type: ignore[operator] # finite
+                    shortest = repr(value)  # the shortest text that reads back as that double
+                    written.append(key_text + (shortest[:-2] if shortest.endswith(".0")
+                                               else shortest))
+                elif value is cid:  # the container id, escaped once per container
+                    written.append(key_text + id_text)
                 else:
                     text = field_text(value)
                     if text is not None:
