@@ -35,8 +35,9 @@ def sink(name: str, publish: str, *options: str) -> Process:
     return Process([program("statspout-sink"), name, "--connect", publish, *options])
 
 
+@pytest.mark.parametrize("source", ["api", "cgroup"])
 def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
-    make_container, docker_client, endpoints, run_id, internal_network
+    make_container, docker_client, endpoints, run_id, internal_network, source
 ):
     if not os.path.isdir(os.path.join(CGROUP, "memory", "docker")):
         pytest.skip("reads the raw figures from cgroup v1 files under /sys/fs/cgroup/*/docker")
@@ -62,7 +63,7 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
     _, publish = endpoints
     with running_influxd() as influx, \
             prometheus_server([f"127.0.0.1:{prometheus_port}"]) as prom, \
-            Pipeline(endpoints, run_id, collector_args=["--source", "api"]) as pipeline:
+            Pipeline(endpoints, run_id, collector_args=["--source", source]) as pipeline:
         influx.create_database(DB)
         sinks = [
             sink("influxdb", publish, "--influxdb.api", "v1", "--influxdb.url", influx.url,
@@ -84,7 +85,9 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
 
             def same_sample(kind: str, row: dict[str, Any]) -> dict[str, Any]:
                 """The stdout sink's copy of the sample InfluxDB stored in ``row``."""
-                return next(s for s in samples(kind) if s["timestamp"] == row["time"])
+                return wait_for(lambda: next((s for s in samples(kind)
+                                              if s["timestamp"] == row["time"]), None),
+                                10, f"the stdout sink's copy of the {kind} sample")
 
             def sample_with(kind: str, figure, value: float) -> dict[str, Any]:
                 """The stdout sink's copy of the sample whose ``figure(sample)`` is ``value``
@@ -281,4 +284,4 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
             assert "sink_errors=0" in process.log() and "malformed=0" in process.log(), (
                 process.log())
     for what, figures in shown.items():
-        print(f"{what}: {figures}")
+        print(f"{source} source, {what}: {figures}")
