@@ -42,8 +42,9 @@ import ipaddress
 import json
 import logging
 import math
+import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from urllib.parse import urlencode
@@ -161,7 +162,7 @@ def point_tags(message: InfluxMessage, label_tags: Sequence[str] = ()) -> dict[s
 
 
 # One point of the data model: measurement, its own tags, its fields (None: left out).
-PointData = tuple[str, tuple[tuple[str, str], ...], dict[str, object]]
+PointData = tuple[str, tuple[tuple[str, str], ...], Mapping[str, object]]
 
 
 def telegraf_mem_usage(usage: int, stat: Mapping[str, int]) -> int:
@@ -177,12 +178,45 @@ def telegraf_mem_usage(usage: int, stat: Mapping[str, int]) -> int:
     return usage - value if value < usage else usage
 
 
+class FixedFields(Mapping[str, object]):
+    """The fields of a point whose names never change (cpu, net total, blkio total), read from
+    the sample on demand: the line builder takes them in an order sorted once, with one
+    attrgetter, rather than building and sorting a dict per point."""
+
+    __slots__ = ("layout", "sample")
+
+    def __init__(self, layout: FixedLayout, sample: ContainerStats) -> None:
+        self.layout = layout
+        self.sample = sample
+
+    def __getitem__(self, name: str) -> object:
+        return getattr(self.sample, self.layout.attributes[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layout.attributes)
+
+    def __len__(self) -> int:
+        return len(self.layout.attributes)
+
+
+class FixedLayout:
+    """Fields (sorted by name, as Point writes them, container_id among them) and the sample
+    attribute of each."""
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self.attributes = dict(sorted({**fields, "container_id": "id"}.items()))
+        self.key_texts = tuple("," + name.translate(_ESCAPE_KEY) + "="
+                               for name in self.attributes)
+        self.values = operator.attrgetter(*self.attributes.values())
+
+    def __call__(self, sample: ContainerStats) -> FixedFields:
+        return FixedFields(self, sample)
+
+
 def sample_points(sample: ContainerStats) -> list[PointData]:
     """The points of one sample, in Telegraf's order: cpu, mem, net per interface and total,
     blkio per device and total."""
     cid = sample.id
-    cpu: dict[str, object] = {field: getattr(sample, name) for field, name in CPU_FIELDS.items()}
-    cpu["container_id"] = cid
     stat = sample.mem_stat or {}
     mem: dict[str, object] = {key: value for key, value in stat.items()
                               if key in MEM_STAT_FIELDS}
@@ -195,7 +229,7 @@ def sample_points(sample: ContainerStats) -> list[PointData]:
                max_usage=sample.mem_max_usage,
                fail_count=sample.mem_failcnt or None)  # Telegraf: only when not 0
     points: list[PointData] = [
-        ("docker_container_cpu", (("cpu", "cpu-total"),), cpu),
+        ("docker_container_cpu", (("cpu", "cpu-total"),), _CPU(sample)),
         ("docker_container_mem", (), mem),
     ]
     interfaces = sample.net_interfaces
@@ -207,19 +241,14 @@ def sample_points(sample: ContainerStats) -> list[PointData]:
                                           if key in NET_FIELDS}
             figures["container_id"] = cid
             points.append(("docker_container_net", (("network", name),), figures))
-        total: dict[str, object] = {name: getattr(sample, name) for name in NET_FIELDS}
-        total["container_id"] = cid
-        points.append(("docker_container_net", (("network", "total"),), total))
+        points.append(("docker_container_net", (("network", "total"),), _NET_TOTAL(sample)))
     devices = sample.blk_devices or {}
     for device in sorted(devices):
         io = devices[device]
         figures = {field: io.get(key) for field, (_, key) in BLKIO_FIELDS.items()}
         figures["container_id"] = cid
         points.append(("docker_container_blkio", (("device", device),), figures))
-    blkio: dict[str, object] = {field: getattr(sample, name)
-                                for field, (name, _) in BLKIO_FIELDS.items()}
-    blkio["container_id"] = cid
-    points.append(("docker_container_blkio", (("device", "total"),), blkio))
+    points.append(("docker_container_blkio", (("device", "total"),), _BLKIO_TOTAL(sample)))
     return points
 
 
@@ -273,6 +302,10 @@ _ESCAPE_MEASUREMENT = str.maketrans(
 _ESCAPE_KEY = str.maketrans(
     {",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n", "\t": "\\t", "\r": "\\r"})
 _ESCAPE_STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
+# The points whose field names never change, laid out once.
+_CPU = FixedLayout(CPU_FIELDS)
+_NET_TOTAL = FixedLayout({name: name for name in NET_FIELDS})
+_BLKIO_TOTAL = FixedLayout({field: name for field, (name, _) in BLKIO_FIELDS.items()})
 
 
 def escape_tag_value(value: str) -> str:
@@ -346,13 +379,14 @@ class LineBuilder:
                 prefix = prefixes[(measurement, own_tags)] = line_prefix(
                     measurement, {**dict(key[1]), **dict(own_tags)})
             written = [prefix]
-            for name in sorted(fields):  # Point writes them sorted by key
-                value = fields[name]
-                if value is None:
-                    continue
-                key_text = keys.get(name)
-                if key_text is None:
-                    key_text = keys[name] = "," + name.translate(_ESCAPE_KEY) + "="
+            if type(fields) is FixedFields:
+                layout = fields.layout
+                pairs: Iterable[tuple[str, object]] = zip(
+                    layout.key_texts, layout.values(fields.sample), strict=True)
+            else:  # Point writes them sorted by key
+                pairs = [(keys.get(name) or self._key_text(name), fields[name])
+                         for name in sorted(fields)]
+            for key_text, value in pairs:
                 kind = type(value)
                 if kind is int and value <= _INT64_MAX:  # type: ignore[operator]
                     written.append(f"{key_text}{value}i")  # the common cases inline
@@ -362,7 +396,7 @@ class LineBuilder:
                                                else shortest))
                 elif value is cid:  # the container id, escaped once per container
                     written.append(key_text + id_text)
-                else:
+                elif value is not None:
                     text = field_text(value)
                     if text is not None:
                         written.append(key_text + text)
@@ -370,6 +404,11 @@ class LineBuilder:
             written.append(timestamp)
             lines.append("".join(written))
         return lines
+
+    def _key_text(self, name: str) -> str:
+        """``,name=`` for a field name, kept (field names come from a fixed set: bounded)."""
+        text = self._keys[name] = "," + name.translate(_ESCAPE_KEY) + "="
+        return text
 
     def body(self, batch: Sequence[InfluxMessage]) -> bytes:
         """The body of a write of ``batch``: its messages' lines, newline-separated, UTF-8."""
