@@ -16,9 +16,10 @@ In one run, in this process:
   installed, and its series counted.
 
 ``--sink module:Class`` measures another sink class (an older version saved aside) in the same
-run. Not a test: it prints figures.
+run. ``--full`` sends wire 1.1 samples, a state per container and an engine per host. Not a
+test: it prints figures.
 
-    .venv/bin/python bench/prometheus_scale.py [--containers 20000] [--rounds 5]
+    .venv/bin/python bench/prometheus_scale.py [--containers 20000] [--rounds 5] [--full]
 """
 
 from __future__ import annotations
@@ -34,18 +35,31 @@ import time
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from statspout.sinks.base import Sink
 from statspout.sinks.prometheus import PrometheusSink
-from statspout.wire import ContainerStats
+from statspout.wire import ContainerState, ContainerStats, EngineInfo
 
 LABELS = {"com.docker.compose.project": "shop", "com.example.team": 'ops "blue"\\',
           "tier": "web"}
 
 
-def samples_of_round(containers: int, round_number: int) -> list[ContainerStats]:
-    """One sample per container, 200 containers per host, figures growing with the round."""
+def samples_of_round(containers: int, round_number: int, full: bool = False
+                     ) -> list[ContainerStats]:
+    """One sample per container, 200 containers per host, figures growing with the round;
+    ``full``: with wire 1.1's figures (one interface, one block device, a CPU quota)."""
     start = time.time_ns()
+    extra: dict[str, Any] = {}
+    if full:
+        extra = dict(cpu_user_ns=round_number * 10**8, cpu_system_ns=10**7, cpu_periods=100,
+                     cpu_throttled_periods=5, cpu_throttled_ns=10**8, mem_cgroup_usage=60 * 2**20,
+                     mem_max_usage=70 * 2**20, mem_failcnt=0, mem_rss=40 * 2**20,
+                     mem_cache=20 * 2**20, mem_mapped_file=2**20, mem_swap=0, oom_events=0,
+                     net_interfaces={"eth0": {"rx_bytes": 10, "tx_bytes": 20, "rx_packets": 1,
+                                              "tx_packets": 2, "rx_errors": 0, "tx_errors": 0,
+                                              "rx_dropped": 0, "tx_dropped": 0}},
+                     blk_devices={"8:0": {"read_bytes": 4096, "write_bytes": 8192}})
     return [ContainerStats(
         seq=round_number * containers + n + 1, host=f"host-{n // 200:03d}", id=f"{n:064x}",
         name=f"svc-{n}", image="nginx:1.27", labels=LABELS, timestamp=start + n,
@@ -53,8 +67,24 @@ def samples_of_round(containers: int, round_number: int) -> list[ContainerStats]
         cpu_usage_ns=round_number * 10**9 + n, online_cpus=4, mem_usage=50 * 2**20 + n,
         mem_limit=2**30, mem_percent=4.88, rx_bytes=n * 10 + round_number,
         tx_bytes=n * 20, rx_packets=n, tx_packets=n, rx_errors=0, tx_errors=0, rx_dropped=0,
-        tx_dropped=0, blk_read_bytes=n * 4096, blk_write_bytes=n * 8192, pids=7,
+        tx_dropped=0, blk_read_bytes=n * 4096, blk_write_bytes=n * 8192, pids=7, **extra,
     ) for n in range(containers)]
+
+
+def states_and_engines(samples: list[ContainerStats]) -> tuple[list[ContainerState],
+                                                              list[EngineInfo]]:
+    """A running container's state per sample, and an engine per host."""
+    states = [ContainerState(
+        seq=s.seq, host=s.host, id=s.id, name=s.name, image=s.image, labels=s.labels,
+        timestamp=s.timestamp, interval_s=1.0, status="running", health="healthy",
+        health_failing_streak=0, restart_count=0, exit_code=None, oom_killed=False,
+        started_at=s.timestamp - 10**12, finished_at=None, pid=1000) for s in samples]
+    hosts = sorted({s.host for s in samples})
+    engines = [EngineInfo(seq=1, host=host, timestamp=time.time_ns(), interval_s=1.0,
+                          engine="docker", server_version="20.10.24", containers_running=200,
+                          containers_paused=0, containers_stopped=0, images=10, cpus=2,
+                          memory_total=2**34) for host in hosts]
+    return states, engines
 
 
 def sink_class(text: str) -> type[Sink]:
@@ -131,11 +161,20 @@ def main() -> int:
                         help="scrapes after each round")
     parser.add_argument("--sink", type=sink_class, default=PrometheusSink,
                         help="module:Class of the Prometheus sink to measure (default: ours)")
+    parser.add_argument("--full", action="store_true",
+                        help="wire 1.1 samples, and a state per container and an engine per host "
+                        "(for a sink that takes them)")
     args = parser.parse_args()
-    rounds = [samples_of_round(args.containers, r) for r in range(args.rounds)]
+    rounds = [samples_of_round(args.containers, r, args.full) for r in range(args.rounds)]
     settings = SimpleNamespace(address=("127.0.0.1", 0), interval=1.0, stale_intervals=3600,
                                label_names=["com.docker.compose.project", "com.example.team"])
     sink = args.sink(settings)
+    if args.full:
+        states, engines = states_and_engines(rounds[0])
+        for state in states:
+            sink.handle_state(state)
+        for engine in engines:
+            sink.handle_engine(engine)
     sink.open()
     put_s = plain_s = 0.0
     scrape_times: list[float] = []

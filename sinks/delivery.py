@@ -44,7 +44,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from statspout import backoff, cli
 from statspout.logs import mask_secrets
@@ -396,14 +396,14 @@ class Delivery(Generic[Item]):
 
 
 
-class DeliveringSink(Sink):
+class DeliveringSink(Sink, Generic[Item]):
     """A database sink: every sample goes through a Delivery to ``write_batch``.
 
     A subclass declares ``delivery_options()`` among its options, passes its classifier, opens
     its client in ``open`` before calling ``super().open()``, and closes it in ``close`` after
-    ``super().close()`` has written out the buffer. A subclass that stores state or engine
-    messages too overrides ``handle_state``/``handle_engine`` with ``self._delivery.put`` (and
-    widens ``write_batch``'s type): they then share the buffer, its order and its checkpoints.
+    ``super().close()`` has written out the buffer. ``Item`` is what it buffers: samples, and
+    the state and engine messages a subclass hands to ``deliver`` from its ``handle_state`` /
+    ``handle_engine`` (they share the buffer, its order, its batches and its checkpoints).
     """
 
     # What a subclass overriding handle_state/handle_engine puts into the delivery; the runtime
@@ -412,21 +412,23 @@ class DeliveringSink(Sink):
 
     def __init__(self, settings: SimpleNamespace, classify: Classifier) -> None:
         super().__init__(settings)
-        # Any: samples, and the states and engines of a subclass that stores them.
-        self._delivery: Delivery[Any] = Delivery(
+        self._delivery: Delivery[Item] = Delivery(
             self.write_batch, classify, DeliverySettings.from_settings(settings), name=self.name
         )
 
-    def write_batch(self, batch: list[Any]) -> None:
-        """Write the batch (samples, and the state and engine messages of a subclass that puts
-        them); return only once the database confirmed all of it, else raise."""
+    def write_batch(self, batch: list[Item]) -> None:
+        """Write the batch; return only once the database confirmed all of it, else raise."""
         raise NotImplementedError
 
     def open(self) -> None:
         self._delivery.start()
 
     def write(self, sample: ContainerStats) -> None:
-        self._delivery.put(sample)
+        self.deliver(cast(Item, sample))
+
+    def deliver(self, item: Item) -> None:
+        """Buffer ``item`` for a later ``write_batch``."""
+        self._delivery.put(item)
 
     def close(self) -> None:
         self._delivery.close()

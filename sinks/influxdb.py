@@ -1,16 +1,16 @@
-"""The InfluxDB sink: samples as points shaped like Telegraf's docker input.
+"""The InfluxDB sink: samples, states and engines as points shaped like Telegraf's docker input.
 
-Data model (docs/sinks/influxdb.md has the full table), one point per measurement per sample,
-all at the sample's timestamp in nanoseconds:
+Data model (docs/sinks/influxdb.md has the full table; Telegraf's names, types and formulas),
+all at the message's timestamp in nanoseconds, null figures left out (never a made-up 0):
 
-- ``docker_container_cpu`` (tag ``cpu=cpu-total``): ``usage_total`` (int, ns),
-  ``usage_percent`` (float, %, 100 = one core; absent on a container's first sample),
-  ``online_cpus`` (int), ``pids`` (int).
-- ``docker_container_mem``: ``usage``, ``limit`` (int, bytes), ``usage_percent`` (float, %).
-- ``docker_container_net`` (tag ``network=total``): ``rx_bytes``, ``tx_bytes`` (int, bytes),
-  ``rx_packets``, ``tx_packets``, ``rx_errors``, ``tx_errors``, ``rx_dropped``, ``tx_dropped``.
-- ``docker_container_blkio`` (tag ``device=total``): ``io_service_bytes_recursive_read`` and
-  ``io_service_bytes_recursive_write`` (int, bytes).
+- a sample: ``docker_container_cpu`` (``cpu=cpu-total``: usage, user/kernel time, throttling),
+  ``docker_container_mem`` (Telegraf's page-cache-less ``usage``, ``usage_percent``, ``limit``,
+  ``max_usage``, ``fail_count``, the memory.stat entries of Telegraf's list),
+  ``docker_container_net`` (per interface and ``network=total``), ``docker_container_blkio``
+  (per ``MAJOR:MINOR`` and ``device=total``);
+- a state: ``docker_container_status`` (tag ``container_status``) and, with a health check,
+  ``docker_container_health``;
+- an engine message: ``docker`` (tags ``engine_host``, ``server_version`` only).
 
 Every point has the tags ``container_name``, ``container_image``, ``engine_host`` (the
 collector's host) and the container labels whose keys pass ``--influxdb.label-include`` /
@@ -27,7 +27,8 @@ container's series simply get no new points, and there is nothing to forget.
 
 Line protocol is built here, without per-point objects, exactly as influxdb-client's ``Point``
 writes it (a test compares the two byte for byte); the measurement-and-tags part of a container's
-lines is built once and cached (PREFIX_CACHE_SIZE). The sink POSTs it to ``/api/v2/write`` (API
+lines is built once and cached (PREFIX_CACHE_SIZE). States and engines share the samples'
+delivery buffer. The sink POSTs it to ``/api/v2/write`` (API
 v2) or ``/write`` (API v1, every InfluxDB 1.x), gzip-compressed unless the server is on this
 machine, a batch as up to IN_FLIGHT requests at once. With ``--influxdb.api auto`` (the
 default) the server's ``/ping`` answer (``X-Influxdb-Version``) decides, before the first
@@ -43,7 +44,7 @@ import logging
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from urllib.parse import urlencode
@@ -55,37 +56,58 @@ from statspout.logs import mask_secrets
 from statspout.sinks.base import Option, describe_options
 from statspout.sinks.delivery import DeliveringSink, Failure, PartialWrite, delivery_options
 from statspout.sinks.label_options import label_key_filter, label_key_options, refusing_exact
-from statspout.wire import ContainerStats
+from statspout.wire import ContainerState, ContainerStats, EngineInfo
 
 log = logging.getLogger("statspout.sink.influxdb")
 
+# What the sink writes: samples, and containers' states and engines' counts (schema 1.1).
+InfluxMessage = ContainerStats | ContainerState | EngineInfo
+
 _INT64_MAX = 2**63 - 1
 IDENTITY_TAGS = ("container_name", "container_image", "engine_host")
-# (measurement, its own tag, {field: wire name}); the order of the points of a sample.
-MEASUREMENTS: tuple[tuple[str, tuple[str, str] | None, dict[str, str]], ...] = (
-    ("docker_container_cpu", ("cpu", "cpu-total"), {
-        "usage_total": "cpu_usage_ns",
-        "usage_percent": "cpu_percent",  # None: the library leaves the field out
-        "online_cpus": "online_cpus",
-        "pids": "pids",
-    }),
-    ("docker_container_mem", None, {
-        "usage": "mem_usage", "limit": "mem_limit", "usage_percent": "mem_percent",
-    }),
-    ("docker_container_net", ("network", "total"), {
-        name: name for name in ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets",
-                                "rx_errors", "tx_errors", "rx_dropped", "tx_dropped")
-    }),
-    ("docker_container_blkio", ("device", "total"), {
-        "io_service_bytes_recursive_read": "blk_read_bytes",
-        "io_service_bytes_recursive_write": "blk_write_bytes",
-    }),
-)
+# The fields of a sample's points: {field: wire name}, null values left out.
+CPU_FIELDS = {
+    "usage_total": "cpu_usage_ns",
+    "usage_in_usermode": "cpu_user_ns",
+    "usage_in_kernelmode": "cpu_system_ns",
+    "throttling_periods": "cpu_periods",
+    "throttling_throttled_periods": "cpu_throttled_periods",
+    "throttling_throttled_time": "cpu_throttled_ns",
+    "usage_percent": "cpu_percent",
+    "online_cpus": "online_cpus",
+    "pids": "pids",
+}
+NET_FIELDS = ("rx_bytes", "tx_bytes", "rx_packets", "tx_packets",
+              "rx_errors", "tx_errors", "rx_dropped", "tx_dropped")
+BLKIO_FIELDS = {
+    "io_service_bytes_recursive_read": ("blk_read_bytes", "read_bytes"),
+    "io_service_bytes_recursive_write": ("blk_write_bytes", "write_bytes"),
+}
+# The memory.stat entries Telegraf copies into docker_container_mem, under the kernel's names
+# (plugins/inputs/docker/gatherers.go, addMemoryMetrics): v1's names; on v2 those of them the
+# kernel also writes (active_anon, active_file, inactive_anon, inactive_file, pgfault,
+# pgmajfault, unevictable).
+MEM_STAT_FIELDS = frozenset((
+    "active_anon", "active_file", "cache", "hierarchical_memory_limit", "inactive_anon",
+    "inactive_file", "mapped_file", "pgfault", "pgmajfault", "pgpgin", "pgpgout", "rss",
+    "rss_huge", "total_active_anon", "total_active_file", "total_cache", "total_inactive_anon",
+    "total_inactive_file", "total_mapped_file", "total_pgfault", "total_pgmajfault",
+    "total_pgpgin", "total_pgpgout", "total_rss", "total_rss_huge", "total_unevictable",
+    "total_writeback", "unevictable", "writeback",
+))
+MEM_FIELDS = ("usage", "usage_percent", "limit", "max_usage", "fail_count")
+STATUS_FIELDS = ("oomkilled", "pid", "exitcode", "started_at", "finished_at", "uptime_ns",
+                 "restart_count")
+HEALTH_FIELDS = ("health_status", "failing_streak")
+ENGINE_FIELDS = ("n_containers", "n_containers_running", "n_containers_paused",
+                 "n_containers_stopped", "n_images", "n_cpus", "memory_total")
+# Tags of a measurement's own (besides the identity tags and labels).
+OWN_TAGS = ("cpu", "network", "device", "container_status")
 # Keys a label may not take as a tag: ours (identity wins), and InfluxDB's own.
 RESERVED_KEYS = frozenset({
-    *IDENTITY_TAGS, "container_id", "time",
-    *(tag[0] for _, tag, _ in MEASUREMENTS if tag),
-    *(field for _, _, fields in MEASUREMENTS for field in fields),
+    *IDENTITY_TAGS, "container_id", "time", "server_version", *OWN_TAGS, *CPU_FIELDS, *NET_FIELDS,
+    *BLKIO_FIELDS, *MEM_STAT_FIELDS, *MEM_FIELDS, *STATUS_FIELDS, *HEALTH_FIELDS,
+    *ENGINE_FIELDS,
 })
 # Requests of one batch in flight at once (the batch cut in parts of at least MIN_PART_SAMPLES,
 # each sent by a pool thread as soon as the writer thread built it):
@@ -126,15 +148,150 @@ def signed(value: int) -> int:
     return min(value, _INT64_MAX)
 
 
-def point_tags(sample: ContainerStats, label_tags: Sequence[str] = ()) -> dict[str, str]:
-    """The tags every point of ``sample`` carries (besides its measurement's own)."""
+def point_tags(message: InfluxMessage, label_tags: Sequence[str] = ()) -> dict[str, str]:
+    """The tags every point of ``message`` carries (besides its measurement's own)."""
+    if isinstance(message, EngineInfo):
+        return {"engine_host": message.host, "server_version": message.server_version}
     return {
-        **{key: sample.labels[key] for key in label_tags if key in sample.labels},
+        **{key: message.labels[key] for key in label_tags if key in message.labels},
         # Identity last: whatever the allow-list, a label never replaces it.
-        "container_name": sample.name,
-        "container_image": sample.image,
-        "engine_host": sample.host,
+        "container_name": message.name,
+        "container_image": message.image,
+        "engine_host": message.host,
     }
+
+
+# One point of the data model: measurement, its own tags, its fields (None: left out).
+PointData = tuple[str, tuple[tuple[str, str], ...], Mapping[str, object]]
+
+
+def telegraf_mem_usage(usage: int, stat: Mapping[str, int]) -> int:
+    """Telegraf's ``docker_container_mem`` ``usage`` (plugins/common/docker,
+    CalculateMemUsageUnixNoCache): the cgroup's usage less memory.stat ``cache`` (cgroup v1,
+    checked first), else ``total_inactive_file``, else ``inactive_file`` (v2); page cache
+    excluded, as ``docker stats`` does."""
+    for key in ("cache", "total_inactive_file"):
+        value = stat.get(key)
+        if value is not None and value < usage:
+            return usage - value
+    value = stat.get("inactive_file", 0)
+    return usage - value if value < usage else usage
+
+
+class FixedFields(Mapping[str, object]):
+    """The fields of a point whose names never change (cpu, net total, blkio total), read from
+    the sample on demand: the line builder takes them in an order sorted once, with one
+    attrgetter, rather than building and sorting a dict per point."""
+
+    __slots__ = ("layout", "sample")
+
+    def __init__(self, layout: FixedLayout, sample: ContainerStats) -> None:
+        self.layout = layout
+        self.sample = sample
+
+    def __getitem__(self, name: str) -> object:
+        return getattr(self.sample, self.layout.attributes[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layout.attributes)
+
+    def __len__(self) -> int:
+        return len(self.layout.attributes)
+
+
+class FixedLayout:
+    """Fields (sorted by name, as Point writes them, container_id among them) and the sample
+    attribute of each."""
+
+    def __init__(self, fields: Mapping[str, str]) -> None:
+        self.attributes = dict(sorted({**fields, "container_id": "id"}.items()))
+        self.key_texts = tuple("," + name.translate(_ESCAPE_KEY) + "="
+                               for name in self.attributes)
+        self.values = operator.attrgetter(*self.attributes.values())
+
+    def __call__(self, sample: ContainerStats) -> FixedFields:
+        return FixedFields(self, sample)
+
+
+def sample_points(sample: ContainerStats) -> list[PointData]:
+    """The points of one sample, in Telegraf's order: cpu, mem, net per interface and total,
+    blkio per device and total."""
+    cid = sample.id
+    stat = sample.mem_stat or {}
+    mem: dict[str, object] = {key: value for key, value in stat.items()
+                              if key in MEM_STAT_FIELDS}
+    if sample.mem_cgroup_usage is None:  # a 1.0 collector: docker stats' figures, page
+        usage, percent = sample.mem_usage, sample.mem_percent  # cache excluded all the same
+    else:
+        usage = telegraf_mem_usage(sample.mem_cgroup_usage, stat)
+        percent = usage / sample.mem_limit * 100 if sample.mem_limit else None
+    mem.update(container_id=cid, usage=usage, limit=sample.mem_limit, usage_percent=percent,
+               max_usage=sample.mem_max_usage,
+               fail_count=sample.mem_failcnt or None)  # Telegraf: only when not 0
+    points: list[PointData] = [
+        ("docker_container_cpu", (("cpu", "cpu-total"),), _CPU(sample)),
+        ("docker_container_mem", (), mem),
+    ]
+    interfaces = sample.net_interfaces
+    # No interface (--network none, host network): Telegraf writes no network point at all; a
+    # 1.0 collector's sample (no per-interface figures) has its totals written.
+    if interfaces is None or interfaces:
+        for name, counts in sorted((interfaces or {}).items()):
+            figures: dict[str, object] = {key: value for key, value in counts.items()
+                                          if key in NET_FIELDS}
+            figures["container_id"] = cid
+            points.append(("docker_container_net", (("network", name),), figures))
+        points.append(("docker_container_net", (("network", "total"),), _NET_TOTAL(sample)))
+    devices = sample.blk_devices or {}
+    for device in sorted(devices):
+        io = devices[device]
+        figures = {field: io.get(key) for field, (_, key) in BLKIO_FIELDS.items()}
+        figures["container_id"] = cid
+        points.append(("docker_container_blkio", (("device", device),), figures))
+    points.append(("docker_container_blkio", (("device", "total"),), _BLKIO_TOTAL(sample)))
+    return points
+
+
+def state_points(state: ContainerState) -> list[PointData]:
+    """``docker_container_status`` and, with a health check, ``docker_container_health``, as
+    Telegraf writes them from ``docker inspect`` (times in ns since the epoch)."""
+    started, finished = state.started_at, state.finished_at
+    uptime = None
+    if started is not None:
+        # Telegraf: until the exit, or until now when running (the exit is then older).
+        end = finished if finished is not None and finished >= started else state.timestamp
+        uptime = end - started
+    status_tag = (("container_status", state.status),)
+    points: list[PointData] = [("docker_container_status", status_tag, {
+        "oomkilled": state.oom_killed, "pid": state.pid, "exitcode": state.exit_code,
+        "started_at": started, "finished_at": finished, "uptime_ns": uptime,
+        "restart_count": state.restart_count, "container_id": state.id,
+    })]
+    if state.health is not None:
+        points.append(("docker_container_health", status_tag, {
+            "health_status": state.health, "failing_streak": state.health_failing_streak}))
+    return points
+
+
+def engine_points(engine: EngineInfo) -> list[PointData]:
+    """Telegraf's ``docker`` measurement (gatherInfo), one point per engine message."""
+    return [("docker", (), {
+        "n_containers": engine.containers_running + engine.containers_paused
+        + engine.containers_stopped,
+        "n_containers_running": engine.containers_running,
+        "n_containers_paused": engine.containers_paused,
+        "n_containers_stopped": engine.containers_stopped,
+        "n_images": engine.images, "n_cpus": engine.cpus, "memory_total": engine.memory_total,
+    })]
+
+
+def message_points(message: InfluxMessage) -> list[PointData]:
+    """The data model: the points of one message."""
+    if isinstance(message, ContainerStats):
+        return sample_points(message)
+    if isinstance(message, ContainerState):
+        return state_points(message)
+    return engine_points(message)
 
 
 # Line protocol, written as influxdb-client's Point writes it (tests/sinks/test_influxdb_writes.py
@@ -145,6 +302,10 @@ _ESCAPE_MEASUREMENT = str.maketrans(
 _ESCAPE_KEY = str.maketrans(
     {",": "\\,", "=": "\\=", " ": "\\ ", "\n": "\\n", "\t": "\\t", "\r": "\\r"})
 _ESCAPE_STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
+# The points whose field names never change, laid out once.
+_CPU = FixedLayout(CPU_FIELDS)
+_NET_TOTAL = FixedLayout({name: name for name in NET_FIELDS})
+_BLKIO_TOTAL = FixedLayout({field: name for field, (name, _) in BLKIO_FIELDS.items()})
 
 
 def escape_tag_value(value: str) -> str:
@@ -171,23 +332,14 @@ def field_text(value: object) -> str | None:
     raise TypeError(f"a field of type {type(value).__name__} cannot be written: {value!r}")
 
 
-# Per measurement: its escaped name, its own tag, and its fields but container_id sorted by key
-# (as Point sorts them): their ",key=" texts and a getter of their values from a sample. The
-# string field container_id sorts first in every measurement, so it is part of the line prefix.
-_LAYOUT = tuple(
-    (measurement.translate(_ESCAPE_MEASUREMENT), own_tag,
-     tuple("," + field.translate(_ESCAPE_KEY) + "=" for field in sorted(fields)),
-     operator.attrgetter(*(fields[field] for field in sorted(fields))))
-    for measurement, own_tag, fields in MEASUREMENTS
-)
-assert all("container_id" < min(fields) for _, _, fields in MEASUREMENTS)
 # Containers (id and tag set) whose line prefixes are kept; when full, the cache starts over (a
 # cost in time only, counted in the sink's prefix_cache_resets).
 PREFIX_CACHE_SIZE = 100_000
 
 
 class LineBuilder:
-    """Line protocol for samples, the per-container part (measurement, tags, id) built once."""
+    """Line protocol for messages, the measurement-and-tags part of a container's lines built
+    once and cached."""
 
     def __init__(
         self,
@@ -197,63 +349,80 @@ class LineBuilder:
         # The label keys of a container that become tags (the sink's label filter).
         self._label_tags = label_tags
         self._cache_size = cache_size
-        self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[str, ...]] = {}
+        # (id, tag set) → {(measurement, own tags): prefix}
+        self._prefixes: dict[tuple[str, tuple[tuple[str, str], ...]],
+                             dict[tuple[str, tuple[tuple[str, str], ...]], str]] = {}
+        # field name → ",name=" (field names come from a fixed set: bounded)
+        self._keys: dict[str, str] = {}
         self.cache_resets = 0
 
-    def lines(self, sample: ContainerStats) -> list[str]:
-        """The four Telegraf-style lines of one sample."""
-        key = (sample.id, tuple(point_tags(sample, self._label_tags(sample.labels)).items()))
+    def lines(self, message: InfluxMessage) -> list[str]:
+        """The Telegraf-style lines of one message."""
+        labels = {} if isinstance(message, EngineInfo) else message.labels
+        cid = "" if isinstance(message, EngineInfo) else message.id
+        key = (cid, tuple(point_tags(message, self._label_tags(labels)).items()))
         prefixes = self._prefixes.get(key)
         if prefixes is None:
             if len(self._prefixes) >= self._cache_size:
                 self._prefixes.clear()
                 self.cache_resets += 1
-            prefixes = self._prefixes[key] = line_prefixes(dict(key[1]), sample.id)
-        timestamp = f" {sample.timestamp}"
+            prefixes = self._prefixes[key] = {}
+        timestamp = f" {message.timestamp}"
+        id_text = prefixes.get(("container_id", ()))
+        if id_text is None:
+            id_text = prefixes[("container_id", ())] = field_text(cid) or ""
         lines = []
-        for prefix, (_, _, keys, values) in zip(prefixes, _LAYOUT, strict=True):
+        keys = self._keys
+        for measurement, own_tags, fields in message_points(message):
+            prefix = prefixes.get((measurement, own_tags))
+            if prefix is None:
+                prefix = prefixes[(measurement, own_tags)] = line_prefix(
+                    measurement, {**dict(key[1]), **dict(own_tags)})
             written = [prefix]
-            for key_text, value in zip(keys, values(sample), strict=True):
+            if type(fields) is FixedFields:
+                layout = fields.layout
+                pairs: Iterable[tuple[str, object]] = zip(
+                    layout.key_texts, layout.values(fields.sample), strict=True)
+            else:  # Point writes them sorted by key
+                pairs = [(keys.get(name) or self._key_text(name), fields[name])
+                         for name in sorted(fields)]
+            for key_text, value in pairs:
                 kind = type(value)
-                if kind is int and value <= _INT64_MAX:  # the common cases inline
-                    written.append(f"{key_text}{value}i")
-                elif kind is float and value - value == 0:  # finite
+                if kind is int and value <= _INT64_MAX:  # type: ignore[operator]
+                    written.append(f"{key_text}{value}i")  # the common cases inline
+                elif kind is float and value - value == 0:  # type: ignore[operator] # finite
                     shortest = repr(value)  # the shortest text that reads back as that double
                     written.append(key_text + (shortest[:-2] if shortest.endswith(".0")
                                                else shortest))
+                elif value is cid:  # the container id, escaped once per container
+                    written.append(key_text + id_text)
                 elif value is not None:
                     text = field_text(value)
                     if text is not None:
                         written.append(key_text + text)
+            written[1] = " " + written[1][1:]  # the first field follows a space, not a comma
             written.append(timestamp)
             lines.append("".join(written))
         return lines
 
-    def body(self, batch: list[ContainerStats]) -> bytes:
-        """The body of a write of ``batch``: its samples' lines, newline-separated, UTF-8."""
-        return "\n".join(line for sample in batch for line in self.lines(sample)).encode()
+    def _key_text(self, name: str) -> str:
+        """``,name=`` for a field name, kept (field names come from a fixed set: bounded)."""
+        text = self._keys[name] = "," + name.translate(_ESCAPE_KEY) + "="
+        return text
+
+    def body(self, batch: Sequence[InfluxMessage]) -> bytes:
+        """The body of a write of ``batch``: its messages' lines, newline-separated, UTF-8."""
+        return "\n".join(line for message in batch for line in self.lines(message)).encode()
 
 
-def line_prefixes(tags: dict[str, str], container_id: str) -> tuple[str, ...]:
-    """Per measurement, ``measurement,tag=value,… container_id="…"`` (tags sorted by key,
-    empty ones left out)."""
-    common = [(key, key.translate(_ESCAPE_KEY) + "=" + escape_tag_value(value))
-              for key, value in tags.items() if key and value]
-    id_field = f" container_id={field_text(container_id)}"
-    prefixes = []
-    for measurement, own_tag, _, _ in _LAYOUT:
-        pairs = common
-        if own_tag:
-            own_key, own_value = own_tag
-            pairs = [pair for pair in common if pair[0] != own_key]
-            pairs.append((own_key, own_key.translate(_ESCAPE_KEY) + "="
-                          + escape_tag_value(own_value)))
-        tag_text = "".join("," + pair for _, pair in sorted(pairs))
-        prefixes.append(measurement + tag_text + id_field)
-    return tuple(prefixes)
+def line_prefix(measurement: str, tags: dict[str, str]) -> str:
+    """``measurement,tag=value,…`` (tags sorted by key, empty ones left out)."""
+    return measurement.translate(_ESCAPE_MEASUREMENT) + "".join(
+        "," + key.translate(_ESCAPE_KEY) + "=" + escape_tag_value(value)
+        for key, value in sorted(tags.items()) if key and value)
 
 
-def line_protocol(batch: list[ContainerStats], label_tags: tuple[str, ...] = ()) -> bytes:
+def line_protocol(batch: Sequence[InfluxMessage], label_tags: tuple[str, ...] = ()) -> bytes:
     """The body of a write of ``batch`` (one-off; the sink keeps a LineBuilder)."""
     return LineBuilder(lambda _labels: label_tags).body(batch)
 
@@ -314,7 +483,7 @@ def api_of_version(version: str | None) -> str:
     return "v1" if version and re.match(r"v?1\.", version) else "v2"
 
 
-class InfluxDBSink(DeliveringSink):
+class InfluxDBSink(DeliveringSink[InfluxMessage]):
     name = "influxdb"
     options = (
         Option("api", "auto: ask the server (/ping) and use v1 for InfluxDB 1.x, else v2; "
@@ -376,7 +545,13 @@ class InfluxDBSink(DeliveringSink):
     def counters(self) -> Mapping[str, int]:
         return {**super().counters(), "prefix_cache_resets": self._lines.cache_resets}
 
-    def write_batch(self, batch: list[ContainerStats]) -> None:
+    def handle_state(self, state: ContainerState) -> None:
+        self.deliver(state)
+
+    def handle_engine(self, engine: EngineInfo) -> None:
+        self.deliver(engine)
+
+    def write_batch(self, batch: list[InfluxMessage]) -> None:
         """Write the batch as up to IN_FLIGHT requests at once; return when all are confirmed.
 
         Each part is sent as soon as it is built, so the server stores one while the next is

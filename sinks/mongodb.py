@@ -221,10 +221,10 @@ class MongoDBSink(DeliveringSink):
             self._client.close()
 
     def handle_state(self, state: ContainerState) -> None:
-        self._delivery.put(state)
+        self.deliver(state)
 
     def handle_engine(self, engine: EngineInfo) -> None:
-        self._delivery.put(engine)
+        self.deliver(engine)
 
     def ensure_indexes(self) -> None:
         for collection, key in ((self._collection, "name"), (self._states, "name"),

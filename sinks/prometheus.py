@@ -1,35 +1,26 @@
-"""The Prometheus sink: the latest sample of every container, served at ``/metrics``.
+"""The Prometheus sink: the latest sample and state of every container and the latest engine
+figures of every host, served at ``/metrics``.
 
-Data model (cAdvisor's names, so its dashboards work unchanged; base units):
-
-- counters: ``container_cpu_usage_seconds_total{cpu="total"}`` (cpu_usage_ns / 1e9),
-  ``container_network_{receive,transmit}_bytes_total``,
-  ``container_network_{receive,transmit}_packets_total``,
-  ``container_network_{receive,transmit}_errors_total``,
-  ``container_network_{receive,transmit}_packets_dropped_total`` (all interfaces summed),
-  ``container_fs_reads_bytes_total``, ``container_fs_writes_bytes_total``.
-- gauges: ``container_memory_usage_bytes`` and ``container_memory_working_set_bytes`` (both the
-  wire's mem_usage, see below), ``container_spec_memory_limit_bytes``, ``container_last_seen``
-  (the sample's timestamp, seconds since the epoch), ``statspout_container_cpu_usage_percent``
-  and ``statspout_container_memory_usage_percent`` (no series while the figure is null).
-- labels on every series: ``id``, ``name``, ``image``, ``host``, plus one
-  ``container_label_<key>`` per container label that ``--prometheus.label-include`` /
-  ``--prometheus.label-exclude`` let through (docs/labels.md; the key with every character
-  outside ``[a-zA-Z0-9_]`` turned into ``_``; empty on a series whose container lacks it).
-
-Memory: the wire carries usage minus inactive file cache, which is what cAdvisor calls the
-working set. The total including the cache is not on the wire, so ``container_memory_usage_bytes``
-carries the same figure (what ``docker stats`` shows as usage); it is below cAdvisor's usage by
-the inactive file cache, never above.
+Data model (FAMILIES; docs/sinks/prometheus.md has the table): cAdvisor's names and meanings
+(base units) where cAdvisor has them (``container_cpu_*``, ``container_memory_*``,
+``container_network_*_total{interface}``, ``container_fs_*_bytes_total{device}``,
+``container_start_time_seconds``, ``machine_*``), ``statspout_*`` where it has none (state,
+health, restarts, exit code, OOM kill, engine counts). Labels on every container series:
+``id``, ``name``, ``image``, ``host``, plus one ``container_label_<key>`` per container label
+that ``--prometheus.label-include`` / ``--prometheus.label-exclude`` let through (docs/labels.md;
+the key with every character outside ``[a-zA-Z0-9_]`` turned into ``_``; empty on a series whose
+container lacks it); engine series: ``host``. A null figure has no series.
 
 Exposition: written here, not through prometheus_client's objects (one per series: seconds at
 20,000 containers); OpenMetrics 1.0 when the scraper asks for it (Prometheus does), else the
 text format 0.0.4. A container's label set is rendered once and kept while it is in the table.
 
-Delivery: latest value only. A sample is delivered once it is in the table ``/metrics`` renders;
-a sample that a newer one replaces before a scrape is never seen by Prometheus. A container's
-series go away on its stop, rename (until its next sample, under the new name) and destroy
-events, and when no sample arrived for ``stale-intervals`` × ``interval`` seconds.
+Delivery: latest value only. A message is delivered once it is in the table ``/metrics``
+renders; one that a newer one replaces before a scrape is never seen by Prometheus. A
+container's sample series go away on its stop, rename (until its next sample, under the new
+name) and destroy events, and when no sample arrived for ``stale-intervals`` × ``interval``
+seconds; its state series on destroy, and states and engines after ``stale-intervals`` of their
+own ``interval_s`` (LatestTable, bounded).
 """
 
 from __future__ import annotations
@@ -37,10 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
 from types import SimpleNamespace
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
@@ -55,45 +49,172 @@ from statspout.sinks.http_serving import (
 )
 from statspout.sinks.label_options import label_key_filter, label_key_options, split_values
 from statspout.sinks.latest import LatestSamples, LatestSampleSink
-from statspout.wire import ContainerStats
+from statspout.wire import (
+    CONTAINER_STATUSES,
+    HEALTH_STATUSES,
+    ContainerEvent,
+    ContainerState,
+    ContainerStats,
+    EngineInfo,
+)
 
 log = logging.getLogger("statspout.sink.prometheus")
 
-# (family name, type, help, the sample's attribute, divisor to base units or None, own labels).
-# A counter's series are named <family>_total.
-FAMILIES: tuple[tuple[str, str, str, str, float | None, str], ...] = (
-    ("container_cpu_usage_seconds", "counter", "Cumulative CPU time", "cpu_usage_ns", 1e9,
-     'cpu="total"'),
-    ("container_network_receive_bytes", "counter", "Bytes received, all interfaces",
-     "rx_bytes", None, ""),
-    ("container_network_transmit_bytes", "counter", "Bytes sent, all interfaces", "tx_bytes",
-     None, ""),
-    ("container_network_receive_packets", "counter", "Packets received", "rx_packets", None,
-     ""),
-    ("container_network_transmit_packets", "counter", "Packets sent", "tx_packets", None, ""),
-    ("container_network_receive_errors", "counter", "Receive errors", "rx_errors", None, ""),
-    ("container_network_transmit_errors", "counter", "Transmit errors", "tx_errors", None, ""),
-    ("container_network_receive_packets_dropped", "counter", "Received packets dropped",
-     "rx_dropped", None, ""),
-    ("container_network_transmit_packets_dropped", "counter", "Sent packets dropped",
-     "tx_dropped", None, ""),
-    ("container_fs_reads_bytes", "counter", "Bytes read from block devices", "blk_read_bytes",
-     None, ""),
-    ("container_fs_writes_bytes", "counter", "Bytes written to block devices",
-     "blk_write_bytes", None, ""),
-    ("container_memory_usage_bytes", "gauge",
-     "Memory usage minus inactive file cache (same figure as the working set)", "mem_usage",
-     None, ""),
-    ("container_memory_working_set_bytes", "gauge", "Memory usage minus inactive file cache",
-     "mem_usage", None, ""),
-    ("container_spec_memory_limit_bytes", "gauge",
-     "Memory limit (the host's memory when unlimited)", "mem_limit", None, ""),
-    ("container_last_seen", "gauge", "When the sample was read, seconds since the epoch",
-     "timestamp", 1e9, ""),
-    ("statspout_container_cpu_usage_percent", "gauge",
-     "CPU use over the last interval; 100 = one core", "cpu_percent", None, ""),
-    ("statspout_container_memory_usage_percent", "gauge", "Memory usage / limit x 100",
-     "mem_percent", None, ""),
+# (the series' own label as (name, raw value), or None for none; the value)
+PerSeries = list[tuple[tuple[str, str] | None, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family: where its value comes from and how it is written."""
+
+    name: str
+    # "counter" (series named <name>_total), "gauge", or "untyped": cAdvisor's counters whose
+    # names lack "_total" (an OpenMetrics counter must have it), written as untyped/unknown so
+    # that Prometheus stores them under cAdvisor's name
+    kind: str
+    help: str
+    # An attribute of the message, or a function of it; None: no series for that message.
+    value: str | Callable[[Any], Any]
+    divisor: float | None = None
+    own_labels: str = ""
+    # "stats" (LatestSamples), "state" (the latest state per container), "engine" (per host)
+    source: str = "stats"
+    # One series per (extra label name and value, or None, value) the function gives, instead
+    # of ``value``.
+    per: Callable[[Any], PerSeries] | None = None
+
+
+def _quota_only(attribute: str, divisor: float = 1) -> Callable[[ContainerStats], Any]:
+    """cAdvisor writes the CFS figures only for a container with a CPU quota: periods > 0."""
+    def value(sample: ContainerStats) -> Any:
+        figure = getattr(sample, attribute)
+        return figure / divisor if sample.cpu_periods and figure is not None else None
+    return value
+
+
+def _per_interface(key: str, total: str) -> Callable[[ContainerStats], PerSeries]:
+    """One series per interface, as cAdvisor (which has no total); a 1.0 collector's sample
+    (no per-interface figures) gets its totals, without an interface label."""
+    def series(sample: ContainerStats) -> PerSeries:
+        if sample.net_interfaces is None:
+            return [(None, getattr(sample, total))]
+        return [(("interface", name), figures[key])
+                for name, figures in sorted(sample.net_interfaces.items()) if key in figures]
+    return series
+
+
+def _per_device(key: str, total: str) -> Callable[[ContainerStats], PerSeries]:
+    """One series per block device "MAJOR:MINOR"; a 1.0 sample: its totals, no label."""
+    def series(sample: ContainerStats) -> PerSeries:
+        if sample.blk_devices is None:
+            return [(None, getattr(sample, total))]
+        return [(("device", name), figures[key])
+                for name, figures in sorted(sample.blk_devices.items()) if key in figures]
+    return series
+
+
+def _one_of(attribute: str, label: str, choices: Sequence[str]
+            ) -> Callable[[Any], PerSeries]:
+    """A series per possible value, 1 for the current one and 0 for the others (no series at
+    all while the attribute is null)."""
+    def series(message: Any) -> PerSeries:
+        current = getattr(message, attribute)
+        if current is None:
+            return []
+        return [((label, choice), int(choice == current)) for choice in choices]
+    return series
+
+
+_NET = (("receive", "rx"), ("transmit", "tx"))
+_NET_FIGURES = (("bytes", "bytes", "Cumulative count of bytes {}"),
+                ("packets", "packets", "Cumulative count of packets {}"),
+                ("errors", "errors", "Cumulative count of errors encountered while {}"),
+                ("packets_dropped", "dropped", "Cumulative count of packets dropped while {}"))
+_NET_VERBS = {"receive": ("received", "receiving"), "transmit": ("transmitted", "transmitting")}
+FAMILIES: tuple[Family, ...] = (
+    Family("container_cpu_usage_seconds", "counter", "Cumulative cpu time consumed in seconds.",
+           "cpu_usage_ns", 1e9, 'cpu="total"'),
+    Family("container_cpu_user_seconds", "counter",
+           "Cumulative user cpu time consumed in seconds.", "cpu_user_ns", 1e9),
+    Family("container_cpu_system_seconds", "counter",
+           "Cumulative system cpu time consumed in seconds.", "cpu_system_ns", 1e9),
+    Family("container_cpu_cfs_periods", "counter",
+           "Number of elapsed enforcement period intervals.", _quota_only("cpu_periods")),
+    Family("container_cpu_cfs_throttled_periods", "counter",
+           "Number of throttled period intervals.", _quota_only("cpu_throttled_periods")),
+    Family("container_cpu_cfs_throttled_seconds", "counter",
+           "Total time duration the container has been throttled.",
+           _quota_only("cpu_throttled_ns", 1e9)),
+    Family("container_memory_usage_bytes", "gauge",
+           "Current memory usage in bytes, including all memory regardless of when it was "
+           "accessed",
+           # A 1.0 collector sends only the working set.
+           lambda s: s.mem_usage if s.mem_cgroup_usage is None else s.mem_cgroup_usage),
+    Family("container_memory_working_set_bytes", "gauge", "Current working set in bytes.",
+           "mem_usage"),
+    Family("container_memory_max_usage_bytes", "gauge",
+           "Maximum memory usage recorded in bytes", "mem_max_usage"),
+    Family("container_memory_rss", "gauge", "Size of RSS in bytes.", "mem_rss"),
+    Family("container_memory_cache", "gauge", "Number of bytes of page cache memory.",
+           "mem_cache"),
+    Family("container_memory_mapped_file", "gauge", "Size of memory mapped files in bytes.",
+           "mem_mapped_file"),
+    Family("container_memory_swap", "gauge", "Container swap usage in bytes.", "mem_swap"),
+    Family("container_memory_failcnt", "untyped", "Number of memory usage hits limits",
+           "mem_failcnt"),
+    Family("container_oom_events", "counter",
+           "Count of out of memory events observed for the container", "oom_events"),
+    Family("container_spec_memory_limit_bytes", "gauge",
+           "Memory limit (the host's memory when unlimited)", "mem_limit"),
+    *(Family(f"container_network_{way}_{name}", "counter",
+             text.format(_NET_VERBS[way][0 if name in ("bytes", "packets") else 1]),
+             "", per=_per_interface(f"{prefix}_{key}", f"{prefix}_{key}"))
+      for way, prefix in _NET for name, key, text in _NET_FIGURES),
+    Family("container_fs_reads_bytes", "counter", "Cumulative count of bytes read", "",
+           per=_per_device("read_bytes", "blk_read_bytes")),
+    Family("container_fs_writes_bytes", "counter", "Cumulative count of bytes written", "",
+           per=_per_device("write_bytes", "blk_write_bytes")),
+    Family("container_last_seen", "gauge", "When the sample was read, seconds since the epoch",
+           "timestamp", 1e9),
+    Family("statspout_container_cpu_usage_percent", "gauge",
+           "CPU use over the last interval; 100 = one core", "cpu_percent"),
+    Family("statspout_container_memory_usage_percent", "gauge",
+           "Working set / limit x 100", "mem_percent"),
+    # From the containers' state messages.
+    Family("container_start_time_seconds", "gauge",
+           "Start time of the container since unix epoch in seconds.",
+           lambda st: None if st.started_at is None else st.started_at // 10**9,
+           source="state"),
+    Family("statspout_container_state", "gauge",
+           "1 for the container's current state, 0 for the others", "", source="state",
+           per=_one_of("status", "state", CONTAINER_STATUSES)),
+    Family("statspout_container_health_status", "gauge",
+           "1 for the health check's current status, 0 for the others (containers with a "
+           "health check)", "", source="state", per=_one_of("health", "status", HEALTH_STATUSES)),
+    Family("statspout_container_health_failing_streak", "gauge",
+           "Consecutive failed health checks", "health_failing_streak", source="state"),
+    # Not "…_restart_count": the "_count" suffix is a histogram's or summary's (promtool's
+    # lint refuses it); a gauge, as Docker counts from 0 again after a manual start.
+    Family("statspout_container_restarts", "gauge",
+           "Restarts by the restart policy since the last manual start", "restart_count",
+           source="state"),
+    Family("statspout_container_exit_code", "gauge",
+           "The last exit code (no series while running or never started)", "exit_code",
+           source="state"),
+    Family("statspout_container_oom_killed", "gauge", "1 if the last exit was an OOM kill",
+           lambda st: int(st.oom_killed), source="state"),
+    # From the engines' messages, per host.
+    Family("machine_cpu_cores", "gauge", "Number of logical CPU cores.", "cpus",
+           source="engine"),
+    Family("machine_memory_bytes", "gauge", "Amount of memory installed on the machine.",
+           "memory_total", source="engine"),
+    Family("statspout_engine_containers", "gauge", "Containers of the engine, by state", "",
+           source="engine", per=lambda e: [(("state", "running"), e.containers_running),
+                                           (("state", "paused"), e.containers_paused),
+                                           (("state", "stopped"), e.containers_stopped)]),
+    Family("statspout_engine_images", "gauge", "Images of the engine", "images",
+           source="engine"),
 )
 _INTEGERS = {int}
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
@@ -102,6 +223,73 @@ OPENMETRICS_FORMAT = "application/openmetrics-text; version=1.0.0; charset=utf-8
 # values; all else is written as it is (UTF-8).
 _ESCAPE_HELP = str.maketrans({"\\": "\\\\", "\n": "\\n"})
 _ESCAPE_LABEL_VALUE = str.maketrans({"\\": "\\\\", "\n": "\\n", '"': '\\"'})
+
+
+def _label_value(value: str) -> str:
+    return value.translate(_ESCAPE_LABEL_VALUE)
+
+
+def _expanded(series: str, per: Callable[[Any], PerSeries],
+              messages: Sequence[Any], labels: list[str]) -> str:
+    """The lines of a family with a series per entry: the message's labels plus the entry's."""
+    lines = []
+    for text, message in zip(labels, messages, strict=True):
+        for extra, value in per(message):
+            if value is not None:
+                labels_text = text if extra is None else (
+                    f'{text[:-1]},{extra[0]}="{_label_value(extra[1])}"}}')
+                lines.append(f"{series}{labels_text} {number_text(value)}\n")
+    return "".join(lines)
+
+
+Entry = TypeVar("Entry", ContainerState, EngineInfo)
+# Bounds of the state and engine tables: a new container or host beyond them is refused and
+# counted (states_refused, engines_refused) until entries expire or are forgotten.
+MAX_STATES = 200_000
+MAX_ENGINES = 10_000
+
+
+class LatestTable(Generic[Entry]):
+    """The latest state per container or engine per host, keyed by the caller.
+
+    Bounded (``max_entries``: a message for a new key beyond it is refused and counted) and
+    expiring: an entry goes when no newer message of its key arrived for ``stale_intervals`` of
+    that message's own ``interval_s`` (its collector stopped, or the container is gone without a
+    destroy event seen). Written by the worker thread, read by the HTTP server threads.
+    """
+
+    def __init__(self, stale_intervals: int, max_entries: int = MAX_STATES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._stale_intervals = stale_intervals
+        self._max_entries = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, ...], tuple[Entry, float]] = {}
+        self.refused = 0
+
+    def put(self, key: tuple[str, ...], message: Entry) -> None:
+        deadline = self._clock() + self._stale_intervals * message.interval_s
+        with self._lock:
+            if key not in self._entries and len(self._entries) >= self._max_entries:
+                self.refused += 1
+                return
+            self._entries[key] = (message, deadline)
+
+    def forget(self, key: tuple[str, ...]) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def current(self) -> list[Entry]:
+        """The entries not expired (expired ones are dropped for good), by key."""
+        now = self._clock()
+        with self._lock:
+            for key in [key for key, (_, deadline) in self._entries.items() if now > deadline]:
+                del self._entries[key]
+            return [message for _, (message, _) in sorted(self._entries.items())]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
 
 
 def label_name(key: str) -> str:
@@ -128,8 +316,12 @@ class ContainerCollector:
     """Renders LatestSamples as the exposition text of every scrape, without an object per
     series: a container's label set is rendered once and kept while it is in the table."""
 
-    def __init__(self, samples: LatestSamples, labels: LabelKeyFilter) -> None:
+    def __init__(self, samples: LatestSamples, labels: LabelKeyFilter,
+                 states: LatestTable[ContainerState] | None = None,
+                 engines: LatestTable[EngineInfo] | None = None) -> None:
         self._samples = samples
+        self._states = states if states is not None else LatestTable(3)
+        self._engines = engines if engines is not None else LatestTable(3)
         self._labels = labels
         # Keys named exactly are label names on every scrape, whether or not a container has
         # them; glob matches are found per scrape.
@@ -152,7 +344,8 @@ class ContainerCollector:
             names.setdefault(label_name(key), key)
         return names
 
-    def _label_keys(self, samples: Sequence[ContainerStats]) -> dict[str, str]:
+    def _label_keys(self, samples: Sequence[ContainerStats | ContainerState]
+                    ) -> dict[str, str]:
         """This scrape's container labels: the exact keys, then the glob matches seen."""
         if not self._globbing:
             return self._fixed_keys
@@ -160,19 +353,36 @@ class ContainerCollector:
         return self._names_of([*self._exact, *sorted(seen.difference(self._exact))])
 
     def render(self, openmetrics: bool = False) -> bytes:
-        """The exposition of every current sample: OpenMetrics 1.0 or the text format 0.0.4."""
+        """The exposition of every current sample, state and engine: OpenMetrics 1.0 or the
+        text format 0.0.4."""
         samples = self._samples.current()
-        label_sets = self._label_sets(samples)
+        states = self._states.current()
+        engines = self._engines.current()
+        container_labels = self._label_sets([*samples, *states])
+        sources: dict[str, tuple[Sequence[Any], list[str]]] = {
+            "stats": (samples, container_labels[:len(samples)]),
+            "state": (states, container_labels[len(samples):]),
+            "engine": (engines, [f'{{host="{_label_value(e.host)}"}}' for e in engines]),
+        }
         parts = []
-        for name, kind, doc, attribute, divisor, own_labels in FAMILIES:
+        for family in FAMILIES:
+            name, kind = family.name, family.kind
             series = f"{name}_total" if kind == "counter" else name
             header = series if kind == "counter" and not openmetrics else name
-            parts.append(f"# HELP {header} {doc.translate(_ESCAPE_HELP)}\n"
+            if kind == "untyped" and openmetrics:
+                kind = "unknown"
+            parts.append(f"# HELP {header} {family.help.translate(_ESCAPE_HELP)}\n"
                          f"# TYPE {header} {kind}\n".encode())
-            labels = label_sets
-            if own_labels:
-                labels = [text[:-1] + "," + own_labels + "}" for text in label_sets]
-            values: list = list(map(attrgetter(attribute), samples))
+            messages, labels = sources[family.source]
+            if family.per is not None:
+                parts.append(_expanded(series, family.per, messages, labels).encode())
+                continue
+            if family.own_labels:
+                labels = [text[:-1] + "," + family.own_labels + "}" for text in labels]
+            getter = (attrgetter(family.value) if isinstance(family.value, str)
+                      else family.value)
+            divisor = family.divisor
+            values: list = list(map(getter, messages))
             if divisor is not None or not set(map(type, values)) <= _INTEGERS:
                 values = [None if value is None else
                           number_text(value / divisor if divisor is not None else value)
@@ -188,7 +398,7 @@ class ContainerCollector:
             parts.append(b"# EOF\n")
         return b"".join(parts)
 
-    def _label_sets(self, samples: Sequence[ContainerStats]) -> list[str]:
+    def _label_sets(self, samples: Sequence[ContainerStats | ContainerState]) -> list[str]:
         extra = self._label_keys(samples)
         names = ("id", "name", "image", "host", *extra)
         keys = tuple(extra.values())
@@ -231,8 +441,23 @@ class PrometheusSink(LatestSampleSink):
         self._address = address_of(settings.address)
         labels = label_key_filter(settings, log, self.name, "label-names",
                                   split_values(getattr(settings, "label_names", None)))
-        self.collector = ContainerCollector(self.samples, labels)
+        self.states: LatestTable[ContainerState] = LatestTable(
+            settings.stale_intervals, MAX_STATES, clock)
+        self.engines: LatestTable[EngineInfo] = LatestTable(
+            settings.stale_intervals, MAX_ENGINES, clock)
+        self.collector = ContainerCollector(self.samples, labels, self.states, self.engines)
         self._server: HttpServerThread | None = None
+
+    def handle_state(self, state: ContainerState) -> None:
+        self.states.put((state.host, state.id), state)
+
+    def handle_engine(self, engine: EngineInfo) -> None:
+        self.engines.put((engine.host,), engine)
+
+    def handle_event(self, event: ContainerEvent) -> None:
+        super().handle_event(event)
+        if event.action == "destroy":  # a stopped container keeps its state until then
+            self.states.forget((event.host, event.id))
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The body of a scrape and its content type, in the format ``accept`` prefers."""
@@ -269,7 +494,9 @@ class PrometheusSink(LatestSampleSink):
         return self._server.bound[1]
 
     def counters(self) -> Mapping[str, int]:
-        return {**super().counters(), **server_counters(self._server)}
+        return {**super().counters(), "states": len(self.states), "engines": len(self.engines),
+                "states_refused": self.states.refused, "engines_refused": self.engines.refused,
+                **server_counters(self._server)}
 
     def close(self) -> None:
         if self._server is not None:

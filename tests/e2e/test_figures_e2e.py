@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-import uuid
-from collections.abc import Iterator
 
-import docker
 import pytest
 import zmq
 from support.processes import Pipeline
@@ -53,19 +50,6 @@ class RouterTap:
     def close(self) -> None:
         self._socket.close()
         self._context.term()
-
-
-@pytest.fixture
-def internal_network(
-    docker_client: docker.DockerClient,
-) -> Iterator[docker.models.networks.Network]:
-    network = docker_client.networks.create(f"statspout-test-{uuid.uuid4().hex[:8]}",
-                                            internal=True, labels={"statspout.test": "figures"})
-    yield network
-    network.reload()
-    for container in network.containers:  # removed by make_container after this
-        network.disconnect(container, force=True)
-    network.remove()
 
 
 def cgroup_file(controller: str, container_id: str, name: str) -> str:

@@ -18,6 +18,8 @@ from support.processes import Pipeline, Process, program
 from support.prometheus_server import prometheus_server
 from support.waiting import wait_for
 
+from statspout.sinks.influxdb import telegraf_mem_usage
+
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
 TRICKY = 'naïve "quoted", key=value \\ 日本'
@@ -51,9 +53,12 @@ def test_every_sink_stores_what_the_collector_sampled(make_container, endpoints,
             rows = wait_for(lambda: influx.rows(
                 f"SELECT * FROM docker_container_mem WHERE time = {sample['timestamp']}", "e2e"),
                 15, "the sample in InfluxDB")
-            assert rows[0]["usage"] == sample["mem_usage"]
+            # Telegraf's usage: the cgroup's, page cache excluded its way
+            assert rows[0]["usage"] == telegraf_mem_usage(sample["mem_cgroup_usage"],
+                                                          sample["mem_stat"])
             assert rows[0]["limit"] == sample["mem_limit"]
-            assert rows[0]["usage_percent"] == pytest.approx(sample["mem_percent"])
+            assert rows[0]["usage_percent"] == pytest.approx(
+                rows[0]["usage"] / sample["mem_limit"] * 100)
             assert (rows[0]["container_name"], rows[0]["container_id"]) == (name, container.id)
             assert rows[0]["env"] == TRICKY and rows[0]["engine_host"] == "e2e-host"
             cpu = influx.rows(

@@ -13,41 +13,41 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from influxdb_client import Point, WritePrecision
 from support.influxd import running_influxd
-from support.samples import make_series_stats
+from support.samples import make_engine, make_series_stats, make_state
 
 from statspout.sinks import influxdb
 from statspout.sinks.influxdb import (
-    MEASUREMENTS,
     InfluxDBSink,
+    InfluxMessage,
     compresses,
     line_protocol,
+    message_points,
     point_tags,
     signed,
 )
-from statspout.wire import ContainerStats
 
 TEAM = "com.example.team"
 PROJECT = "com.docker.compose.project"
 LABEL_TAGS = (TEAM, PROJECT, "a key, with=spaces", "ключ", "trailing\\")
 
 
-def points_of(sample: ContainerStats, label_tags: tuple[str, ...]) -> list[Point]:
-    """The reference: the sink's data model (MEASUREMENTS) built with influxdb-client."""
+def points_of(message: InfluxMessage, label_tags: tuple[str, ...]) -> list[Point]:
+    """The reference: the sink's data model (message_points) built with influxdb-client."""
     points = []
-    for measurement, own_tag, fields in MEASUREMENTS:
-        point = Point(measurement).time(sample.timestamp, WritePrecision.NS)
-        for key, value in point_tags(sample, label_tags).items():
+    for measurement, own_tags, fields in message_points(message):
+        point = Point(measurement).time(message.timestamp, WritePrecision.NS)
+        for key, value in point_tags(message, label_tags).items():
             point.tag(key, value)
-        if own_tag:
-            point.tag(*own_tag)
-        for field, wire_name in fields.items():
-            value = getattr(sample, wire_name)
-            point.field(field, signed(value) if type(value) is int else value)
-        points.append(point.field("container_id", sample.id))
+        for key, value in own_tags:
+            point.tag(key, value)
+        for field, value in fields.items():
+            if value is not None:
+                point.field(field, signed(value) if type(value) is int else value)
+        points.append(point)
     return points
 
 
-def reference(batch: list[ContainerStats], label_tags: tuple[str, ...]) -> bytes:
+def reference(batch: list[InfluxMessage], label_tags: tuple[str, ...]) -> bytes:
     return "\n".join(point.to_line_protocol() for sample in batch
                      for point in points_of(sample, label_tags)).encode()
 
@@ -98,8 +98,23 @@ floats = st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False))
 counters = st.integers(min_value=0, max_value=2**64 - 1)
 
 
+per_name = st.dictionaries(label_text, st.dictionaries(
+    st.sampled_from(["rx_bytes", "tx_packets", "read_bytes", "write_bytes"]), counters),
+    max_size=3)
+
+
 @st.composite
-def samples(draw: st.DrawFn) -> ContainerStats:
+def samples(draw: st.DrawFn) -> InfluxMessage:
+    kind = draw(st.sampled_from(["stats", "stats", "state", "engine"]))
+    if kind == "state":
+        return make_state(draw(st.integers(1, 10**6)), name=draw(label_text),
+                          status=draw(label_text), health=draw(st.none() | label_text),
+                          health_failing_streak=draw(st.none() | counters),
+                          exit_code=draw(st.none() | counters),
+                          started_at=draw(st.none() | counters),
+                          finished_at=draw(st.none() | counters))
+    if kind == "engine":
+        return make_engine(host=draw(label_text), server_version=draw(label_text))
     return make_series_stats(
         draw(st.integers(1, 10**6)),
         name=draw(label_text), image=draw(label_text), host=draw(label_text),
@@ -108,12 +123,17 @@ def samples(draw: st.DrawFn) -> ContainerStats:
         timestamp=draw(st.integers(0, 2**63 - 1)),
         cpu_percent=draw(floats), mem_percent=draw(floats),
         cpu_usage_ns=draw(counters), rx_bytes=draw(counters), blk_write_bytes=draw(counters),
+        mem_cgroup_usage=draw(st.none() | counters), cpu_throttled_ns=draw(st.none() | counters),
+        mem_stat=draw(st.none() | st.dictionaries(
+            st.sampled_from(["cache", "total_inactive_file", "inactive_file", "anon", "rss"]),
+            counters)),
+        net_interfaces=draw(st.none() | per_name), blk_devices=draw(st.none() | per_name),
     )
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(samples(), min_size=1, max_size=4))
-def test_generated_samples_match_influxdb_client(batch: list[ContainerStats]) -> None:
+def test_generated_messages_match_influxdb_client(batch: list[InfluxMessage]) -> None:
     assert line_protocol(batch, LABEL_TAGS) == reference(batch, LABEL_TAGS)
 
 

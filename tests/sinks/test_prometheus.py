@@ -20,7 +20,7 @@ from support.ports import free_port
 from support.prometheus_server import prometheus_server
 from support.samples import make_container_stats, make_event_for
 
-from statspout.sinks.prometheus import PrometheusSink
+from statspout.sinks.prometheus import FAMILIES, PrometheusSink
 
 TRICKY_NAME = 'web "shop", a=b ünïcødé 名前'
 LABEL_KEY = "com.docker.compose.project"
@@ -139,15 +139,21 @@ def test_counters_are_counters_and_gauges_are_gauges(setup):
     # Prometheus scrapes OpenMetrics, whose counter families are named without "_total";
     # the samples carry it (see the test above).
     types = {name: entries[0]["type"] for name, entries in setup.prom.api("metadata").items()
-             if name.startswith(("container_", "statspout_"))}
+             if name.startswith(("container_", "statspout_", "machine_"))}
     counters = {"container_cpu_usage_seconds", "container_fs_reads_bytes",
                 "container_fs_writes_bytes"} | {
         f"container_network_{way}_{what}" for way in ("receive", "transmit")
         for what in ("bytes", "packets", "errors", "packets_dropped")}
     gauges = {"container_memory_usage_bytes", "container_memory_working_set_bytes",
               "container_spec_memory_limit_bytes", "container_last_seen",
-              "statspout_container_cpu_usage_percent", "statspout_container_memory_usage_percent"}
-    assert types == {**dict.fromkeys(counters, "counter"), **dict.fromkeys(gauges, "gauge")}
+              "statspout_container_cpu_usage_percent", "statspout_container_memory_usage_percent",
+              "machine_cpu_cores", "statspout_container_state"}
+    # Untyped (cAdvisor's counter without "_total"): Prometheus says "unknown".
+    assert types["container_memory_failcnt"] == "unknown"
+    assert {name: types[name] for name in counters | gauges} == {
+        **dict.fromkeys(counters, "counter"), **dict.fromkeys(gauges, "gauge")}
+    assert types == {family.name: {"untyped": "unknown"}.get(family.kind, family.kind)
+                     for family in FAMILIES}
 
 
 def test_a_newer_sample_replaces_the_value(setup):

@@ -6,26 +6,33 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import Any
 
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families as text_families
-from support.samples import make_container_stats
+from support.samples import make_container_stats, make_engine, make_event, make_state
 
-from statspout.sinks.prometheus import FAMILIES, PrometheusSink
-from statspout.wire import ContainerStats
+from statspout.sinks.prometheus import FAMILIES, LatestTable, PrometheusSink
+from statspout.wire import CONTAINER_STATUSES, ContainerState, ContainerStats, EngineInfo
 
 KEY = "com.docker.compose.project"
 TRICKY = ['back\\slash "quoted"', "new\nline\ttab\r", "ünïcødé 名前 🐳", "", "a=b,c}{"]
 
 
-def sink_with(samples: list[ContainerStats]) -> PrometheusSink:
+def sink_with(samples: list[ContainerStats], states: Sequence[ContainerState] = (),
+              engines: Sequence[EngineInfo] = ()) -> PrometheusSink:
     sink = PrometheusSink(SimpleNamespace(address=("127.0.0.1", 0), interval=5.0,
                                           stale_intervals=3, label_names=[KEY, "absent"]))
     for sample in samples:
         sink.write(sample)
+    for state in states:
+        sink.handle_state(state)
+    for engine in engines:
+        sink.handle_engine(engine)
     return sink
 
 
@@ -37,22 +44,57 @@ def tricky_samples() -> list[ContainerStats]:
     ) for n, text in enumerate(TRICKY)]
 
 
-def expected_series(samples: list[ContainerStats]) -> dict[tuple[str, tuple], float | int]:
+def wire_1_1_samples() -> list[ContainerStats]:
+    """Samples of a 1.1 collector: per interface and device, with tricky interface names."""
+    return [make_container_stats(
+        f"d-{n}", name=f"new {text}", labels={KEY: text}, mem_cgroup_usage=10**8 + n,
+        cpu_user_ns=7 * 10**8, cpu_system_ns=10**8, cpu_periods=n, cpu_throttled_periods=n,
+        cpu_throttled_ns=25 * 10**7 * n, mem_rss=1, mem_cache=2, mem_mapped_file=3,
+        mem_swap=None if n else 4, mem_failcnt=None if n else 5, mem_max_usage=6, oom_events=n,
+        net_interfaces={"eth0": {"rx_bytes": 1, "tx_bytes": 2}, text or "x": {"rx_bytes": 3}},
+        blk_devices={"8:0": {"read_bytes": 9, "write_bytes": 10}} if n else {},
+    ) for n, text in enumerate(TRICKY)]
+
+
+def states_and_engines() -> tuple[list[ContainerState], list[EngineInfo]]:
+    states = [make_state(seq=n, id=f"c-{n}", name=text or "x", host=f"node {text}",
+                         labels={KEY: text}, status=status,
+                         health=None if n % 2 else "unhealthy",
+                         health_failing_streak=None if n % 2 else n,
+                         exit_code=None if status == "running" else n,
+                         started_at=None if n == 4 else 1_700_000_000_999_999_999 + n)
+              for n, (text, status) in enumerate(zip(TRICKY, CONTAINER_STATUSES, strict=False))]
+    engines = [make_engine(host=f"node {text}") for text in TRICKY]
+    return states, engines
+
+
+def expected_series(samples: list[ContainerStats], states: Sequence[ContainerState] = (),
+                    engines: Sequence[EngineInfo] = ()) -> dict[tuple[str, tuple], float | int]:
     """(series name, sorted labels) → value, from the data model table."""
     expected = {}
-    for name, kind, _, attribute, divisor, own in FAMILIES:
-        for sample in samples:
-            value = getattr(sample, attribute)
-            if value is None:
-                continue
-            labels = {"id": sample.id, "name": sample.name, "image": sample.image,
-                      "host": sample.host, "container_label_" + KEY.replace(".", "_"):
-                      sample.labels.get(KEY, ""), "container_label_absent": ""}
-            if own:
+    sources: dict[str, Sequence[Any]] = {"stats": samples, "state": states, "engine": engines}
+    for family in FAMILIES:
+        for message in sources[family.source]:
+            if family.source == "engine":
+                labels = {"host": message.host}
+            else:
+                labels = {"id": message.id, "name": message.name, "image": message.image,
+                          "host": message.host, "container_label_" + KEY.replace(".", "_"):
+                          message.labels.get(KEY, ""), "container_label_absent": ""}
+            if family.own_labels:
                 labels["cpu"] = "total"
-            series = f"{name}_total" if kind == "counter" else name
-            expected[(series, tuple(sorted(labels.items())))] = (
-                value / divisor if divisor else value)
+            series = f"{family.name}_total" if family.kind == "counter" else family.name
+            if family.per is not None:
+                entries = [(dict([extra]) if extra else {}, value)
+                           for extra, value in family.per(message)]
+            else:
+                value = (getattr(message, family.value) if isinstance(family.value, str)
+                         else family.value(message))
+                entries = [({}, value / family.divisor if family.divisor and value is not None
+                             else value)]
+            for extra, value in entries:
+                if value is not None:
+                    expected[(series, tuple(sorted({**labels, **extra}.items())))] = value
     return expected
 
 
@@ -62,32 +104,44 @@ def parsed_series(families: object) -> dict[tuple[str, tuple], float]:
 
 
 def test_both_formats_parse_back_to_every_figure_and_label() -> None:
-    samples = tricky_samples()
-    sink = sink_with(samples)
+    samples = tricky_samples() + wire_1_1_samples()
+    states, engines = states_and_engines()
+    sink = sink_with(samples, states, engines)
     text, text_type = sink.exposition("text/plain")
     openmetrics, openmetrics_type = sink.exposition(
         "application/openmetrics-text;version=1.0.0;q=0.6,text/plain;version=0.0.4;q=0.4")
     assert text_type.startswith("text/plain; version=0.0.4")
     assert openmetrics_type.startswith("application/openmetrics-text")
     assert openmetrics.endswith(b"# EOF\n") and not text.endswith(b"# EOF\n")
-    expected = expected_series(samples)
+    expected = expected_series(samples, states, engines)
     # The text parser reads integers as integers: they are written exactly.
     assert parsed_series(text_families(text.decode())) == expected
     as_floats = {key: float(value) for key, value in expected.items()}
     assert {key: float(value) for key, value in parsed_series(
         openmetrics_families(openmetrics.decode())).items()} == as_floats
-    # 17 families × 5 containers, less the two null percentages.
-    assert len(expected) == 17 * 5 - 2
+    # Every family has series; a 1.0 sample none of the 1.1 figures.
+    assert {series for series, _ in expected} >= {
+        f"{family.name}_total" if family.kind == "counter" else family.name
+        for family in FAMILIES}
+    assert ("container_network_receive_bytes_total", tuple(sorted({
+        "id": "d-2", "name": "new ünïcødé 名前 🐳", "image": "nginx:1.27", "host": "node-1",
+        "container_label_com_docker_compose_project": "ünïcødé 名前 🐳",
+        "container_label_absent": "", "interface": "ünïcødé 名前 🐳"}.items()))) in expected
+    assert not [key for key in expected if key[0] == "container_cpu_cfs_periods_total"
+                and ("id", "d-0") in key[1]]  # no quota (0 periods): no CFS series
 
 
 def test_types_and_help_per_family_in_both_formats() -> None:
-    sink = sink_with(tricky_samples())
+    sink = sink_with(tricky_samples(), *states_and_engines())
+    assert b"# TYPE container_memory_failcnt untyped\n" in sink.exposition()[0]
     for body, parse in ((sink.exposition()[0], text_families),
                         (sink.exposition("application/openmetrics-text")[0],
                          openmetrics_families)):
         families = {family.name: (family.type, family.documentation)
                     for family in parse(body.decode())}
-        assert families == {name: (kind, doc) for name, kind, doc, *_ in FAMILIES}
+        # Both parsers call untyped "unknown".
+        assert families == {family.name: ("unknown" if family.kind == "untyped" else family.kind,
+                                          family.help) for family in FAMILIES}
 
 
 def test_an_empty_table_renders_headers_only() -> None:
@@ -98,7 +152,34 @@ def test_an_empty_table_renders_headers_only() -> None:
 def test_promtool_accepts_the_text_format() -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool comes with Debian's prometheus package (scripts/test.sh)"
-    body = sink_with(tricky_samples()).exposition()[0]
+    body = sink_with(tricky_samples() + wire_1_1_samples(), *states_and_engines()).exposition()[0]
     result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
                             timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_states_and_engines_expire_after_their_own_intervals_and_destroy_forgets() -> None:
+    now = [0.0]
+    sink = PrometheusSink(SimpleNamespace(address=("127.0.0.1", 0), interval=5.0,
+                                          stale_intervals=3, label_names=None),
+                          clock=lambda: now[0])
+    sink.handle_state(make_state(id="slow", interval_s=10.0))
+    sink.handle_state(make_state(id="fast", interval_s=1.0))
+    sink.handle_engine(make_engine(host="h1", interval_s=1.0))
+    now[0] = 3.5  # past 3 × 1 s, within 3 × 10 s
+    assert [state.id for state in sink.states.current()] == ["slow"]
+    assert sink.engines.current() == []
+    sink.handle_event(make_event(action="stop", id="slow", host="node-1"))
+    assert len(sink.states) == 1  # a stopped container keeps its state (exited, exit code)
+    sink.handle_event(make_event(action="destroy", id="slow", host="node-1"))
+    assert len(sink.states) == 0 and "statspout_container_state{" not in (
+        sink.exposition()[0].decode())
+
+
+def test_the_state_table_is_bounded_and_counts_what_it_refuses() -> None:
+    table: LatestTable = LatestTable(3, max_entries=2)
+    for n in range(4):
+        table.put(("h", f"c{n}"), make_state(id=f"c{n}"))
+    table.put(("h", "c0"), make_state(id="c0", status="running"))  # a known key: replaced
+    assert [state.id for state in table.current()] == ["c0", "c1"] and table.refused == 2
+    assert table.current()[0].status == "running"

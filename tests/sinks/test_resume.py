@@ -11,7 +11,7 @@ import pytest
 import zmq
 from support.feed import RouterFeed
 from support.ports import free_port
-from support.samples import make_stats
+from support.samples import make_state, make_stats
 from support.waiting import wait_for
 
 from statspout import bus, wire
@@ -201,11 +201,23 @@ class HoldingSink(Sink):
         return min(self.holding, len(self.seqs))
 
 
-def test_the_worker_checkpoints_only_what_its_sink_settled(tmp_path):
+class HoldingStatesSink(HoldingSink):
+    """One that buffers state messages with its samples (as the InfluxDB sink does)."""
+
+    buffered_kinds = frozenset({"stats", "state"})
+
+    def handle_state(self, state: wire.ContainerState) -> None:
+        self.seqs.append(state.seq)
+
+
+@pytest.mark.parametrize("last_kind", ["stats", "state"])
+def test_the_worker_checkpoints_only_what_its_sink_settled(tmp_path, last_kind):
+    """The last four messages held by the sink: samples, or states of a sink that buffers
+    them too (``buffered_kinds``)."""
     feed, context = RouterFeed(), zmq.Context()
     socket = bus.sink_subscriber(context, feed.endpoint)
     feed.wait_for_subscriber()
-    sink = HoldingSink(holding=4)
+    sink = (HoldingSink if last_kind == "stats" else HoldingStatesSink)(holding=4)
     checkpoint = CheckpointFile(tmp_path, "holding", "all")
     worker = SinkWorker(sink, socket, report_interval=3600,
                         resume=RouteResume("all", None, checkpoint))
@@ -215,7 +227,9 @@ def test_the_worker_checkpoints_only_what_its_sink_settled(tmp_path):
     try:
         topic = bus.routed_topic("all", RUN)
         for seq in range(1, 11):
-            feed.send_frames(topic, bus.pack_sequence(seq), wire.encode(make_stats(seq=seq)))
+            message = make_state(seq=seq) if seq > 6 and last_kind == "state" else make_stats(
+                seq=seq)
+            feed.send_frames(topic, bus.pack_sequence(seq), wire.encode(message))
         # Flushed about once a second: samples 7..10 are still in the sink's buffer.
         wait_for(lambda: CheckpointFile(tmp_path, "holding", "all").load(), 10,
                  "the first checkpoint")
