@@ -181,8 +181,8 @@ STATS_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec(
         "mem_cgroup_usage", "int", "bytes",
         "memory charged to the cgroup, page cache included (v1 memory.usage_in_bytes, v2 "
-        "memory.current; the API's memory_stats.usage): Telegraf's mem usage, cAdvisor's "
-        "container_memory_usage_bytes", nullable=True,
+        "memory.current; the API's memory_stats.usage): cAdvisor's container_memory_usage_bytes "
+        "(Telegraf's mem usage is this minus the page cache)", nullable=True,
     ),
     FieldSpec(
         "mem_max_usage", "int", "bytes",
