@@ -22,7 +22,8 @@ API history: ``put``/``forget``/``current``/``len`` and ``LatestSamples(max_age,
 as before; ``stale_intervals``, ``put_state``, ``put_engine``, ``states``, ``engines``,
 ``forget_state`` and LatestSampleSink's ``handle_state``/``handle_engine`` were added with
 wire 1.1. Bounded: one entry per container (sample and state) and per host (engine), each
-expiring as above.
+expiring as above, for at most MAX_CONTAINERS containers and MAX_HOSTS hosts; a new one beyond
+them is refused and counted (``refused_*`` in the sink's report) until others leave.
 """
 
 from __future__ import annotations
@@ -43,19 +44,29 @@ FORGETTING_ACTIONS = ("stop", "rename", "destroy")
 STATE_FORGETTING_ACTIONS = ("rename", "destroy")
 # What "a few intervals" is for the sinks that judge staleness by a message's own interval.
 STALE_INTERVALS = 3.0
+# Bounds of the tables: a new container or host beyond them is refused and counted
+# (refused_containers, refused_states, refused_hosts) until entries expire or are forgotten.
+MAX_CONTAINERS = 200_000
+MAX_HOSTS = 10_000
 
 Key = TypeVar("Key")
 Message = TypeVar("Message", ContainerStats, ContainerState, EngineInfo)
 
 
 class _Expiring(Generic[Key, Message]):
-    """The latest message per key with its expiry time (monotonic; None: never). Not locked:
+    """The latest message per key with its expiry time (monotonic; None: never), for at most
+    ``max_entries`` keys: a message of a new key beyond them is refused and counted. Not locked:
     LatestSamples holds the lock."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_entries: int) -> None:
         self.entries: dict[Key, tuple[Message, float | None]] = {}
+        self._max_entries = max_entries
+        self.refused = 0
 
     def put(self, key: Key, message: Message, expires: float | None) -> None:
+        if key not in self.entries and len(self.entries) >= self._max_entries:
+            self.refused += 1
+            return
         self.entries[key] = (message, expires)
 
     def current(self, now: float) -> list[Message]:
@@ -80,9 +91,9 @@ class LatestSamples:
         self._clock = clock
         self._stale_intervals = stale_intervals
         self._lock = threading.Lock()
-        self._samples: _Expiring[tuple[str, str], ContainerStats] = _Expiring()
-        self._states: _Expiring[tuple[str, str], ContainerState] = _Expiring()
-        self._engines: _Expiring[str, EngineInfo] = _Expiring()
+        self._samples: _Expiring[tuple[str, str], ContainerStats] = _Expiring(MAX_CONTAINERS)
+        self._states: _Expiring[tuple[str, str], ContainerState] = _Expiring(MAX_CONTAINERS)
+        self._engines: _Expiring[str, EngineInfo] = _Expiring(MAX_HOSTS)
 
     def _expires(self, interval_s: float | None) -> float | None:
         """When a message that arrives now expires, by its own interval or else max_age."""
@@ -134,6 +145,16 @@ class LatestSamples:
         with self._lock:
             return len(self._samples.entries)
 
+    def counters(self) -> dict[str, int]:
+        """What the tables hold, and what their bounds refused."""
+        with self._lock:
+            return {"containers": len(self._samples.entries),
+                    "states": len(self._states.entries),
+                    "engines": len(self._engines.entries),
+                    "refused_containers": self._samples.refused,
+                    "refused_states": self._states.refused,
+                    "refused_hosts": self._engines.refused}
+
 
 class LatestSampleSink(Sink):
     """A sink that keeps ``self.samples`` current from the stream; subclasses serve it."""
@@ -160,4 +181,4 @@ class LatestSampleSink(Sink):
         self.samples.put_engine(engine)
 
     def counters(self) -> Mapping[str, int]:
-        return {"containers": len(self.samples), "forgotten": self._forgotten}
+        return {**self.samples.counters(), "forgotten": self._forgotten}

@@ -18,9 +18,10 @@ text format 0.0.4. A container's label set is rendered once and kept while it is
 Delivery: latest value only. A message is delivered once it is in the table ``/metrics``
 renders; one that a newer one replaces before a scrape is never seen by Prometheus. A
 container's sample series go away on its stop, rename (until its next sample, under the new
-name) and destroy events, and when no sample arrived for ``stale-intervals`` × ``interval``
-seconds; its state series on destroy, and states and engines after ``stale-intervals`` of their
-own ``interval_s`` (LatestTable, bounded).
+name) and destroy events; its state series on rename and destroy (an exited container stays
+visible); samples, states and engines when no newer one arrived for ``stale-intervals`` of
+their own ``interval_s`` (``interval`` seconds stands in for a wire-1.0 collector's samples,
+which carry none). The tables are bounded (sinks/latest.py).
 """
 
 from __future__ import annotations
@@ -28,13 +29,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from types import SimpleNamespace
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from aiohttp import web
 
@@ -52,10 +52,8 @@ from statspout.sinks.latest import LatestSamples, LatestSampleSink
 from statspout.wire import (
     CONTAINER_STATUSES,
     HEALTH_STATUSES,
-    ContainerEvent,
     ContainerState,
     ContainerStats,
-    EngineInfo,
 )
 
 log = logging.getLogger("statspout.sink.prometheus")
@@ -242,56 +240,6 @@ def _expanded(series: str, per: Callable[[Any], PerSeries],
     return "".join(lines)
 
 
-Entry = TypeVar("Entry", ContainerState, EngineInfo)
-# Bounds of the state and engine tables: a new container or host beyond them is refused and
-# counted (states_refused, engines_refused) until entries expire or are forgotten.
-MAX_STATES = 200_000
-MAX_ENGINES = 10_000
-
-
-class LatestTable(Generic[Entry]):
-    """The latest state per container or engine per host, keyed by the caller.
-
-    Bounded (``max_entries``: a message for a new key beyond it is refused and counted) and
-    expiring: an entry goes when no newer message of its key arrived for ``stale_intervals`` of
-    that message's own ``interval_s`` (its collector stopped, or the container is gone without a
-    destroy event seen). Written by the worker thread, read by the HTTP server threads.
-    """
-
-    def __init__(self, stale_intervals: int, max_entries: int = MAX_STATES,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._stale_intervals = stale_intervals
-        self._max_entries = max_entries
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._entries: dict[tuple[str, ...], tuple[Entry, float]] = {}
-        self.refused = 0
-
-    def put(self, key: tuple[str, ...], message: Entry) -> None:
-        deadline = self._clock() + self._stale_intervals * message.interval_s
-        with self._lock:
-            if key not in self._entries and len(self._entries) >= self._max_entries:
-                self.refused += 1
-                return
-            self._entries[key] = (message, deadline)
-
-    def forget(self, key: tuple[str, ...]) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
-
-    def current(self) -> list[Entry]:
-        """The entries not expired (expired ones are dropped for good), by key."""
-        now = self._clock()
-        with self._lock:
-            for key in [key for key, (_, deadline) in self._entries.items() if now > deadline]:
-                del self._entries[key]
-            return [message for _, (message, _) in sorted(self._entries.items())]
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._entries)
-
-
 def label_name(key: str) -> str:
     """``com.docker.compose.project`` → ``container_label_com_docker_compose_project``."""
     return "container_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
@@ -316,12 +264,8 @@ class ContainerCollector:
     """Renders LatestSamples as the exposition text of every scrape, without an object per
     series: a container's label set is rendered once and kept while it is in the table."""
 
-    def __init__(self, samples: LatestSamples, labels: LabelKeyFilter,
-                 states: LatestTable[ContainerState] | None = None,
-                 engines: LatestTable[EngineInfo] | None = None) -> None:
+    def __init__(self, samples: LatestSamples, labels: LabelKeyFilter) -> None:
         self._samples = samples
-        self._states = states if states is not None else LatestTable(3)
-        self._engines = engines if engines is not None else LatestTable(3)
         self._labels = labels
         # Keys named exactly are label names on every scrape, whether or not a container has
         # them; glob matches are found per scrape.
@@ -356,8 +300,8 @@ class ContainerCollector:
         """The exposition of every current sample, state and engine: OpenMetrics 1.0 or the
         text format 0.0.4."""
         samples = self._samples.current()
-        states = self._states.current()
-        engines = self._engines.current()
+        states = self._samples.states()
+        engines = self._samples.engines()
         container_labels = self._label_sets([*samples, *states])
         sources: dict[str, tuple[Sequence[Any], list[str]]] = {
             "stats": (samples, container_labels[:len(samples)]),
@@ -425,8 +369,8 @@ class PrometheusSink(LatestSampleSink):
     options = (
         Option("address", "HOST:PORT to serve /metrics on", default="127.0.0.1:9338",
                type=cli.host_port),
-        Option("interval", "the collectors' interval in seconds", default=5.0,
-               type=cli.seconds(0.01)),
+        Option("interval", "seconds between a wire-1.0 collector's samples (newer ones carry "
+               "their own interval)", default=5.0, type=cli.seconds(0.01)),
         Option("stale-intervals", "drop a container's series after this many intervals "
                "without a sample", default=3, type=cli.positive_int),
         *label_key_options("container_label_<key> labels"),
@@ -437,27 +381,13 @@ class PrometheusSink(LatestSampleSink):
     def __init__(self, settings: SimpleNamespace, clock: Callable[[], float] = time.monotonic
                  ) -> None:
         super().__init__(settings,
-                         LatestSamples(settings.interval * settings.stale_intervals, clock))
+                         LatestSamples(settings.interval * settings.stale_intervals, clock,
+                                       stale_intervals=settings.stale_intervals))
         self._address = address_of(settings.address)
         labels = label_key_filter(settings, log, self.name, "label-names",
                                   split_values(getattr(settings, "label_names", None)))
-        self.states: LatestTable[ContainerState] = LatestTable(
-            settings.stale_intervals, MAX_STATES, clock)
-        self.engines: LatestTable[EngineInfo] = LatestTable(
-            settings.stale_intervals, MAX_ENGINES, clock)
-        self.collector = ContainerCollector(self.samples, labels, self.states, self.engines)
+        self.collector = ContainerCollector(self.samples, labels)
         self._server: HttpServerThread | None = None
-
-    def handle_state(self, state: ContainerState) -> None:
-        self.states.put((state.host, state.id), state)
-
-    def handle_engine(self, engine: EngineInfo) -> None:
-        self.engines.put((engine.host,), engine)
-
-    def handle_event(self, event: ContainerEvent) -> None:
-        super().handle_event(event)
-        if event.action == "destroy":  # a stopped container keeps its state until then
-            self.states.forget((event.host, event.id))
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The body of a scrape and its content type, in the format ``accept`` prefers."""
@@ -494,9 +424,7 @@ class PrometheusSink(LatestSampleSink):
         return self._server.bound[1]
 
     def counters(self) -> Mapping[str, int]:
-        return {**super().counters(), "states": len(self.states), "engines": len(self.engines),
-                "states_refused": self.states.refused, "engines_refused": self.engines.refused,
-                **server_counters(self._server)}
+        return {**super().counters(), **server_counters(self._server)}
 
     def close(self) -> None:
         if self._server is not None:

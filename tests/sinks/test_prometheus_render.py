@@ -16,7 +16,8 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families as text_families
 from support.samples import make_container_stats, make_engine, make_event, make_state
 
-from statspout.sinks.prometheus import FAMILIES, LatestTable, PrometheusSink
+from statspout.sinks import latest
+from statspout.sinks.prometheus import FAMILIES, PrometheusSink
 from statspout.wire import CONTAINER_STATUSES, ContainerState, ContainerStats, EngineInfo
 
 KEY = "com.docker.compose.project"
@@ -167,19 +168,22 @@ def test_states_and_engines_expire_after_their_own_intervals_and_destroy_forgets
     sink.handle_state(make_state(id="fast", interval_s=1.0))
     sink.handle_engine(make_engine(host="h1", interval_s=1.0))
     now[0] = 3.5  # past 3 × 1 s, within 3 × 10 s
-    assert [state.id for state in sink.states.current()] == ["slow"]
-    assert sink.engines.current() == []
+    assert [state.id for state in sink.samples.states()] == ["slow"]
+    assert sink.samples.engines() == []
     sink.handle_event(make_event(action="stop", id="slow", host="node-1"))
-    assert len(sink.states) == 1  # a stopped container keeps its state (exited, exit code)
+    # a stopped container keeps its state (exited, exit code)
+    assert [state.id for state in sink.samples.states()] == ["slow"]
     sink.handle_event(make_event(action="destroy", id="slow", host="node-1"))
-    assert len(sink.states) == 0 and "statspout_container_state{" not in (
+    assert sink.samples.states() == [] and "statspout_container_state{" not in (
         sink.exposition()[0].decode())
 
 
-def test_the_state_table_is_bounded_and_counts_what_it_refuses() -> None:
-    table: LatestTable = LatestTable(3, max_entries=2)
+def test_the_tables_are_bounded_and_count_what_they_refuse(monkeypatch) -> None:
+    monkeypatch.setattr(latest, "MAX_CONTAINERS", 2)
+    table = latest.LatestSamples(stale_intervals=3)
     for n in range(4):
-        table.put(("h", f"c{n}"), make_state(id=f"c{n}"))
-    table.put(("h", "c0"), make_state(id="c0", status="running"))  # a known key: replaced
-    assert [state.id for state in table.current()] == ["c0", "c1"] and table.refused == 2
-    assert table.current()[0].status == "running"
+        table.put_state(make_state(id=f"c{n}"))
+    table.put_state(make_state(id="c0", status="running"))  # a known key: replaced
+    assert sorted(state.id for state in table.states()) == ["c0", "c1"]
+    assert table.counters()["refused_states"] == 2
+    assert {state.id: state.status for state in table.states()}["c0"] == "running"
