@@ -62,25 +62,11 @@ def last(samples: list[dict]) -> dict:
 
 @pytest.mark.parametrize("source", ["api", "cgroup"])
 def test_every_new_figure_against_its_raw_source(
-    make_container, docker_client, endpoints, run_id, source, internal_network
+    figure_containers, make_container, docker_client, endpoints, run_id, source, internal_network
 ):
     if not os.path.isdir(os.path.join(CGROUP, "memory", "docker")):
         pytest.skip("reads the raw figures from cgroup v1 files under /sys/fs/cgroup/*/docker")
-    names = {kind: f"{kind}-{run_id}" for kind in
-             ("throttled", "cache", "unhealthy", "restarting", "oomkilled", "oomchild", "net")}
-    throttled = make_container(SPIN, name=names["throttled"], nano_cpus=200_000_000)
-    cache = make_container("dd if=/dev/zero of=/tmp/fill bs=1M count=48 && sleep 3600",
-                           name=names["cache"])
-    unhealthy = make_container("sleep 3600", name=names["unhealthy"], healthcheck={
-        "test": ["CMD-SHELL", "exit 1"], "interval": 1_000_000_000, "retries": 2})
-    restarting = make_container("sleep 2; exit 3", name=names["restarting"],
-                                restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
-    oom_limits = {"mem_limit": "16m", "memswap_limit": "16m"}
-    oomkilled = make_container("x=$(head -c 67108864 /dev/urandom); sleep 3600",
-                               name=names["oomkilled"], **oom_limits)
-    # A child is OOM-killed once the collector follows the container (below, by exec)
-    oomchild = make_container("sleep 3600", name=names["oomchild"], **oom_limits)
-    net = make_container("sleep 3600", name=names["net"], network_mode=internal_network.name)
+    names, c = figure_containers.names, figure_containers.containers
     tap = RouterTap(endpoints[1])
     try:
         with Pipeline(endpoints, run_id, collector_args=["--source", source]) as pipeline:
@@ -88,8 +74,8 @@ def test_every_new_figure_against_its_raw_source(
                 return pipeline.samples(names[kind])
 
             # Traffic to the container on the internal network, from the host's end of it.
-            net.reload()
-            address = net.attrs["NetworkSettings"]["Networks"][internal_network.name]["IPAddress"]
+            c.net.reload()
+            address = c.net.attrs["NetworkSettings"]["Networks"][internal_network.name]["IPAddress"]
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 for _ in range(20):
                     udp.sendto(b"x" * 1000, (address, 9))
@@ -98,11 +84,11 @@ def test_every_new_figure_against_its_raw_source(
             wait_for(lambda: (last(samples("throttled")).get("cpu_throttled_periods") or 0) >= 5,
                      30, "throttled periods of the --cpus 0.2 container")
             sample = samples("throttled")[-1]
-            raw = parse_flat_keyed(cgroup_file("cpu", throttled.id, "cpu.stat"))
+            raw = parse_flat_keyed(cgroup_file("cpu", c.throttled.id, "cpu.stat"))
             assert 0 < sample["cpu_throttled_periods"] <= sample["cpu_periods"] <= raw["nr_periods"]
             assert sample["cpu_throttled_periods"] <= raw["nr_throttled"]
             assert 0 < sample["cpu_throttled_ns"] <= raw["throttled_time"]
-            ticks = parse_flat_keyed(cgroup_file("cpuacct", throttled.id, "cpuacct.stat"))
+            ticks = parse_flat_keyed(cgroup_file("cpuacct", c.throttled.id, "cpuacct.stat"))
             assert 0 < sample["cpu_user_ns"] <= ticks["user"] * TICK_NS
             assert sample["cpu_system_ns"] <= ticks["system"] * TICK_NS
             # user + system is the whole CPU time, to the tick resolution
@@ -114,8 +100,8 @@ def test_every_new_figure_against_its_raw_source(
             wait_for(lambda: (last(samples("cache")).get("mem_cache") or 0) >= 40 * MiB,
                      30, "the written file in the page cache")
             sample = samples("cache")[-1]
-            usage = int(cgroup_file("memory", cache.id, "memory.usage_in_bytes"))
-            stat = parse_flat_keyed(cgroup_file("memory", cache.id, "memory.stat"))
+            usage = int(cgroup_file("memory", c.cache.id, "memory.usage_in_bytes"))
+            stat = parse_flat_keyed(cgroup_file("memory", c.cache.id, "memory.stat"))
             assert sample["mem_cgroup_usage"] == pytest.approx(usage, abs=2 * MiB)
             assert sample["mem_cgroup_usage"] - sample["mem_usage"] == sample["mem_inactive_file"]
             assert sample["mem_cgroup_usage"] - sample["mem_usage"] >= 40 * MiB
@@ -127,7 +113,7 @@ def test_every_new_figure_against_its_raw_source(
             assert sample["mem_max_usage"] >= sample["mem_cgroup_usage"]
             assert sample["mem_stat"]["total_cache"] == sample["mem_cache"]
             if source == "cgroup":
-                assert sample["mem_failcnt"] == int(cgroup_file("memory", cache.id,
+                assert sample["mem_failcnt"] == int(cgroup_file("memory", c.cache.id,
                                                                 "memory.failcnt"))
                 assert sample["oom_kills"] == 0
             else:
@@ -136,11 +122,11 @@ def test_every_new_figure_against_its_raw_source(
             # An OOM kill of a child: the container runs on, its counters say so. Started only
             # once the collector samples the container, so that it sees Docker's oom event.
             wait_for(lambda: samples("oomchild"), 30, "the first sample of the oom container")
-            oomchild.exec_run(["sh", "-c", "x=$(head -c 67108864 /dev/urandom)"])
+            figure_containers.oom_a_child()
             wait_for(lambda: (last(samples("oomchild")).get("oom_events") or 0) >= 1,
                      30, "Docker's oom event counted in the samples")
             sample = samples("oomchild")[-1]
-            raw_kills = parse_flat_keyed(cgroup_file("memory", oomchild.id, "memory.oom_control"))
+            raw_kills = parse_flat_keyed(cgroup_file("memory", c.oomchild.id, "memory.oom_control"))
             if source == "cgroup":
                 assert sample["oom_kills"] == raw_kills["oom_kill"] >= 1
             assert sample["mem_limit"] == 16 * MiB
@@ -149,8 +135,8 @@ def test_every_new_figure_against_its_raw_source(
             wait_for(lambda: (last(samples("net")).get("rx_packets") or 0) >= 20,
                      30, "the datagrams counted")
             sample = samples("net")[-1]
-            net.reload()
-            raw_net = parse_net_dev(read_text(f"/proc/{net.attrs['State']['Pid']}/net/dev"))
+            c.net.reload()
+            raw_net = parse_net_dev(read_text(f"/proc/{c.net.attrs['State']['Pid']}/net/dev"))
             assert list(sample["net_interfaces"]) == ["eth0"] == list(raw_net)
             eth0 = sample["net_interfaces"]["eth0"]
             assert 20 * 1000 <= eth0["rx_bytes"] <= raw_net["eth0"]["rx_bytes"]
@@ -169,26 +155,26 @@ def test_every_new_figure_against_its_raw_source(
             unhealthy_state = wait_for(
                 lambda: [s for s in tap.states(names["unhealthy"]) if s.health == "unhealthy"],
                 30, "the unhealthy state")[-1]
-            unhealthy.reload()
-            assert unhealthy.attrs["State"]["Health"]["Status"] == "unhealthy"
+            c.unhealthy.reload()
+            assert c.unhealthy.attrs["State"]["Health"]["Status"] == "unhealthy"
             assert unhealthy_state.health_failing_streak >= 2  # --health-retries 2
             assert unhealthy_state.status == "running" and unhealthy_state.exit_code is None
-            assert unhealthy_state.pid == unhealthy.attrs["State"]["Pid"]
+            assert unhealthy_state.pid == c.unhealthy.attrs["State"]["Pid"]
 
             restarted = wait_for(
                 lambda: [s for s in tap.states(names["restarting"])
                          if s.status == "exited" and s.restart_count == 2],
                 40, "the restart policy to give up")[-1]
-            restarting.reload()
-            assert (restarted.exit_code, restarting.attrs["State"]["ExitCode"]) == (3, 3)
-            assert restarting.attrs["RestartCount"] == 2
+            c.restarting.reload()
+            assert (restarted.exit_code, c.restarting.attrs["State"]["ExitCode"]) == (3, 3)
+            assert c.restarting.attrs["RestartCount"] == 2
             assert restarted.finished_at > restarted.started_at > 0
 
             killed = wait_for(
                 lambda: [s for s in tap.states(names["oomkilled"]) if s.oom_killed],
                 30, "the OOM-killed state")[-1]
-            oomkilled.reload()
-            assert oomkilled.attrs["State"]["OOMKilled"] is True
+            c.oomkilled.reload()
+            assert c.oomkilled.attrs["State"]["OOMKilled"] is True
             assert (killed.status, killed.exit_code, killed.pid) == ("exited", 137, 0)
 
             # Every interval, every container of the test: the stopped ones too

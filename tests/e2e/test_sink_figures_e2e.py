@@ -37,27 +37,11 @@ def sink(name: str, publish: str, *options: str) -> Process:
 
 @pytest.mark.parametrize("source", ["api", "cgroup"])
 def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
-    make_container, docker_client, endpoints, run_id, internal_network, source
+    figure_containers, make_container, docker_client, endpoints, run_id, internal_network, source
 ):
     if not os.path.isdir(os.path.join(CGROUP, "memory", "docker")):
         pytest.skip("reads the raw figures from cgroup v1 files under /sys/fs/cgroup/*/docker")
-    names = {kind: f"{kind}-{run_id}" for kind in
-             ("throttled", "cache", "unhealthy", "restarting", "oomkilled", "oomchild", "net")}
-    throttled = make_container("while :; do :; done", name=names["throttled"],
-                               nano_cpus=200_000_000)
-    cache = make_container("dd if=/dev/zero of=/tmp/fill bs=1M count=48 && sleep 3600",
-                           name=names["cache"])
-    unhealthy = make_container("sleep 3600", name=names["unhealthy"], healthcheck={
-        "test": ["CMD-SHELL", "exit 1"], "interval": 1_000_000_000, "retries": 2})
-    restarting = make_container("sleep 2; exit 3", name=names["restarting"],
-                                restart_policy={"Name": "on-failure", "MaximumRetryCount": 2})
-    oom_limits = {"mem_limit": "16m", "memswap_limit": "16m"}
-    oomkilled = make_container("x=$(head -c 67108864 /dev/urandom); sleep 3600",
-                               name=names["oomkilled"], **oom_limits)
-    # A child OOM-killed once the collector follows the events: Docker's oom event, counted.
-    make_container("sleep 6; (x=$(head -c 67108864 /dev/urandom)); sleep 3600",
-                   name=names["oomchild"], **oom_limits)
-    net = make_container("sleep 3600", name=names["net"], network_mode=internal_network.name)
+    names, c = figure_containers.names, figure_containers.containers
     prometheus_port = free_port()
     shown: dict[str, Any] = {}  # figures printed at the end (pytest -s), for the record
     _, publish = endpoints
@@ -101,9 +85,13 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
                     float(r[0]["value"][1])), timeout)
                 return float(result[0]["value"][1])
 
+            # A child OOM-killed once the collector follows its container: Docker's oom event.
+            wait_for(lambda: samples("oomchild"), 30, "the first sample of the oom container")
+            figure_containers.oom_a_child()
+
             # Traffic to the container on the internal network, from the host's end of it.
-            net.reload()
-            address = net.attrs["NetworkSettings"]["Networks"][internal_network.name]["IPAddress"]
+            c.net.reload()
+            address = c.net.attrs["NetworkSettings"]["Networks"][internal_network.name]["IPAddress"]
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 for _ in range(20):
                     udp.sendto(b"x" * 1000, (address, 9))
@@ -112,7 +100,7 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
             row = influx_row("docker_container_cpu", "throttled",
                              "throttling_throttled_periods >= 3")
             sample = same_sample("throttled", row)
-            raw = parse_flat_keyed(cgroup_file("cpu", throttled.id, "cpu.stat"))
+            raw = parse_flat_keyed(cgroup_file("cpu", c.throttled.id, "cpu.stat"))
             assert row["cpu"] == "cpu-total"
             assert (row["usage_in_usermode"], row["usage_in_kernelmode"], row["usage_total"]) == (
                 sample["cpu_user_ns"], sample["cpu_system_ns"], sample["cpu_usage_ns"])
@@ -139,7 +127,7 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
             row = influx_row("docker_container_mem", "cache", f"cache >= {40 * MiB}")
             sample = same_sample("cache", row)
             stat = sample["mem_stat"]
-            raw_usage = int(cgroup_file("memory", cache.id, "memory.usage_in_bytes"))
+            raw_usage = int(cgroup_file("memory", c.cache.id, "memory.usage_in_bytes"))
             assert row["usage"] == telegraf_mem_usage(sample["mem_cgroup_usage"], stat)
             assert row["usage"] == sample["mem_cgroup_usage"] - stat["cache"]  # v1: less cache
             assert sample["mem_cgroup_usage"] == pytest.approx(raw_usage, abs=2 * MiB)
@@ -193,7 +181,7 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
             total = influx_row("docker_container_net", "net",
                                f"network = 'total' AND time = {sample['timestamp']}")
             assert total["rx_bytes"] == sample["rx_bytes"] == row["rx_bytes"]
-            raw_net = read_text(f"/proc/{net.attrs['State']['Pid']}/net/dev")
+            raw_net = read_text(f"/proc/{c.net.attrs['State']['Pid']}/net/dev")
             raw_rx = int(next(line for line in raw_net.splitlines()
                               if line.strip().startswith("eth0:")).split(":")[1].split()[0])
             assert row["rx_bytes"] <= raw_rx
@@ -212,30 +200,31 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
             # A failing health check
             row = influx_row("docker_container_health", "unhealthy",
                              "health_status = 'unhealthy'")
-            unhealthy.reload()
-            assert 2 <= row["failing_streak"] <= unhealthy.attrs["State"]["Health"]["FailingStreak"]
+            c.unhealthy.reload()
+            inspected_streak = c.unhealthy.attrs["State"]["Health"]["FailingStreak"]
+            assert 2 <= row["failing_streak"] <= inspected_streak
             assert row["container_status"] == "running"
             shown["unhealthy: InfluxDB health_status, failing_streak / docker inspect"] = (
                 row["health_status"], row["failing_streak"],
-                unhealthy.attrs["State"]["Health"]["FailingStreak"])
+                c.unhealthy.attrs["State"]["Health"]["FailingStreak"])
             assert prom_value(f'statspout_container_health_status{{name="{names["unhealthy"]}",'
                               'status="unhealthy"}') == 1
             streak = prom_value(
                 f'statspout_container_health_failing_streak{{name="{names["unhealthy"]}"}}')
-            assert 2 <= streak <= unhealthy.attrs["State"]["Health"]["FailingStreak"] + 2
+            assert 2 <= streak <= c.unhealthy.attrs["State"]["Health"]["FailingStreak"] + 2
 
             # The restart policy gives up after 2 restarts; the exit code and times
             row = influx_row("docker_container_status", "restarting",
                              "container_status = 'exited' AND restart_count = 2", timeout=40)
-            restarting.reload()
-            state = restarting.attrs["State"]
+            c.restarting.reload()
+            state = c.restarting.attrs["State"]
             started, finished = (parse_docker_time(state["StartedAt"]),
                                  parse_docker_time(state["FinishedAt"]))
             assert (row["exitcode"], row["restart_count"], row["pid"]) == (
-                state["ExitCode"], restarting.attrs["RestartCount"], state["Pid"]) == (3, 2, 0)
+                state["ExitCode"], c.restarting.attrs["RestartCount"], state["Pid"]) == (3, 2, 0)
             assert (row["started_at"], row["finished_at"], row["uptime_ns"]) == (
                 started, finished, finished - started)
-            assert row["container_id"] == restarting.id and row["oomkilled"] is False
+            assert row["container_id"] == c.restarting.id and row["oomkilled"] is False
             shown["restarting: InfluxDB exitcode, restart_count, started_at, finished_at, "
                   "uptime_ns / docker inspect StartedAt, FinishedAt"] = (
                 row["exitcode"], row["restart_count"], row["started_at"], row["finished_at"],
@@ -250,8 +239,8 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
 
             # OOM kills: the main process (state), and a child (Docker's oom event)
             row = influx_row("docker_container_status", "oomkilled", "oomkilled = true")
-            oomkilled.reload()
-            assert oomkilled.attrs["State"]["OOMKilled"] is True
+            c.oomkilled.reload()
+            assert c.oomkilled.attrs["State"]["OOMKilled"] is True
             assert (row["exitcode"], row["container_status"]) == (137, "exited")
             assert prom_value(f'statspout_container_oom_killed{{name="{names["oomkilled"]}"}}',
                               lambda v: v == 1) == 1
@@ -260,7 +249,8 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
             sample_with("oomchild", lambda s: s["oom_events"], events)
             shown["oom: InfluxDB oomkilled, exitcode / inspect OOMKilled; Prometheus oomchild "
                   "container_oom_events_total"] = (row["oomkilled"], row["exitcode"],
-                                                   oomkilled.attrs["State"]["OOMKilled"], events)
+                                                   c.oomkilled.attrs["State"]["OOMKilled"],
+                                                   events)
 
             # The engine
             info = docker_client.info()
