@@ -6,7 +6,8 @@ under the new router run's own numbers, so the route's sequence cannot tell. The
 identity of a message can: (host, seq, timestamp). The timestamp keeps a restarted collector,
 which numbers from 1 again, from being taken for a repeat; a resend is the same bytes, so a
 hash of the payload joins the key and two different messages under one identity (a forged or
-hand-made one) are both kept.
+hand-made one) are both kept. Looked for only behind a router of bus version 1 (run ids in
+its topics), whose restarts are what makes collectors resend.
 """
 
 from __future__ import annotations

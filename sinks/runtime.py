@@ -114,7 +114,7 @@ class SinkWorker:
                 raise wire.MalformedMessage(f"{len(frames)} frames, expected 3")
             topic, sequence_frame, payload = frames
             sequence = bus.unpack_sequence(sequence_frame)
-            run = bus.run_of(topic) if self._resume is not None else None
+            run = bus.run_of(topic)
         except Exception as exc:  # any frames at all: nothing here may end the worker
             self._malformed(exc)
             return
@@ -128,7 +128,9 @@ class SinkWorker:
             position = Position(run, sequence)
         elif not self._observe(sequence, payload):
             return
-        self._decode_and_dispatch(payload, position)
+        # A router with run ids (bus version 1) is one whose collectors resend after its
+        # restart: only then are a collector's repeats looked for.
+        self._decode_and_dispatch(payload, position, drop_repeats=run is not None)
 
     def _observe(self, sequence: int, payload: bytes) -> bool:
         """Without replay: count gaps, restarts and duplicates; False for a duplicate."""
@@ -145,15 +147,17 @@ class SinkWorker:
 
     def _replayed(self, position: Position, payload: bytes) -> None:
         """A message the router replayed: handled like a live one."""
-        self._decode_and_dispatch(payload, position)
+        self._decode_and_dispatch(payload, position, drop_repeats=True)
 
-    def _decode_and_dispatch(self, payload: bytes, position: Position | None) -> None:
+    def _decode_and_dispatch(self, payload: bytes, position: Position | None,
+                             drop_repeats: bool) -> None:
         try:
             message = wire.decode(payload)
         except Exception as exc:  # decode raises only MalformedMessage; this is the last resort
             self._malformed(exc)
             message = None
-        if message is not None and self.recent.is_repeat(message_key(message, payload)):
+        if message is not None and drop_repeats \
+                and self.recent.is_repeat(message_key(message, payload)):
             self._notices.log(logging.INFO, "dropped a collector's message handed on already "
                               "(%s seq %d; %d so far): resent to a new router", message.host,
                               message.seq, self.recent.repeats)
