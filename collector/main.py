@@ -63,6 +63,10 @@ def build_parser() -> cli.OptionParser:
                   default="all", choices=list(STATES_MODES))
     parser.option("--hwm", help="messages queued for the router before they are dropped",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
+    parser.option("--resend-seconds", help="what was published in the last this many seconds "
+                  "before the link to the router was lost is sent again to the next router "
+                  "(what a killed router held is lost with it; sinks drop the repeats); 0: off",
+                  default=bus.DEFAULT_RESEND_S, type=cli.seconds(0))
     handshakes.add_unlinked_warning_option(parser)
     security.add_client_options(parser)
     cli.add_common_options(parser)
@@ -177,11 +181,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if client is None:
         return 0
     context = zmq.Context()
-    publisher = bus.CollectorPublisher(context, args.connect, args.hwm, security=keys)
+    publisher = bus.CollectorPublisher(context, args.connect, args.hwm, security=keys,
+                                       resend_s=args.resend_seconds)
     watch = handshakes.watch_router_link(
         publisher.socket, args.connect, log, args.unlinked_warning,
         "no router has subscribed at {endpoint} for {seconds:.0f} s — wrong address or CURVE "
-        "key? (messages are counted as dropped_no_subscriber meanwhile)")
+        "key? (messages are counted as dropped_no_subscriber meanwhile)",
+        on_linked=publisher.link_made, on_unlinked=publisher.link_lost)
     collector = Collector(
         client_factory=functools.partial(docker.from_env, timeout=30),
         source=choose_source(args, client),

@@ -54,6 +54,11 @@ class HostCounts:
     # Its seq: a hole is a message the collector numbered that never reached us (dropped at
     # its queue or lost while the router was away).
     sequence: SequenceTracker = field(default_factory=SequenceTracker)
+    # A collector linked to a new router sends its last seconds again: messages numbered at or
+    # below the last seq and stamped no later than the latest timestamp are that resend
+    # (forwarded; the sinks drop what they had), not a restart of its numbering.
+    latest_timestamp: int = 0
+    resent: int = 0
 
 
 class Router:
@@ -271,6 +276,11 @@ class Router:
         if counts is self.collectors.get(OTHER_HOSTS):
             return  # many hosts' numbers in one bucket: no sequence to follow
         sequence = counts.sequence
+        if sequence.last is not None and message.seq <= sequence.last \
+                and message.timestamp <= counts.latest_timestamp:
+            counts.resent += 1
+            return
+        counts.latest_timestamp = max(counts.latest_timestamp, message.timestamp)
         before = sequence.restarts
         sequence.observe(message.seq)
         if sequence.restarts != before:
@@ -334,6 +344,7 @@ class Router:
                 "gaps": c.sequence.gaps,
                 "malformed": c.malformed,
                 "restarts": c.sequence.restarts,
+                "resent": c.resent,
                 "last_seq": c.sequence.last,
                 "seconds_since_last": None if c.last_seen is None else round(now - c.last_seen, 1),
             }

@@ -2,7 +2,8 @@
 
 No input ends the loop: a message that cannot be read is counted as ``malformed`` (and its
 number, when readable, still advances the sequence, so it is not also a gap); the same message
-again is dropped and counted as a ``duplicate``.
+again is dropped and counted as a ``duplicate``, and so is a collector's message handed on
+already (a collector resends its last seconds to a new router: sinks/recent.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from statspout.logs import ThrottledErrors
 from statspout.sequence import Seen, SequenceTracker
 from statspout.sinks.base import Sink
 from statspout.sinks.checkpoint import Position
+from statspout.sinks.recent import RecentMessages, message_key
 from statspout.sinks.resume import RouteResume
 
 log = logging.getLogger("statspout.sink")
@@ -44,7 +46,8 @@ class WorkerCounts:
     # Messages the router numbered for our route that never arrived: lost between router and
     # sink (a full queue at the router, a reconnect), never filtered.
     gaps: int = 0
-    # Messages that arrived again under a number already taken (dropped, not handed on).
+    # Messages that arrived again under a number already taken (dropped, not handed on). The
+    # report's ``duplicates`` adds the collectors' messages handed on already (``recent``).
     duplicates: int = 0
     # Times the router's numbering started again (a router restart, or a jump too far ahead
     # to be loss: statspout/sequence.py).
@@ -71,6 +74,7 @@ class SinkWorker:
         self._errors = ThrottledErrors(log)
         self._notices = ThrottledErrors(log)
         self.counts = WorkerCounts()
+        self.recent = RecentMessages()
 
     def run(self, stop: threading.Event) -> None:
         poller = zmq.Poller()
@@ -110,7 +114,7 @@ class SinkWorker:
                 raise wire.MalformedMessage(f"{len(frames)} frames, expected 3")
             topic, sequence_frame, payload = frames
             sequence = bus.unpack_sequence(sequence_frame)
-            run = bus.run_of(topic) if self._resume is not None else None
+            run = bus.run_of(topic)
         except Exception as exc:  # any frames at all: nothing here may end the worker
             self._malformed(exc)
             return
@@ -124,7 +128,9 @@ class SinkWorker:
             position = Position(run, sequence)
         elif not self._observe(sequence, payload):
             return
-        self._decode_and_dispatch(payload, position)
+        # A router with run ids (bus version 1) is one whose collectors resend after its
+        # restart: only then are a collector's repeats looked for.
+        self._decode_and_dispatch(payload, position, drop_repeats=run is not None)
 
     def _observe(self, sequence: int, payload: bytes) -> bool:
         """Without replay: count gaps, restarts and duplicates; False for a duplicate."""
@@ -141,14 +147,21 @@ class SinkWorker:
 
     def _replayed(self, position: Position, payload: bytes) -> None:
         """A message the router replayed: handled like a live one."""
-        self._decode_and_dispatch(payload, position)
+        self._decode_and_dispatch(payload, position, drop_repeats=True)
 
-    def _decode_and_dispatch(self, payload: bytes, position: Position | None) -> None:
+    def _decode_and_dispatch(self, payload: bytes, position: Position | None,
+                             drop_repeats: bool) -> None:
         try:
             message = wire.decode(payload)
         except Exception as exc:  # decode raises only MalformedMessage; this is the last resort
             self._malformed(exc)
             message = None
+        if message is not None and drop_repeats \
+                and self.recent.is_repeat(message_key(message, payload)):
+            self._notices.log(logging.INFO, "dropped a collector's message handed on already "
+                              "(%s seq %d; %d so far): resent to a new router", message.host,
+                              message.seq, self.recent.repeats)
+            message = None  # handed as settled below, so that the checkpoint moves past it
         handed = message is not None  # given to the sink (a skipped kind is not)
         if isinstance(message, wire.ContainerStats):
             self.counts.samples += 1
@@ -211,4 +224,5 @@ class SinkWorker:
         figures = {**asdict(self.counts),
                    **(self._resume.counters() if self._resume is not None else {}),
                    **self._sink.counters()}
+        figures["duplicates"] += self.recent.repeats
         log.info("%s: %s", self._sink.name, " ".join(f"{k}={v}" for k, v in figures.items()))

@@ -22,8 +22,11 @@ a local ipc:// REP/REQ pair without CURVE; the folder it lives in is private to 
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import os
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,11 @@ if TYPE_CHECKING:  # security.py needs no sockets; only the types are used here
 DEFAULT_ROUTER_INPUT = "tcp://127.0.0.1:5556"
 DEFAULT_ROUTER_OUTPUT = "tcp://127.0.0.1:5557"
 DEFAULT_HWM = 10_000
+# What a collector sends again to a router it has linked to anew (docs/reliability.md): the
+# messages published in the last this many seconds before the link was lost (and all since),
+# at most RESEND_MAX_MESSAGES of them (over two minutes of a 150-samples/s host).
+DEFAULT_RESEND_S = 5.0
+RESEND_MAX_MESSAGES = 20_000
 DEFAULT_ROUTE = "all"
 # The largest message (each frame of it) a receiving socket takes; ZeroMQ drops the link a
 # larger one arrives on (the peer reconnects). A sample is under 2 KiB with ordinary labels;
@@ -152,6 +160,43 @@ class PublishCounts:
     sent: int = 0
     dropped_no_subscriber: int = 0
     dropped_full_queue: int = 0
+    # Messages sent again to a new router (the ring of ResendRing), and those of them its
+    # full queue refused (they may have been lost with the old router, uncounted otherwise).
+    resent: int = 0
+    resend_dropped: int = 0
+
+
+class ResendRing:
+    """The payloads last sent, to send again when a router is linked anew: what a killed
+    router took from the socket or held in its buffers is lost with it, and nothing on the
+    bus can tell which; the sinks drop the repeats (sinks/recent.py).
+
+    Bounded by ``window_s`` seconds (counted back from now while linked, and from the moment
+    the link was lost while it is down, so that what went just before a router died is still
+    held when the next one comes) and by ``max_messages``. Evictions are not losses.
+    """
+
+    def __init__(self, window_s: float = DEFAULT_RESEND_S,
+                 max_messages: int = RESEND_MAX_MESSAGES) -> None:
+        self._window_s = window_s
+        self._entries: collections.deque[tuple[float, bytes]] = collections.deque(
+            maxlen=max_messages)
+
+    def add(self, payload: bytes, now: float, linked: bool) -> None:
+        if self._window_s <= 0:
+            return
+        self._entries.append((now, payload))
+        if linked:
+            cutoff = now - self._window_s
+            while self._entries and self._entries[0][0] < cutoff:
+                self._entries.popleft()
+
+    def take(self) -> list[bytes]:
+        """Everything held, oldest first (the ring keeps them: a router may die again)."""
+        return [payload for _, payload in self._entries]
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 def subscription_changes(sock: zmq.Socket) -> Iterator[int]:
@@ -182,12 +227,32 @@ class CollectorPublisher:
         endpoint: str,
         hwm: int = DEFAULT_HWM,
         security: ClientKeys | None = None,
+        resend_s: float = DEFAULT_RESEND_S,
     ) -> None:
         self._socket = _configure(context.socket(zmq.XPUB), hwm, client=security)
         self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         self._socket.connect(endpoint)
         self._subscriptions = 0
         self.counts = PublishCounts()
+        self._ring = ResendRing(resend_s)
+        # Set from the link monitor's thread (link_made/link_lost); read here.
+        self._ever_linked = False
+        self._linked = threading.Event()
+        self._relinked = threading.Event()
+
+    def link_made(self) -> None:
+        """A router took the link (ZeroMQ's handshake succeeded). Any link after the first is
+        a new router process, or the old one reconnected: the ring is sent again before the
+        next message. Non-verbose XPUB shows no re-subscription on the same pipe, so the
+        handshake is the signal. Thread-safe."""
+        if self._ever_linked:
+            self._relinked.set()
+        self._ever_linked = True
+        self._linked.set()
+
+    def link_lost(self) -> None:
+        """The link to the router ended: the ring stops ageing until the next link."""
+        self._linked.clear()
 
     def publish(self, payload: bytes) -> bool:
         """Send one wire payload; False (and counted) when it had to be dropped."""
@@ -195,13 +260,27 @@ class CollectorPublisher:
         if self._subscriptions <= 0:
             self.counts.dropped_no_subscriber += 1
             return False
+        if self._relinked.is_set():
+            self._relinked.clear()
+            self._resend()
         try:
             self._socket.send(payload, zmq.NOBLOCK)
         except zmq.Again:
             self.counts.dropped_full_queue += 1
             return False
         self.counts.sent += 1
+        self._ring.add(payload, time.monotonic(), self._linked.is_set())
         return True
+
+    def _resend(self) -> None:
+        held = self._ring.take()
+        for done, payload in enumerate(held):
+            try:
+                self._socket.send(payload, zmq.NOBLOCK)
+            except zmq.Again:
+                self.counts.resend_dropped += len(held) - done
+                return
+            self.counts.resent += 1
 
     def _read_subscriptions(self) -> None:
         self._subscriptions += sum(subscription_changes(self._socket))

@@ -74,7 +74,8 @@ class HandshakeWatch:
     socket); a key refused by ZAP only with ``report_refused_keys`` (the router's ZAP handler
     logs those itself, with the peer's address). With ``silence_s``, a socket that has had no
     link for that long is logged as ``describe_silence(label, seconds)``, once per episode, and
-    its next link as "linked again".
+    its next link as "linked again". ``on_linked`` and ``on_unlinked`` are called, in the
+    watch thread, at each link made and lost (the collector's resend, bus.CollectorPublisher).
     """
 
     def __init__(
@@ -85,6 +86,8 @@ class HandshakeWatch:
         silence_s: float | None = None,
         describe_silence: Callable[[str, float], str] | None = None,
         report_refused_keys: bool = True,
+        on_linked: Callable[[], None] | None = None,
+        on_unlinked: Callable[[], None] | None = None,
     ) -> None:
         # Monitor sockets are made here, in the caller's thread, before the sockets are used;
         # from then on only the watch thread touches them.
@@ -95,6 +98,8 @@ class HandshakeWatch:
         self._silence_s = silence_s
         self._describe_silence = describe_silence
         self._report_refused_keys = report_refused_keys
+        self._on_linked = on_linked
+        self._on_unlinked = on_unlinked
         self._throttles = {label: ThrottledErrors(log, LOG_EVERY_S) for label in sockets}
         now = time.monotonic()
         self.states = {label: LinkState(down_since=now) for label in sockets}
@@ -131,8 +136,12 @@ class HandshakeWatch:
                 self._log.info("%s: linked again", label)
             state.links += 1
             state.warned = False
+            if self._on_linked is not None:
+                self._on_linked()
         elif event == zmq.EVENT_DISCONNECTED:
             state.ended += 1
+            if self._on_unlinked is not None:
+                self._on_unlinked()
             if state.links == 0:
                 return
             state.links -= 1
@@ -166,10 +175,12 @@ def add_unlinked_warning_option(parser: cli.OptionParser) -> None:
 
 
 def watch_router_link(
-    sock: zmq.Socket, endpoint: str, log: logging.Logger, silence_s: float, silence_text: str
+    sock: zmq.Socket, endpoint: str, log: logging.Logger, silence_s: float, silence_text: str,
+    on_linked: Callable[[], None] | None = None, on_unlinked: Callable[[], None] | None = None,
 ) -> HandshakeWatch:
     """Log a refused handshake with the router at once, and ``silence_text`` (formatted with
-    ``endpoint`` and ``seconds``) once per episode without a link for ``silence_s``."""
+    ``endpoint`` and ``seconds``) once per episode without a link for ``silence_s``; call
+    ``on_linked``/``on_unlinked`` at each link made and lost."""
     return HandshakeWatch(
         {endpoint: sock}, log,
         describe_failure=lambda where, reason, count:
@@ -177,4 +188,5 @@ def watch_router_link(
         silence_s=silence_s,
         describe_silence=lambda where, seconds:
             silence_text.format(endpoint=where, seconds=seconds),
+        on_linked=on_linked, on_unlinked=on_unlinked,
     )

@@ -74,3 +74,52 @@ def test_curve_links_carry_the_peers_key(tmp_path) -> None:
         router_in.close()
         server.authenticator.stop()
         context.term()
+
+
+def test_the_resend_ring_keeps_its_window_while_linked_and_everything_while_down() -> None:
+    ring = bus.ResendRing(window_s=5.0, max_messages=4)
+    ring.add(b"a", now=100.0, linked=True)
+    ring.add(b"b", now=104.0, linked=True)
+    ring.add(b"c", now=106.0, linked=True)  # a is older than 5 s now
+    assert ring.take() == [b"b", b"c"]
+    ring.add(b"d", now=200.0, linked=False)  # the link is down: nothing ages out
+    assert ring.take() == [b"b", b"c", b"d"]
+    ring.add(b"e", now=201.0, linked=False)
+    ring.add(b"f", now=202.0, linked=False)  # over the count bound: the oldest goes
+    assert ring.take() == [b"c", b"d", b"e", b"f"] and len(ring) == 4
+    off = bus.ResendRing(window_s=0)
+    off.add(b"a", now=1.0, linked=True)
+    assert off.take() == []
+
+
+def test_the_publisher_resends_its_ring_to_a_router_linked_anew_not_to_the_first() -> None:
+    context = zmq.Context()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    router_in = bus.router_input(context, endpoint)
+    publisher = bus.CollectorPublisher(context, endpoint, resend_s=60.0)
+    received: list[bytes] = []
+
+    def drain() -> list[bytes]:
+        while router_in.poll(50):
+            received.append(router_in.recv())
+        return received
+
+    try:
+        # The SUB attaches its link (and subscribes) only when it is used: poll it meanwhile.
+        wait_for(lambda: router_in.poll(10) >= 0 and publisher.publish(b"probe"), 10,
+                 "a subscriber")
+        publisher.link_made()  # the first link: nothing to send again
+        for payload in (b"1", b"2"):
+            assert publisher.publish(payload)
+        wait_for(lambda: drain()[-1:] == [b"2"], 10, "the first messages")
+        assert publisher.counts.resent == 0
+        publisher.link_lost()
+        publisher.link_made()  # a new router: the ring goes again, oldest first, then "3"
+        assert publisher.publish(b"3")
+        wait_for(lambda: drain()[-1:] == [b"3"], 10, "the message after the resend")
+        assert received == [b"probe", b"1", b"2", b"probe", b"1", b"2", b"3"]
+        assert publisher.counts.resent == 3 and publisher.counts.resend_dropped == 0
+    finally:
+        publisher.close()
+        router_in.close()
+        context.term()

@@ -8,12 +8,13 @@ see that every sink is connected before the counted load starts.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 import zmq
 
-from statspout import bus, wire
+from statspout import bus, handshakes, wire
 from support.samples import make_series_stats
 
 COUNTED_NAME = "web"
@@ -31,6 +32,11 @@ class SyntheticCollector:
     def __init__(self, endpoint: str, rate: float = 150.0) -> None:
         self.context = zmq.Context()
         self.publisher = bus.CollectorPublisher(self.context, endpoint)
+        # As the real collector: links made and lost drive the publisher's resend.
+        self.watch = handshakes.watch_router_link(
+            self.publisher.socket, endpoint, logging.getLogger("synthetic-collector"), 60.0,
+            "no router at {endpoint} for {seconds:.0f} s", on_linked=self.publisher.link_made,
+            on_unlinked=self.publisher.link_lost)
         self.period = 1.0 / rate
         self.seq = 0
         self.sent: list[int] = []  # counted samples the publisher took
@@ -68,5 +74,6 @@ class SyntheticCollector:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
+        self.watch.stop()
         self.publisher.close()
         self.context.term()
