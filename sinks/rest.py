@@ -84,62 +84,52 @@ def _error(description: str) -> dict[str, Any]:
         "schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+def _listing(summary: str, schema: str, what: str) -> dict[str, Any]:
+    """A path that lists one entry per container, filtered by host and labels."""
+    return {
+        "summary": summary,
+        "parameters": [
+            {"name": "host", "in": "query", "schema": {"type": "string"}},
+            {"name": "label", "in": "query",
+             "description": "KEY=VALUE, KEY!=VALUE or KEY (docs/labels.md); repeatable, "
+                            "all must match",
+             "schema": {"type": "array", "items": {"type": "string"}}, "explode": True},
+        ],
+        "responses": {"200": {"description": what, "content": {"application/json": {
+            "schema": {"type": "array", "items": {"$ref": f"#/components/schemas/{schema}"}}}}},
+            "400": _error("malformed filter"), "401": _error("missing or wrong token")},
+    }
+
+
+def _one(summary: str, schema: str, what: str) -> dict[str, Any]:
+    """A path that answers the entry of one container, by name (and host when ambiguous)."""
+    return {
+        "summary": summary,
+        "parameters": [
+            {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+            {"name": "host", "in": "query", "schema": {"type": "string"}},
+        ],
+        "responses": {"200": {"description": what, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{schema}"}}}},
+            "401": _error("missing or wrong token"), "404": _error("unknown container"),
+            "409": _error("the name exists on several hosts")},
+    }
+
+
 # Built from the wire schema's field table, so that the description cannot drift from it.
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {"title": "statspout REST sink", "version": wire.SCHEMA_VERSION,
              "description": "The latest sample of every container."},
     "paths": {
-        "/stats": {"get": {
-            "summary": "The latest sample of every container",
-            "parameters": [
-                {"name": "host", "in": "query", "schema": {"type": "string"}},
-                {"name": "label", "in": "query",
-                 "description": "KEY=VALUE, KEY!=VALUE or KEY (docs/labels.md); repeatable, "
-                                "all must match",
-                 "schema": {"type": "array", "items": {"type": "string"}}, "explode": True},
-            ],
-            "responses": {"200": {"description": "samples", "content": {"application/json": {
-                "schema": {"type": "array",
-                           "items": {"$ref": "#/components/schemas/ContainerStats"}}}}},
-                "400": _error("malformed filter"), "401": _error("missing or wrong token")},
-        }},
-        "/stats/{name}": {"get": {
-            "summary": "The latest sample of one container",
-            "parameters": [
-                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
-                {"name": "host", "in": "query", "schema": {"type": "string"}},
-            ],
-            "responses": {"200": {"description": "the sample", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/ContainerStats"}}}},
-                "401": _error("missing or wrong token"), "404": _error("unknown container"),
-                "409": _error("the name exists on several hosts")},
-        }},
-        "/states": {"get": {
-            "summary": "The latest state of every container, running or not",
-            "parameters": [
-                {"name": "host", "in": "query", "schema": {"type": "string"}},
-                {"name": "label", "in": "query",
-                 "description": "KEY=VALUE, KEY!=VALUE or KEY (docs/labels.md); repeatable, "
-                                "all must match",
-                 "schema": {"type": "array", "items": {"type": "string"}}, "explode": True},
-            ],
-            "responses": {"200": {"description": "states", "content": {"application/json": {
-                "schema": {"type": "array",
-                           "items": {"$ref": "#/components/schemas/ContainerState"}}}}},
-                "400": _error("malformed filter"), "401": _error("missing or wrong token")},
-        }},
-        "/states/{name}": {"get": {
-            "summary": "The latest state of one container",
-            "parameters": [
-                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
-                {"name": "host", "in": "query", "schema": {"type": "string"}},
-            ],
-            "responses": {"200": {"description": "the state", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/ContainerState"}}}},
-                "401": _error("missing or wrong token"), "404": _error("unknown container"),
-                "409": _error("the name exists on several hosts")},
-        }},
+        "/stats": {"get": _listing("The latest sample of every container", "ContainerStats",
+                                   "samples")},
+        "/stats/{name}": {"get": _one("The latest sample of one container", "ContainerStats",
+                                      "the sample")},
+        "/states": {"get": _listing("The latest state of every container, running or not",
+                                    "ContainerState", "states")},
+        "/states/{name}": {"get": _one("The latest state of one container", "ContainerState",
+                                       "the state")},
         "/engines": {"get": {
             "summary": "The latest engine figures of every host",
             "parameters": [{"name": "host", "in": "query", "schema": {"type": "string"}}],
