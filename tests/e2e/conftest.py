@@ -27,20 +27,20 @@ def internal_network(
 # The containers that make each figure of issue 10 happen, by kind.
 FIGURE_KINDS = ("throttled", "cache", "unhealthy", "restarting", "oomkilled", "oomchild", "net")
 _OOM_LIMITS = {"mem_limit": "16m", "memswap_limit": "16m"}
-# Allocates 64 MB under a 16 MB limit without swap: the kernel's OOM killer ends the shell.
+# Allocates 64 MB under a 16 MB limit without swap: the kernel's OOM killer ends the shell (or,
+# now and then, head: hence the loop in the container that must die of it).
 OOM_SHELL = "x=$(head -c 67108864 /dev/urandom)"
 
 
 @dataclass
 class FigureContainers:
-    """One container per figure kind, named ``<kind>-<run id>``. ``oom_a_child()`` has a child
-    of the "oomchild" container OOM-killed: call it once the collector follows that container,
-    so that it sees Docker's oom event."""
+    """One container per figure kind, named ``<kind>-<run id>``."""
 
     names: dict[str, str]
     containers: SimpleNamespace  # by kind: containers.throttled, containers.cache, …
 
     def oom_a_child(self) -> None:
+        """A child of the "oomchild" container OOM-killed: Docker's oom event for it."""
         self.containers.oomchild.exec_run(["sh", "-c", OOM_SHELL])
 
 
@@ -59,8 +59,9 @@ def figure_containers(make_container, run_id, internal_network) -> FigureContain
         restarting=make_container(
             "sleep 2; exit 3", name=names["restarting"],
             restart_policy={"Name": "on-failure", "MaximumRetryCount": 2}),
-        oomkilled=make_container(f"{OOM_SHELL}; sleep 3600", name=names["oomkilled"],
+        oomkilled=make_container(f"while :; do {OOM_SHELL}; done", name=names["oomkilled"],
                                  **_OOM_LIMITS),
+        # Its child is OOM-killed by oom_a_child(), once the collector follows it.
         oomchild=make_container("sleep 3600", name=names["oomchild"], **_OOM_LIMITS),
         net=make_container("sleep 3600", name=names["net"], network_mode=internal_network.name),
     )

@@ -77,7 +77,10 @@ def test_every_sink_stores_what_the_collector_sampled(make_container, endpoints,
 
             latest = requests.get(f"http://127.0.0.1:{rest_port}/stats/{quote(name)}",
                                   timeout=5).json()
-            assert latest == next(s for s in pipeline.samples(name) if s["seq"] == latest["seq"])
+            # The stdout sink writes its lines at its flush, about a second after REST has them.
+            assert latest == wait_for(
+                lambda: next((s for s in pipeline.samples(name) if s["seq"] == latest["seq"]),
+                             None), 10, "the REST sink's latest sample in the stdout sink")
 
             series = prometheus.wait_for(
                 f'container_cpu_usage_seconds_total{{name="{name}"}}', bool, 30)
