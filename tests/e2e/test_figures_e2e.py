@@ -13,17 +13,12 @@ import socket
 
 import pytest
 import zmq
+from support.known_defects import OOM_EVENTS_NOT_ALWAYS_COUNTED
 from support.processes import Pipeline
 from support.waiting import counted_within, wait_for
 
 from statspout import bus, wire
 from statspout.collector.cgroup_files import parse_flat_keyed, parse_net_dev, read_text
-
-# Docker emits an oom event for every OOM kill of a container's child, but the collector does
-# not always count it in the container's samples (seen now and then on a loaded machine; cause
-# not found yet): issue 10 stays open for it, and the test says so instead of failing at random.
-OOM_EVENTS_DEFECT = ("Docker's oom events of a container whose children are OOM-killed are "
-                     "not always counted in its samples (a known defect, issue 10)")
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
@@ -200,4 +195,4 @@ def test_every_new_figure_against_its_raw_source(
     final_report = [line for line in pipeline.sink.stderr if "received=" in line][-1]
     assert "malformed=0" in final_report and "gaps=0" in final_report
     if not oom_counted:
-        pytest.xfail(OOM_EVENTS_DEFECT)
+        pytest.xfail(OOM_EVENTS_NOT_ALWAYS_COUNTED)

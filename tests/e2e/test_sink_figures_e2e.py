@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from support.influxd import running_influxd
+from support.known_defects import OOM_EVENTS_NOT_ALWAYS_COUNTED
 from support.ports import free_port
 from support.processes import Pipeline, Process, program
 from support.prometheus_server import prometheus_server
@@ -19,12 +20,6 @@ from support.waiting import counted_within, wait_for
 from statspout.collector.cgroup_files import parse_flat_keyed, read_text
 from statspout.collector.figures import parse_docker_time
 from statspout.sinks.influxdb import MEM_STAT_FIELDS, telegraf_mem_usage
-
-# Docker emits an oom event for every OOM kill of a container's child, but the collector does
-# not always count it in the container's samples (seen now and then on a loaded machine; cause
-# not found yet): issue 10 stays open for it, and the test says so instead of failing at random.
-OOM_EVENTS_DEFECT = ("Docker's oom events of a container whose children are OOM-killed are "
-                     "not always counted in its samples (a known defect, issue 10)")
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
@@ -286,4 +281,4 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
     for what, figures in shown.items():
         print(f"{source} source, {what}: {figures}")
     if not oom_counted:
-        pytest.xfail(OOM_EVENTS_DEFECT)
+        pytest.xfail(OOM_EVENTS_NOT_ALWAYS_COUNTED)
