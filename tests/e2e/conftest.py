@@ -30,6 +30,12 @@ _OOM_LIMITS = {"mem_limit": "16m", "memswap_limit": "16m"}
 # Allocates 64 MB under a 16 MB limit without swap: the kernel's OOM killer ends the shell (or,
 # now and then, head: hence the loop in the container that must die of it).
 OOM_SHELL = "x=$(head -c 67108864 /dev/urandom)"
+# The child that must be the OOM killer's only victims: while the first victim frees its memory,
+# head's pipe writes can ask for more and the kernel picks a second victim among equals; with the
+# container's own sleep as one of them (seen on a loaded machine: "Killed process (sleep)" in the
+# kernel log), the container died with the child. A raised oom_score_adj (allowed unprivileged)
+# makes the shell and head the first choices, always.
+OOM_CHILD_SHELL = f"echo 1000 > /proc/self/oom_score_adj; {OOM_SHELL}"
 
 
 @dataclass
@@ -41,7 +47,7 @@ class FigureContainers:
 
     def oom_a_child(self) -> None:
         """A child of the "oomchild" container OOM-killed: Docker's oom event for it."""
-        self.containers.oomchild.exec_run(["sh", "-c", OOM_SHELL])
+        self.containers.oomchild.exec_run(["sh", "-c", OOM_CHILD_SHELL])
 
 
 @pytest.fixture
