@@ -44,6 +44,9 @@ FORGETTING_ACTIONS = ("stop", "rename", "destroy")
 STATE_FORGETTING_ACTIONS = ("rename", "destroy")
 # What "a few intervals" is for the sinks that judge staleness by a message's own interval.
 STALE_INTERVALS = 3.0
+# A wire-1.0 collector's samples carry no interval_s: they are judged as if taken at its
+# default --interval (5 s), the one sinks' settings assumed before wire 1.1.
+WIRE_1_0_INTERVAL_S = 5.0
 # Bounds of the tables: a new container or host beyond them is refused and counted
 # (refused_containers, refused_states, refused_hosts) until entries expire or are forgotten.
 MAX_CONTAINERS = 200_000

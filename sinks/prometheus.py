@@ -20,8 +20,10 @@ renders; one that a newer one replaces before a scrape is never seen by Promethe
 container's sample series go away on its stop, rename (until its next sample, under the new
 name) and destroy events; its state series on rename and destroy (an exited container stays
 visible); samples, states and engines when no newer one arrived for ``stale-intervals`` of
-their own ``interval_s`` (``interval`` seconds stands in for a wire-1.0 collector's samples,
-which carry none). The tables are bounded (sinks/latest.py).
+their own ``interval_s`` (a wire-1.0 collector's samples, which carry none, are taken to be at
+its default 5 s: WIRE_1_0_INTERVAL_S). The tables are bounded (sinks/latest.py). There is no
+interval setting (``--prometheus.interval`` went with wire 1.1): a collector at ``--interval 20``
+keeps its series between samples.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from statspout.sinks.http_serving import (
     server_counters,
 )
 from statspout.sinks.label_options import label_key_filter, label_key_options, split_values
-from statspout.sinks.latest import LatestSamples, LatestSampleSink
+from statspout.sinks.latest import WIRE_1_0_INTERVAL_S, LatestSamples, LatestSampleSink
 from statspout.wire import (
     CONTAINER_STATUSES,
     HEALTH_STATUSES,
@@ -369,8 +371,6 @@ class PrometheusSink(LatestSampleSink):
     options = (
         Option("address", "HOST:PORT to serve /metrics on", default="127.0.0.1:9338",
                type=cli.host_port),
-        Option("interval", "seconds between a wire-1.0 collector's samples (newer ones carry "
-               "their own interval)", default=5.0, type=cli.seconds(0.01)),
         Option("stale-intervals", "drop a container's series after this many intervals "
                "without a sample", default=3, type=cli.positive_int),
         *label_key_options("container_label_<key> labels"),
@@ -381,7 +381,7 @@ class PrometheusSink(LatestSampleSink):
     def __init__(self, settings: SimpleNamespace, clock: Callable[[], float] = time.monotonic
                  ) -> None:
         super().__init__(settings,
-                         LatestSamples(settings.interval * settings.stale_intervals, clock,
+                         LatestSamples(settings.stale_intervals * WIRE_1_0_INTERVAL_S, clock,
                                        stale_intervals=settings.stale_intervals))
         self._address = address_of(settings.address)
         labels = label_key_filter(settings, log, self.name, "label-names",

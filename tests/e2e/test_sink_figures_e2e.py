@@ -52,8 +52,7 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
         sinks = [
             sink("influxdb", publish, "--influxdb.api", "v1", "--influxdb.url", influx.url,
                  "--influxdb.database", DB, "--influxdb.batch-size", "50"),
-            sink("prometheus", publish, "--prometheus.address", f"127.0.0.1:{prometheus_port}",
-                 "--prometheus.interval", "1"),
+            sink("prometheus", publish, "--prometheus.address", f"127.0.0.1:{prometheus_port}"),
         ]
         try:
             def samples(kind: str) -> list[dict[str, Any]]:

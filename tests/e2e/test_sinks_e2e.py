@@ -43,7 +43,7 @@ def test_every_sink_stores_what_the_collector_sampled(make_container, endpoints,
                  "--influxdb.database", "e2e", "--influxdb.label-include", "env"),
             sink("mongodb", publish, "--mongodb.uri", mongo.uri, "--mongodb.database", "e2e"),
             sink("prometheus", publish, "--prometheus.address", f"127.0.0.1:{prometheus_port}",
-                 "--prometheus.label-include", "env", "--prometheus.interval", "1"),
+                 "--prometheus.label-include", "env"),
             sink("rest", publish, "--rest.address", f"127.0.0.1:{rest_port}"),
         ]
         try:
