@@ -24,6 +24,7 @@ from statspout import wire
 from statspout.collector import main as collector_main
 from statspout.collector.api_source import ApiSource
 from statspout.collector.cgroup_files import (
+    HeldFiles,
     parse_blkio_v1,
     parse_io_stat,
     parse_net_dev,
@@ -516,6 +517,19 @@ def test_held_files_give_the_figures_read_text_gives(tmp_path):
     first = held.read(info)
     assert first == opened.read(info)
     assert first.figures["mem_pgfault"] == 99999999 and first.figures["mem_cgroup_usage"] == 1
+
+
+def test_held_files_closed_while_read_elsewhere_are_read_by_open_read_close(tmp_path):
+    """A container forgotten (closed) by the loop thread while a pool thread reads it."""
+    path = tmp_path / "memory.current"
+    path.write_text("1\n")
+    held = HeldFiles()
+    before = open_fds()
+    assert held.read(str(path)) == "1\n" and held.open_count == 1
+    held.close()
+    assert open_fds() == before and held.open_count == 0
+    path.write_text("22\n")
+    assert held.read(str(path)) == "22\n" and open_fds() == before
 
 
 def test_held_files_are_bounded_and_released_with_the_cache(tmp_path):
