@@ -2,7 +2,10 @@
 
 The fast path. The Docker API is asked only for a container's main process id (one inspect per
 container, cached); every sample is then a handful of small file reads, with no work in the
-daemon and no wait for its one-second collection tick:
+daemon and no wait for its one-second collection tick. A followed container's cgroup files are
+kept open (``HeldFiles``: one ``pread`` each per sample instead of open, read and close), for as
+many containers as half the soft RLIMIT_NOFILE allows; the others are read by open, read and
+close, with the same figures:
 
     figure            cgroup v1                                   cgroup v2 (unified)
     cpu_usage_ns      cpuacct.usage                               cpu.stat usage_usec × 1000
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import threading
 import time
 from collections import OrderedDict
@@ -44,6 +48,7 @@ import docker.errors
 
 from statspout.collector.cgroup_files import (
     VANISHED,
+    HeldFiles,
     count_online_cpus,
     parse_blkio_v1,
     parse_flat_keyed,
@@ -77,6 +82,9 @@ DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
 # Containers whose process id and cgroup files are remembered; the least recently read are
 # forgotten first, so containers coming and going never grow it.
 DEFAULT_CACHE_SIZE = 4096
+# Descriptors a followed container holds at most: every cgroup file of ContainerFiles (v1: 11,
+# v2: 9). /proc/<pid>/net/dev is opened at each read (see HeldFiles).
+HELD_PER_CONTAINER = 12
 # The number of online CPUs is read from /proc/stat at most this often.
 ONLINE_CPUS_TTL_S = 5.0
 # A read through the fallback loses nothing (the same figures, from the API) but costs the
@@ -92,8 +100,17 @@ def _times(value: int | None, factor: int) -> int | None:
     return None if value is None else value * factor
 
 
-def _read_int(path: str | None) -> int | None:
-    return None if path is None else int(read_text(path))
+def _read_int(read: Callable[[str], str], path: str | None) -> int | None:
+    return None if path is None else int(read(path))
+
+
+def default_held_limit() -> int:
+    """Containers whose files are held open: half the soft RLIMIT_NOFILE in descriptors, the
+    other half left to sockets (ZeroMQ, the Docker API's pool) and the files read each time."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return soft // 2 // HELD_PER_CONTAINER
 
 
 class FallbackSource(Protocol):
@@ -119,6 +136,7 @@ class CgroupSource:
         cgroup_root: str = DEFAULT_CGROUP_ROOT,
         fallback: FallbackSource | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
+        held_limit: int | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         self._api = client.api if client is not None else None
@@ -128,6 +146,11 @@ class CgroupSource:
         self._cache_size = cache_size
         self._clock_ns = clock_ns
         self._files: OrderedDict[str, ContainerFiles] = OrderedDict()
+        # The open files of remembered containers, while fewer than held_limit hold some
+        # (first come, kept until forgotten: no churn when there are more).
+        self._held: dict[str, HeldFiles] = {}
+        self._held_limit = default_held_limit() if held_limit is None else held_limit
+        self._held_limit_said = False
         self._lock = threading.Lock()
         self._host_memory: int | None = None
         self._online_cpus = (0, 0.0)  # (count, monotonic time it expires)
@@ -145,7 +168,15 @@ class CgroupSource:
         return None
 
     def describe(self) -> str:
-        return f"{self._hierarchies.describe()}, processes under {self._proc_root}"
+        return (f"{self._hierarchies.describe()}, processes under {self._proc_root}, cgroup "
+                f"files held open for up to {self._held_limit} containers "
+                f"(≤ {self._held_limit * HELD_PER_CONTAINER} descriptors)")
+
+    @property
+    def open_descriptors(self) -> int:
+        """Descriptors held open now, over every followed container."""
+        with self._lock:
+            return sum(held.open_count for held in self._held.values())
 
     def read(self, container: ContainerInfo) -> Reading | None:
         """One reading; None when the container vanished. A container whose files cannot be
@@ -162,6 +193,13 @@ class CgroupSource:
     def forget(self, container_id: str) -> None:
         with self._lock:
             self._files.pop(container_id, None)
+            self._release(container_id)
+
+    def _release(self, container_id: str) -> None:
+        """Close the container's held files; with self._lock held."""
+        held = self._held.pop(container_id, None)
+        if held is not None:
+            held.close()
 
     def _read(self, container: ContainerInfo) -> Reading | None:
         # The second pass asks Docker again: the cached process may have ended because the
@@ -171,7 +209,7 @@ class CgroupSource:
             if files is None:
                 return None
             try:
-                return self._read_files(files)
+                return self._read_files(files, self._held.get(container.id))
             except PermissionError:
                 raise
             except OSError as exc:
@@ -213,7 +251,15 @@ class CgroupSource:
             self._files[container_id] = files
             self._files.move_to_end(container_id)
             while len(self._files) > self._cache_size:
-                self._files.popitem(last=False)
+                self._release(self._files.popitem(last=False)[0])
+            self._release(container_id)  # files of an earlier process of the container
+            if len(self._held) < self._held_limit:
+                self._held[container_id] = HeldFiles()
+            elif not self._held_limit_said:
+                self._held_limit_said = True
+                log.info("cgroup files are held open for %d containers (half the soft "
+                         "RLIMIT_NOFILE); the others are opened at each read (raise `ulimit -n` "
+                         "to hold more)", self._held_limit)
 
     def _inspect_pid(self, container_id: str) -> int:
         """The main process of a running container, from Docker; 0 when it is not running."""
@@ -226,35 +272,36 @@ class CgroupSource:
         state = attrs.get("State") or {}
         return int(state.get("Pid") or 0) if state.get("Running") else 0
 
-    def _read_files(self, files: ContainerFiles) -> Reading:
+    def _read_files(self, files: ContainerFiles, held: HeldFiles | None) -> Reading:
+        read = read_text if held is None else held.read
         timestamp = self._clock_ns()
         if files.cpu_v2:
-            cpu_stat = parse_flat_keyed(read_text(files.cpu))
+            cpu_stat = parse_flat_keyed(read(files.cpu))
             cpu_usage_ns = cpu_stat["usage_usec"] * 1000
             cpu_user_ns = _times(cpu_stat.get("user_usec"), 1000)
             cpu_system_ns = _times(cpu_stat.get("system_usec"), 1000)
             throttled_ns = _times(cpu_stat.get("throttled_usec"), 1000)
         else:
-            cpu_usage_ns = int(read_text(files.cpu))
+            cpu_usage_ns = int(read(files.cpu))
             # ticks of USER_HZ, which Docker's API turns into ns the same way
-            ticks = (parse_flat_keyed(read_text(files.cpuacct_stat))
+            ticks = (parse_flat_keyed(read(files.cpuacct_stat))
                      if files.cpuacct_stat else {})
             cpu_user_ns = _times(ticks.get("user"), NS_PER_TICK)
             cpu_system_ns = _times(ticks.get("system"), NS_PER_TICK)
-            cpu_stat = parse_flat_keyed(read_text(files.cpu_stat_v1)) if files.cpu_stat_v1 else {}
+            cpu_stat = parse_flat_keyed(read(files.cpu_stat_v1)) if files.cpu_stat_v1 else {}
             throttled_ns = cpu_stat.get("throttled_time")
-        memory_stat = parse_flat_keyed(read_text(files.memory_stat))
+        memory_stat = parse_flat_keyed(read(files.memory_stat))
         breakdown = memory_breakdown(memory_stat)
-        usage = int(read_text(files.memory_usage))
-        limit = parse_limit(read_text(files.memory_limit))
+        usage = int(read(files.memory_usage))
+        limit = parse_limit(read(files.memory_limit))
         if files.swap is not None:  # v2 only: v1 has total_swap in memory.stat
-            breakdown["mem_swap"] = int(read_text(files.swap))
+            breakdown["mem_swap"] = int(read(files.swap))
         host_memory = self._host_memory_bytes()
         if limit is None or limit > host_memory:  # the daemon caps the limit the same way
             limit = host_memory
         devices = {}
         if files.blkio is not None:
-            text = read_text(files.blkio)
+            text = read(files.blkio)
             devices = parse_io_stat(text) if files.blkio_v2 else parse_blkio_v1(text)
         interfaces = parse_net_dev(read_text(files.net_dev))
         return Reading(timestamp=timestamp, figures={
@@ -262,18 +309,18 @@ class CgroupSource:
             "online_cpus": self._online_cpu_count(),
             "mem_usage": usage_minus_inactive(usage, breakdown["mem_inactive_file"]),
             "mem_limit": limit,
-            "pids": int(read_text(files.pids)) if files.pids is not None else 0,
+            "pids": int(read(files.pids)) if files.pids is not None else 0,
             "cpu_user_ns": cpu_user_ns,
             "cpu_system_ns": cpu_system_ns,
             "cpu_periods": cpu_stat.get("nr_periods"),
             "cpu_throttled_periods": cpu_stat.get("nr_throttled"),
             "cpu_throttled_ns": throttled_ns,
             "mem_cgroup_usage": usage,
-            "mem_max_usage": _read_int(files.max_usage),
-            "mem_failcnt": _read_int(files.failcnt),
+            "mem_max_usage": _read_int(read, files.max_usage),
+            "mem_failcnt": _read_int(read, files.failcnt),
             **breakdown,
             "mem_stat": bounded(memory_stat),
-            "oom_kills": (parse_flat_keyed(read_text(files.oom)).get("oom_kill")
+            "oom_kills": (parse_flat_keyed(read(files.oom)).get("oom_kill")
                           if files.oom is not None else None),
             "net_interfaces": bounded(interfaces),
             "blk_devices": bounded(devices),

@@ -26,12 +26,12 @@ from statspout.collector.discovery import ContainerInfo, DockerEvent, Resync
 from statspout.collector.figures import Reading, stats_message
 from statspout.collector.states import (
     ContainerStateFigures,
+    EncodedState,
     EngineFigures,
     engine_from_info,
     engine_message,
     engine_name,
     state_from_inspect,
-    state_message,
 )
 from statspout.logs import ThrottledErrors
 
@@ -123,6 +123,9 @@ class Collector:
         self._states_mode = states
         # Every container known to exist, running or not, with its last inspected state.
         self._states: dict[str, tuple[ContainerInfo, ContainerStateFigures]] = {}
+        # The state messages published since the last interval began, encoded but for seq
+        # and timestamp: reused by the next interval's message of an unchanged state.
+        self._state_encodings: dict[str, EncodedState] = {}
         # Docker "oom" events counted per container, until it is destroyed.
         self._oom_events: dict[str, int] = {}
         self._engine: str | None = None  # "docker" or "podman", from /version per connection
@@ -339,9 +342,11 @@ class Collector:
         if self._states_mode == "none":
             return
         now = time.time_ns()
+        # only the containers published now are kept: bounded as self._states is
+        encodings, self._state_encodings = self._state_encodings, {}
         for info, figures in self._states.values():
             if self._states_mode == "all" or figures.exists_running:
-                self._publish_state(info, figures, now)
+                self._publish_state(info, figures, now, encodings.get(info.id))
 
     def _publish_engine(self) -> None:
         """The engine message of this interval, from the last /info; /info asked again when
@@ -394,14 +399,22 @@ class Collector:
         ))
 
     def _publish_state(
-        self, info: ContainerInfo, figures: ContainerStateFigures, timestamp: int
+        self, info: ContainerInfo, figures: ContainerStateFigures, timestamp: int,
+        encoded: EncodedState | None = None,
     ) -> None:
+        """``encoded``: this container's last state message, reused when its state is the
+        same."""
         self.counts.states += 1
-        self._publish(state_message(self._next_seq(), self._host, info, figures,
-                                    timestamp=timestamp, interval_s=self._interval))
+        if encoded is None or not encoded.describes(info, figures):
+            encoded = EncodedState(self._host, info, figures, interval_s=self._interval)
+        self._state_encodings[info.id] = encoded
+        self._publish_payload(encoded.payload(self._next_seq(), timestamp))
 
     def _publish(self, message: wire.Message) -> None:
-        self._publisher.publish(wire.encode(message))
+        self._publish_payload(wire.encode(message))
+
+    def _publish_payload(self, payload: bytes) -> None:
+        self._publisher.publish(payload)
 
     def _next_seq(self) -> int:
         # A dropped message still uses its number, so that the router sees the loss as a gap.

@@ -2,13 +2,16 @@
 ``kind: "state"`` and ``kind: "engine"`` messages.
 
 Both are read only when something changed (a Docker event, a resync) or once per interval
-(/info): never once per sample.
+(/info): never once per sample. An unchanged container's state message of every interval is
+its previous encoding with a new seq and timestamp (``EncodedState``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+import msgpack
 
 from statspout import wire
 from statspout.collector.discovery import ContainerInfo
@@ -101,6 +104,50 @@ def state_message(
         oom_killed=figures.oom_killed, started_at=figures.started_at,
         finished_at=figures.finished_at, pid=figures.pid,
     )
+
+
+# The fields of a state message that change from one interval to the next of the same state.
+_PER_MESSAGE = ("seq", "timestamp")
+
+
+class EncodedState:
+    """One container's state message encoded once, but for its seq and timestamp: the
+    periodic message of an unchanged state is these bytes around the two numbers packed
+    anew, the very bytes ``wire.encode`` gives (msgpack writes a map's header, then each key
+    and value in turn, each packed as on its own)."""
+
+    __slots__ = ("_parts", "figures", "info")
+
+    def __init__(self, host: str, info: ContainerInfo, figures: ContainerStateFigures, *,
+                 interval_s: float) -> None:
+        self.info, self.figures = info, figures
+        fields = state_message(0, host, info, figures, timestamp=0,
+                               interval_s=interval_s).to_dict()
+        packer = msgpack.Packer(use_bin_type=True)  # as wire.encode packs
+        part = [packer.pack_map_header(len(fields))]
+        parts, order = [], []
+        for key, value in fields.items():
+            part.append(packer.pack(key))
+            if key in _PER_MESSAGE:
+                parts.append(b"".join(part))
+                order.append(key)
+                part = []
+            else:
+                part.append(packer.pack(value))
+        parts.append(b"".join(part))
+        if tuple(order) != _PER_MESSAGE:
+            raise ValueError(f"state message fields in the order {order}, not {_PER_MESSAGE}")
+        # before seq, between seq and timestamp, after timestamp
+        self._parts: tuple[bytes, bytes, bytes] = (parts[0], parts[1], parts[2])
+
+    def describes(self, info: ContainerInfo, figures: ContainerStateFigures) -> bool:
+        """Made from these very objects (a change of state makes new ones)."""
+        return info is self.info and figures is self.figures
+
+    def payload(self, seq: int, timestamp: int) -> bytes:
+        """The message's payload with this seq and timestamp."""
+        head, middle, tail = self._parts
+        return b"".join((head, msgpack.packb(seq), middle, msgpack.packb(timestamp), tail))
 
 
 @dataclass(frozen=True, slots=True)

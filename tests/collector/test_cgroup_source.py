@@ -24,6 +24,7 @@ from statspout import wire
 from statspout.collector import main as collector_main
 from statspout.collector.api_source import ApiSource
 from statspout.collector.cgroup_files import (
+    HeldFiles,
     parse_blkio_v1,
     parse_io_stat,
     parse_net_dev,
@@ -423,17 +424,24 @@ def test_reused_pid_is_not_taken_for_the_container(tmp_path):
 
 
 def test_vanished_container_is_none_and_forgotten(tmp_path):
+    """The process ended and the cgroup went (the kernel's held cgroup files then answer
+    ENODEV, which a recorded tree of regular files cannot: the real one is
+    test_vanished_real_container_reads_none)."""
     make_v1(tmp_path / "cgroup", tmp_path / "proc")
     pids = {ID: PID}
     source = source_for(tmp_path, pids)
     info = ContainerInfo(ID, "rec", "busybox")
     assert source.read(info) is not None
-    for directory in (tmp_path / "cgroup").glob(f"*/docker/{ID}"):
+    assert source.open_descriptors == 11  # every v1 cgroup file but /proc/<pid>/net/dev
+    for directory in [*(tmp_path / "cgroup").glob(f"*/docker/{ID}"),
+                      tmp_path / "proc" / str(PID) / "net", tmp_path / "proc" / str(PID)]:
         for file in directory.iterdir():
-            file.unlink()
+            if file.is_file():
+                file.unlink()
         directory.rmdir()
     del pids[ID]  # Docker: no such container
     assert source.read(info) is None
+    assert source.open_descriptors == 0
     inspects = source._api.inspects
     assert source.read(info) is None
     assert source._api.inspects == inspects + 1  # forgotten: Docker is asked again
@@ -475,15 +483,69 @@ def test_cache_is_bounded(tmp_path):
     assert source._api.inspects == 4
 
 
-def test_no_file_descriptor_outlives_a_reading(tmp_path):
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_held_descriptors_are_opened_once_and_closed_on_forget(tmp_path):
     make_v2(tmp_path / "cgroup", tmp_path / "proc")
     source = source_for(tmp_path)
     info = ContainerInfo(ID, "rec", "busybox")
+    before = open_fds()
     source.read(info)
-    before = len(os.listdir("/proc/self/fd"))
+    held = source.open_descriptors
+    assert held == 8  # the v2 cgroup files of the tree (no memory.peak); not net/dev
+    assert open_fds() == before + held
     for _ in range(200):
         source.read(info)
-    assert len(os.listdir("/proc/self/fd")) == before
+    assert open_fds() == before + held
+    source.forget(info.id)
+    assert source.open_descriptors == 0 and open_fds() == before
+
+
+def test_held_files_give_the_figures_read_text_gives(tmp_path):
+    """Past the limit of containers with held files, a container is read by open, read and
+    close: the same figures, also after its files changed in place."""
+    make_v1(tmp_path / "cgroup", tmp_path / "proc")
+    held, opened = source_for(tmp_path), source_for(tmp_path, held_limit=0)
+    info = ContainerInfo(ID, "rec", "busybox")
+    assert held.read(info) == opened.read(info)
+    assert held.open_descriptors == 11 and opened.open_descriptors == 0
+    directory = tmp_path / "cgroup" / "memory" / "docker" / ID
+    (directory / "memory.stat").write_text(V1_MEMORY_STAT.replace("1516", "99999999"))
+    (directory / "memory.usage_in_bytes").write_text("1\n")
+    first = held.read(info)
+    assert first == opened.read(info)
+    assert first.figures["mem_pgfault"] == 99999999 and first.figures["mem_cgroup_usage"] == 1
+
+
+def test_held_files_closed_while_read_elsewhere_are_read_by_open_read_close(tmp_path):
+    """A container forgotten (closed) by the loop thread while a pool thread reads it."""
+    path = tmp_path / "memory.current"
+    path.write_text("1\n")
+    held = HeldFiles()
+    before = open_fds()
+    assert held.read(str(path)) == "1\n" and held.open_count == 1
+    held.close()
+    assert open_fds() == before and held.open_count == 0
+    path.write_text("22\n")
+    assert held.read(str(path)) == "22\n" and open_fds() == before
+
+
+def test_held_files_are_bounded_and_released_with_the_cache(tmp_path):
+    ids = [uuid.uuid4().hex * 2 for _ in range(3)]
+    for n, container_id in enumerate(ids):
+        make_v1(tmp_path / "cgroup", tmp_path / "proc", container_id=container_id, pid=100 + n)
+    pids = {cid: 100 + n for n, cid in enumerate(ids)}
+    source = source_for(tmp_path, pids, held_limit=1, cache_size=2)
+    before = open_fds()
+    for container_id in ids[:2]:
+        assert source.read(ContainerInfo(container_id, "c", "busybox")) is not None
+    assert source.open_descriptors == 11  # one container holds its files, the other not
+    assert source.read(ContainerInfo(ids[2], "c", "busybox")) is not None
+    # the first was forgotten from the cache of two: its descriptors closed, the third's held
+    assert source.open_descriptors == 11 and open_fds() == before + 11
+    assert "held open for up to 1 containers" in source.describe()
 
 
 def test_unreadable_cgroup_is_read_through_the_fallback(tmp_path):
@@ -622,8 +684,11 @@ def test_vanished_real_container_reads_none(docker_client):
         fast = CgroupSource(docker_client)
         info = ContainerInfo(container.id, container.name, IMAGE)
         assert fast.read(info) is not None
+        assert fast.open_descriptors > 0
         container.kill()
+        # the cgroup's removal ends its held files (ENODEV): read as vanished, and closed
         wait_for(lambda: fast.read(info) is None, 30, "the killed container to read None")
+        assert fast.open_descriptors == 0
     finally:
         container.remove(force=True)
 
