@@ -14,9 +14,10 @@ from collections.abc import Iterator, Sequence
 import docker
 import zmq
 
-from statspout import bus, cli, handshakes, security
+from statspout import bus, cli, handshakes, security, wire
 from statspout.backoff import Backoff
 from statspout.collector.api_source import ApiSource
+from statspout.collector.batching import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ITEMS
 from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
 from statspout.collector.loop import STATES_MODES, Collector, ReadingSource
 
@@ -67,6 +68,14 @@ def build_parser() -> cli.OptionParser:
                   "before the link to the router was lost is sent again to the next router "
                   "(what a killed router held is lost with it; sinks drop the repeats); 0: off",
                   default=bus.DEFAULT_RESEND_S, type=cli.seconds(0))
+    parser.option("--batch-items", help="messages published in one batch at most (a cycle's "
+                  f"samples, states and engine message go in one when they fit; at most "
+                  f"{wire.MAX_BATCH_ITEMS}); 1: one message at a time, as a router of wire 1.1 "
+                  "needs (it counts batches as malformed)",
+                  default=DEFAULT_BATCH_ITEMS, type=cli.positive_int)
+    parser.option("--batch-bytes", help="bytes of one batch at most: keep it under the "
+                  "router's --max-message-bytes (default 1 MiB); a message larger than this "
+                  "goes alone", default=DEFAULT_BATCH_BYTES, type=cli.whole_number(1024))
     handshakes.add_unlinked_warning_option(parser)
     security.add_client_options(parser)
     cli.add_common_options(parser)
@@ -163,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.host.strip():
         parser.error("--host must not be empty")
+    if args.batch_items > wire.MAX_BATCH_ITEMS:
+        parser.error(f"--batch-items: {args.batch_items} is over {wire.MAX_BATCH_ITEMS}, the "
+                     "most a batch may carry")
     if args.source == "cgroup":
         reason = CgroupSource(None, proc_root=args.proc_root,
                               cgroup_root=args.cgroup_root).unreadable_reason()
@@ -197,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_concurrency=args.max_concurrency,
         report_interval=args.report_interval,
         states=args.states,
+        batch_items=args.batch_items,
+        batch_bytes=args.batch_bytes,
     )
     log.info("collecting every %g s as host %r, publishing to %s",
              args.interval, args.host, args.connect)
