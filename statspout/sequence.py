@@ -27,7 +27,8 @@ class Seen(enum.Enum):
 
 
 class SequenceTracker:
-    """Follows one stream of numbers; ``gaps``, ``duplicates`` and ``restarts`` are counts."""
+    """Follows one stream of numbers; ``gaps``, ``duplicates`` and ``restarts`` are counts
+    (gaps and duplicates in numbers: a batch's items each have one)."""
 
     def __init__(self, max_jump: int = MAX_PLAUSIBLE_JUMP,
                  remembered: int = DUPLICATES_REMEMBERED) -> None:
@@ -53,7 +54,7 @@ class SequenceTracker:
             outcome = Seen.NEXT
         elif number <= last and fingerprint is not None \
                 and self._recent.get(number) == fingerprint:
-            self.duplicates += 1
+            self.duplicates += max(count, 1)
             return Seen.DUPLICATE
         else:
             self.restarts += 1
