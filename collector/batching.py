@@ -26,6 +26,20 @@ _ENVELOPE_BYTES = 400
 _PER_ITEM_BYTES = 5 + 9
 
 
+# With batches, the collector's queue to the router (--hwm, in messages) holds --hwm divided by
+# --batch-items batches, but at least this many: a minute of 1 s cycles.
+MIN_QUEUED_BATCHES = 60
+
+
+def queued_payloads(hwm_messages: int, batch_items: int) -> int:
+    """The high-water mark of the collector's socket, in payloads, for ``--hwm`` messages:
+    ZeroMQ counts a batch as one message, and a queue of ``--hwm`` batches would hold up to
+    ``--batch-items`` times the messages (and memory) that ``--hwm`` says."""
+    if batch_items <= 1:
+        return hwm_messages
+    return max(MIN_QUEUED_BATCHES, -(-hwm_messages // batch_items))
+
+
 class Publisher(Protocol):
     """Where payloads go (bus.CollectorPublisher): never blocks, counts what it drops."""
 

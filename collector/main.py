@@ -17,7 +17,12 @@ import zmq
 from statspout import bus, cli, handshakes, security, wire
 from statspout.backoff import Backoff
 from statspout.collector.api_source import ApiSource
-from statspout.collector.batching import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_ITEMS
+from statspout.collector.batching import (
+    DEFAULT_BATCH_BYTES,
+    DEFAULT_BATCH_ITEMS,
+    MIN_QUEUED_BATCHES,
+    queued_payloads,
+)
 from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
 from statspout.collector.loop import STATES_MODES, Collector, ReadingSource
 
@@ -62,7 +67,8 @@ def build_parser() -> cli.OptionParser:
                   "(running or not, until removed), running (running, paused, restarting; "
                   "changes of the others are still sent), none (no state messages)",
                   default="all", choices=list(STATES_MODES))
-    parser.option("--hwm", help="messages queued for the router before they are dropped",
+    parser.option("--hwm", help="messages queued for the router before they are dropped "
+                  f"(with batches: --hwm / --batch-items batches, at least {MIN_QUEUED_BATCHES})",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
     parser.option("--resend-seconds", help="what was published in the last this many seconds "
                   "before the link to the router was lost is sent again to the next router "
@@ -193,8 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if client is None:
         return 0
     context = zmq.Context()
-    publisher = bus.CollectorPublisher(context, args.connect, args.hwm, security=keys,
-                                       resend_s=args.resend_seconds)
+    publisher = bus.CollectorPublisher(context, args.connect,
+                                       queued_payloads(args.hwm, args.batch_items),
+                                       security=keys, resend_s=args.resend_seconds)
     watch = handshakes.watch_router_link(
         publisher.socket, args.connect, log, args.unlinked_warning,
         "no router has subscribed at {endpoint} for {seconds:.0f} s — wrong address or CURVE "

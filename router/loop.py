@@ -1,4 +1,5 @@
-"""The router loop: read collectors' payloads, choose routes, forward the bytes unchanged.
+"""The router loop: read collectors' payloads, choose routes, forward the bytes unchanged
+(a collector's batch: its items, each unchanged, regrouped into one batch per route).
 
 Everything the loop touches (its sockets, the route table, the counters) belongs to the one
 thread that runs it; signal handlers only set events that the loop looks at between polls.

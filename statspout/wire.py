@@ -565,6 +565,15 @@ def decode_any(payload: bytes) -> Message | Batch:
         raise
 
 
+def decode_all(payload: bytes) -> list[Message]:
+    """The messages a payload carries: itself, or a batch's items; MalformedMessage when it or
+    any item is not valid (a tool's reader; the router and sinks read a batch item by item)."""
+    message = decode_any(payload)
+    if isinstance(message, Batch):
+        return [decode(item) for item in message.items]
+    return [message]
+
+
 def _unpack(payload: Any) -> Any:
     if type(payload) is not bytes:  # a batch's item may be any msgpack value
         raise MalformedMessage(f"expected msgpack binary, got {type(payload).__name__}")

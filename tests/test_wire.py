@@ -311,3 +311,11 @@ def test_messages_of_this_version_say_1_2_and_older_minors_are_read():
     raw = msgpack.unpackb(wire.encode(make_stats()))
     for version in ("1.0", "1.1", "1.7"):
         assert wire.decode(msgpack.packb(raw | {"v": version})).name == "web"
+
+
+def test_decode_all_gives_the_messages_of_a_payload_or_says_what_is_wrong():
+    assert wire.decode_all(wire.encode(make_stats())) == [make_stats()]
+    assert wire.decode_all(msgpack.packb(_batch(), use_bin_type=True)) == [
+        make_stats(seq=1), make_event(seq=2)]
+    with pytest.raises(wire.MalformedMessage):
+        wire.decode_all(msgpack.packb(_batch(items=[b"\xc1", 5]), use_bin_type=True))
