@@ -7,7 +7,9 @@ message is decoded (a batch: its envelope and container entries), matched agains
 (``all`` and nine from a routes table) and forwarded; a consumer subscribed to ``all`` counts
 the samples that arrive. The plain hop sends the same payloads from the same two processes
 straight to a SUB socket. All run again with CURVE on every link. Queues are unbounded for the
-run (nothing is dropped); the run stops at COUNT or at --deadline seconds.
+run (nothing is dropped); the run stops at COUNT or at --deadline seconds. Beside the rates
+(wall clock), the router's CPU time over the run gives its samples per CPU second: what one
+core of its own would carry, the figure to read on a machine shared with other work.
 
     .venv/bin/python bench/router_throughput.py [--count 50000] [--batch 200] [--deadline 60]
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import socket
 import tempfile
 import time
@@ -156,10 +159,17 @@ def plain_hop_receiver(context: zmq.Context, endpoint: str, keys: Path | None) -
     return sock
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
     through_router: bool, count: int, batch: int, deadline: float, keys: Path | None
-) -> tuple[int, float]:
-    """(samples received, seconds from the go signal to the last one)."""
+) -> tuple[int, float, float]:
+    """(samples received, seconds from the go signal to the last one, CPU seconds the router
+    used meanwhile: 0 for the plain hop)."""
     context = zmq.Context()
     listen = free_endpoint()
     stop, processes = mp.Event(), []
@@ -198,6 +208,8 @@ def measure(
             raise SystemExit("a collector never connected")
     while receiver.poll(200):  # the payloads the collectors sent to find their subscriber
         receiver.recv_multipart()
+    router_pid = processes[0].pid if through_router else None
+    router_cpu = cpu_seconds(router_pid) if router_pid is not None else 0.0
     go.set()
     start = last = time.perf_counter()
     end_by = time.monotonic() + deadline
@@ -205,6 +217,8 @@ def measure(
         if receiver.poll(1000):
             received += samples_in(receiver.recv_multipart()[-1])
             last = time.perf_counter()
+    if router_pid is not None:
+        router_cpu = cpu_seconds(router_pid) - router_cpu
     stop.set()
     for proc in processes:
         proc.join(30)
@@ -212,7 +226,7 @@ def measure(
             proc.terminate()
     receiver.close()
     context.destroy(linger=0)
-    return received, last - start
+    return received, last - start, router_cpu
 
 
 def main() -> None:
@@ -230,21 +244,26 @@ def main() -> None:
               f"{len(payloads('host-a', 1)[0])} bytes; batches of {args.batch} "
               f"{len(batched('host-a', args.batch, args.batch)[0][0])} bytes")
         print("| links | input | PUB→SUB hop, samples/s | router, samples/s | router / hop of "
-              "single samples | router / hop of the same frames |")
-        print("|---|---|---|---|---|---|")
+              "single samples | router / hop of the same frames | router, samples per CPU "
+              "second |")
+        print("|---|---|---|---|---|---|---|")
         for label, key_dir in (("plain", None), ("CURVE", keys)):
             single_hop = rate(measure(False, args.count, 1, args.deadline, key_dir))
             for name, batch in (("one sample a message", 1), (f"batches of {args.batch}",
                                                               args.batch)):
                 hop = rate(measure(False, args.count, batch, args.deadline, key_dir)) \
                     if batch > 1 else single_hop
-                routed = rate(measure(True, args.count, batch, args.deadline, key_dir))
+                received, seconds, cpu = measure(True, args.count, batch, args.deadline,
+                                                 key_dir)
+                routed = rate((received, seconds, cpu))
+                per_cpu = received / cpu if cpu > 0 else 0.0
                 print(f"| {label} | {name} | {hop:,.0f} | {routed:,.0f} | "
-                      f"{routed / single_hop:.2f} | {routed / hop:.2f} |", flush=True)
+                      f"{routed / single_hop:.2f} | {routed / hop:.2f} | {per_cpu:,.0f} |",
+                      flush=True)
 
 
-def rate(measured: tuple[int, float]) -> float:
-    received, seconds = measured
+def rate(measured: tuple[int, float, float]) -> float:
+    received, seconds, _ = measured
     return received / seconds if seconds > 0 else 0.0
 
 
