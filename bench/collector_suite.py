@@ -142,11 +142,11 @@ class Subscriber:
                     payload = self.socket.recv(zmq.NOBLOCK)
                 except zmq.Again:
                     break
-                message = wire.decode(payload)
-                if isinstance(message, wire.ContainerStats):
-                    count += 1
-                    if seen is not None:
-                        seen[message.id].append(time.monotonic())
+                for message in wire.decode_all(payload):
+                    if isinstance(message, wire.ContainerStats):
+                        count += 1
+                        if seen is not None:
+                            seen[message.id].append(time.monotonic())
         return count
 
     def close(self) -> None:

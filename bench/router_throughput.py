@@ -1,28 +1,35 @@
-"""Messages per second through the router, beside a plain pyzmq PUB→SUB hop, in one run.
+"""Samples per second through the router, beside a plain pyzmq PUB→SUB hop, in one run.
 
 Two synthetic collectors (processes) send COUNT samples each, as fast as they can, with varied
-names, images, hosts and labels. Through the router every message is decoded, matched against
-10 routes (``all`` and nine from a routes table) and forwarded; a consumer subscribed to
-``all`` counts what arrives. The plain hop sends the same payloads from the same two
-processes straight to a SUB socket. Both run again with CURVE on every link. Queues are
-unbounded for the run (nothing is dropped); the run stops at COUNT or at --deadline seconds.
+names, images, hosts and labels: one message per sample (wire 1.1), and again in batches of
+--batch samples (wire 1.2, as the collector publishes a cycle). Through the router every
+message is decoded (a batch: its envelope and container entries), matched against 10 routes
+(``all`` and nine from a routes table) and forwarded; a consumer subscribed to ``all`` counts
+the samples that arrive. The plain hop sends the same payloads from the same two processes
+straight to a SUB socket. All run again with CURVE on every link. Queues are unbounded for the
+run (nothing is dropped); the run stops at COUNT or at --deadline seconds. Beside the rates
+(wall clock), the router's CPU time over the run gives its samples per CPU second: what one
+core of its own would carry, the figure to read on a machine shared with other work.
 
-    .venv/bin/python bench/router_throughput.py [--count 50000] [--deadline 60]
+    .venv/bin/python bench/router_throughput.py [--count 50000] [--batch 200] [--deadline 60]
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import socket
 import tempfile
 import time
 from pathlib import Path
 
+import msgpack
 import zmq
 import zmq.auth
 
 from statspout import bus, security, wire
+from statspout.collector.batching import BatchingPublisher
 from statspout.router.loop import Router
 from statspout.router.replay import ReplayLimits, ReplayStore
 from statspout.router.route_table import RouteTable
@@ -65,6 +72,31 @@ def payloads(host: str, count: int) -> list[bytes]:
     return encoded
 
 
+def batched(host: str, count: int, size: int) -> list[tuple[bytes, int]]:
+    """The samples of ``payloads`` as a collector batches them: (payload, samples)."""
+    out: list[tuple[bytes, int]] = []
+
+    class Keep:
+        counts = bus.PublishCounts()
+
+        def publish(self, payload: bytes, messages: int = 1) -> bool:
+            out.append((payload, messages))
+            return True
+
+    batcher = BatchingPublisher(Keep(), host, max_items=size)
+    for payload in payloads(host, count):
+        message = wire.decode(payload)
+        batcher.add(message)
+    batcher.flush()
+    return out
+
+
+def samples_in(payload: bytes) -> int:
+    """1 for a single message, the items of a batch."""
+    raw = msgpack.unpackb(payload)
+    return len(raw["items"]) if raw.get("kind") == "batch" else 1
+
+
 def free_endpoint() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -78,17 +110,20 @@ def client_keys(keys: Path | None, name: str) -> security.ClientKeys | None:
                                security.load_public_key(keys / "router.key"))
 
 
-def collector(endpoint: str, host: str, count: int, keys: Path | None, ready, go) -> None:
+def collector(endpoint: str, host: str, count: int, batch: int, keys: Path | None, ready,
+              go) -> None:
     """A collector's socket (bus.CollectorPublisher's XPUB) with unbounded queues."""
     context = zmq.Context()
     publisher = bus.CollectorPublisher(context, endpoint, UNBOUNDED, client_keys(keys, host))
-    messages = payloads(host, count)
-    while publisher.publish(messages[0]) is False:  # until the receiver has subscribed
+    messages = batched(host, count, batch) if batch > 1 else \
+        [(payload, 1) for payload in payloads(host, count)]
+    # Until the receiver has subscribed; this probe is not counted (the receiver drains it).
+    while publisher.publish(payloads("probe", 1)[0]) is False:
         time.sleep(0.01)
     ready.release()
     go.wait()
-    for payload in messages:
-        publisher.publish(payload)
+    for payload, samples in messages:
+        publisher.publish(payload, samples)
     publisher.close()
     context.term()
 
@@ -124,10 +159,17 @@ def plain_hop_receiver(context: zmq.Context, endpoint: str, keys: Path | None) -
     return sock
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(
-    through_router: bool, count: int, deadline: float, keys: Path | None
-) -> tuple[int, float]:
-    """(messages received, seconds from the go signal to the last one)."""
+    through_router: bool, count: int, batch: int, deadline: float, keys: Path | None
+) -> tuple[int, float, float]:
+    """(samples received, seconds from the go signal to the last one, CPU seconds the router
+    used meanwhile: 0 for the plain hop)."""
     context = zmq.Context()
     listen = free_endpoint()
     stop, processes = mp.Event(), []
@@ -150,7 +192,7 @@ def measure(
         receiver = plain_hop_receiver(context, listen, keys)
     ready, go = mp.Semaphore(0), mp.Event()
     for host in ("host-a", "host-b"):
-        proc = mp.Process(target=collector, args=(listen, host, count, keys, ready, go))
+        proc = mp.Process(target=collector, args=(listen, host, count, batch, keys, ready, go))
         proc.start()
         processes.append(proc)
     received, expected = 0, 2 * count
@@ -166,14 +208,17 @@ def measure(
             raise SystemExit("a collector never connected")
     while receiver.poll(200):  # the payloads the collectors sent to find their subscriber
         receiver.recv_multipart()
+    router_pid = processes[0].pid if through_router else None
+    router_cpu = cpu_seconds(router_pid) if router_pid is not None else 0.0
     go.set()
     start = last = time.perf_counter()
     end_by = time.monotonic() + deadline
     while received < expected and time.monotonic() < end_by:
         if receiver.poll(1000):
-            receiver.recv_multipart()
-            received += 1
+            received += samples_in(receiver.recv_multipart()[-1])
             last = time.perf_counter()
+    if router_pid is not None:
+        router_cpu = cpu_seconds(router_pid) - router_cpu
     stop.set()
     for proc in processes:
         proc.join(30)
@@ -181,12 +226,13 @@ def measure(
             proc.terminate()
     receiver.close()
     context.destroy(linger=0)
-    return received, last - start
+    return received, last - start, router_cpu
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=50_000, help="samples per collector")
+    parser.add_argument("--batch", type=int, default=200, help="samples per batch")
     parser.add_argument("--deadline", type=float, default=60.0, help="seconds per measurement")
     args = parser.parse_args()
     mp.set_start_method("spawn")  # no ZeroMQ context crosses a fork
@@ -194,15 +240,31 @@ def main() -> None:
         keys = Path(folder)
         for name in ("router", "host-a", "host-b", "consumer", "probe"):
             zmq.auth.create_certificates(keys, name)
-        print(f"{2 * args.count} messages (2 collectors × {args.count}), 10 routes; "
-              f"payload {len(payloads('host-a', 1)[0])} bytes")
+        print(f"{2 * args.count} samples (2 collectors × {args.count}), 10 routes; one sample "
+              f"{len(payloads('host-a', 1)[0])} bytes; batches of {args.batch} "
+              f"{len(batched('host-a', args.batch, args.batch)[0][0])} bytes")
+        print("| links | input | PUB→SUB hop, samples/s | router, samples/s | router / hop of "
+              "single samples | router / hop of the same frames | router, samples per CPU "
+              "second |")
+        print("|---|---|---|---|---|---|---|")
         for label, key_dir in (("plain", None), ("CURVE", keys)):
-            hop = measure(False, args.count, args.deadline, key_dir)
-            routed = measure(True, args.count, args.deadline, key_dir)
-            hop_rate, routed_rate = hop[0] / hop[1], routed[0] / routed[1]
-            print(f"{label:>5}: PUB→SUB hop {hop_rate:>9,.0f} msg/s ({hop[0]} in {hop[1]:.2f} s)"
-                  f" | router {routed_rate:>9,.0f} msg/s ({routed[0]} in {routed[1]:.2f} s)"
-                  f" | router/hop {routed_rate / hop_rate:.2f}")
+            single_hop = rate(measure(False, args.count, 1, args.deadline, key_dir))
+            for name, batch in (("one sample a message", 1), (f"batches of {args.batch}",
+                                                              args.batch)):
+                hop = rate(measure(False, args.count, batch, args.deadline, key_dir)) \
+                    if batch > 1 else single_hop
+                received, seconds, cpu = measure(True, args.count, batch, args.deadline,
+                                                 key_dir)
+                routed = rate((received, seconds, cpu))
+                per_cpu = received / cpu if cpu > 0 else 0.0
+                print(f"| {label} | {name} | {hop:,.0f} | {routed:,.0f} | "
+                      f"{routed / single_hop:.2f} | {routed / hop:.2f} | {per_cpu:,.0f} |",
+                      flush=True)
+
+
+def rate(measured: tuple[int, float, float]) -> float:
+    received, seconds, _ = measured
+    return received / seconds if seconds > 0 else 0.0
 
 
 if __name__ == "__main__":

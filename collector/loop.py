@@ -20,8 +20,8 @@ from typing import Protocol
 import docker
 
 from statspout import wire
-from statspout.bus import PublishCounts
 from statspout.collector import discovery
+from statspout.collector.batching import DEFAULT_BATCH_BYTES, BatchingPublisher, Publisher
 from statspout.collector.discovery import ContainerInfo, DockerEvent, Resync
 from statspout.collector.figures import Reading, stats_message
 from statspout.collector.states import (
@@ -49,6 +49,9 @@ STATES_MODES = ("all", "running", "none")
 # message; its container counts come every interval from the collector's own table of states
 # (kept current by the events), or from /info each interval under --states none.
 ENGINE_INFO_EVERY_S = 60.0
+# A batch waits at most about this long for the rest of its cycle's readings (the API source's
+# arrive one by one): then it is published, and the rest go in the next one.
+BATCH_WAIT_S = 0.5
 
 
 class ReadingSource(Protocol):
@@ -64,14 +67,6 @@ class ReadingSource(Protocol):
 
     def forget(self, container_id: str) -> None:
         """The container is gone: drop whatever is kept about it."""
-
-
-class Publisher(Protocol):
-    """Where messages go (bus.CollectorPublisher): never blocks, counts what it drops."""
-
-    counts: PublishCounts
-
-    def publish(self, payload: bytes) -> bool: ...
 
 
 @dataclass
@@ -105,11 +100,17 @@ class Collector:
         max_concurrency: int,
         report_interval: float = 60.0,
         states: str = "all",
+        batch_items: int = 1,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
     ) -> None:
         self._client_factory = client_factory
         self._client: docker.DockerClient | None = None
         self._source = source
         self._publisher = publisher
+        # What the loop publishes goes out in batches (batch_items 1: one message a payload),
+        # flushed when a burst is over (_flush_when_due).
+        self._batch = BatchingPublisher(publisher, host, max_items=batch_items,
+                                        max_bytes=batch_bytes)
         self._host = host
         self._interval = interval
         self._pool = ThreadPoolExecutor(max_concurrency, thread_name_prefix="sample")
@@ -161,9 +162,12 @@ class Collector:
                 try:
                     item = self._inbox.get(timeout=max(timeout, 0.0))
                 except queue.Empty:
+                    self._batch.flush()  # quiet for a while: what is gathered goes
                     continue
                 self._handle(item)
+                self._flush_when_due()
         finally:
+            self._batch.flush()
             watcher.close()
             self._pool.shutdown(wait=False, cancel_futures=True)
             if self._client is not None:
@@ -408,13 +412,21 @@ class Collector:
         if encoded is None or not encoded.describes(info, figures):
             encoded = EncodedState(self._host, info, figures, interval_s=self._interval)
         self._state_encodings[info.id] = encoded
-        self._publish_payload(encoded.payload(self._next_seq(), timestamp))
+        seq = self._next_seq()
+        self._batch.add_encoded(encoded.payload(seq, timestamp), seq, timestamp,
+                                wire.ContainerIdentity(self._host, info.id, info.name,
+                                                       info.image, info.labels))
 
     def _publish(self, message: wire.Message) -> None:
-        self._publish_payload(wire.encode(message))
+        self._batch.add(message)
 
-    def _publish_payload(self, payload: bytes) -> None:
-        self._publisher.publish(payload)
+    def _flush_when_due(self) -> None:
+        """Publish the gathered batch once the burst is over: nothing more waiting in the
+        inbox and no reading of the cycle still out, or it has waited BATCH_WAIT_S."""
+        if not len(self._batch) or not self._inbox.empty():
+            return
+        if not self._in_flight or time.monotonic() - self._batch.started >= BATCH_WAIT_S:
+            self._batch.flush()
 
     def _next_seq(self) -> int:
         # A dropped message still uses its number, so that the router sees the loss as a gap.

@@ -14,9 +14,15 @@ from collections.abc import Iterator, Sequence
 import docker
 import zmq
 
-from statspout import bus, cli, handshakes, security
+from statspout import bus, cli, handshakes, security, wire
 from statspout.backoff import Backoff
 from statspout.collector.api_source import ApiSource
+from statspout.collector.batching import (
+    DEFAULT_BATCH_BYTES,
+    DEFAULT_BATCH_ITEMS,
+    MIN_QUEUED_BATCHES,
+    queued_payloads,
+)
 from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
 from statspout.collector.loop import STATES_MODES, Collector, ReadingSource
 
@@ -61,12 +67,21 @@ def build_parser() -> cli.OptionParser:
                   "(running or not, until removed), running (running, paused, restarting; "
                   "changes of the others are still sent), none (no state messages)",
                   default="all", choices=list(STATES_MODES))
-    parser.option("--hwm", help="messages queued for the router before they are dropped",
+    parser.option("--hwm", help="messages queued for the router before they are dropped "
+                  f"(with batches: --hwm / --batch-items batches, at least {MIN_QUEUED_BATCHES})",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
     parser.option("--resend-seconds", help="what was published in the last this many seconds "
                   "before the link to the router was lost is sent again to the next router "
                   "(what a killed router held is lost with it; sinks drop the repeats); 0: off",
                   default=bus.DEFAULT_RESEND_S, type=cli.seconds(0))
+    parser.option("--batch-items", help="messages published in one batch at most (a cycle's "
+                  f"samples, states and engine message go in one when they fit; at most "
+                  f"{wire.MAX_BATCH_ITEMS}); 1: one message at a time, as a router of wire 1.1 "
+                  "needs (it counts batches as malformed)",
+                  default=DEFAULT_BATCH_ITEMS, type=cli.positive_int)
+    parser.option("--batch-bytes", help="bytes of one batch at most: keep it under the "
+                  "router's --max-message-bytes (default 1 MiB); a message larger than this "
+                  "goes alone", default=DEFAULT_BATCH_BYTES, type=cli.whole_number(1024))
     handshakes.add_unlinked_warning_option(parser)
     security.add_client_options(parser)
     cli.add_common_options(parser)
@@ -163,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.host.strip():
         parser.error("--host must not be empty")
+    if args.batch_items > wire.MAX_BATCH_ITEMS:
+        parser.error(f"--batch-items: {args.batch_items} is over {wire.MAX_BATCH_ITEMS}, the "
+                     "most a batch may carry")
     if args.source == "cgroup":
         reason = CgroupSource(None, proc_root=args.proc_root,
                               cgroup_root=args.cgroup_root).unreadable_reason()
@@ -181,8 +199,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if client is None:
         return 0
     context = zmq.Context()
-    publisher = bus.CollectorPublisher(context, args.connect, args.hwm, security=keys,
-                                       resend_s=args.resend_seconds)
+    publisher = bus.CollectorPublisher(context, args.connect,
+                                       queued_payloads(args.hwm, args.batch_items),
+                                       security=keys, resend_s=args.resend_seconds)
     watch = handshakes.watch_router_link(
         publisher.socket, args.connect, log, args.unlinked_warning,
         "no router has subscribed at {endpoint} for {seconds:.0f} s — wrong address or CURVE "
@@ -197,6 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_concurrency=args.max_concurrency,
         report_interval=args.report_interval,
         states=args.states,
+        batch_items=args.batch_items,
+        batch_bytes=args.batch_bytes,
     )
     log.info("collecting every %g s as host %r, publishing to %s",
              args.interval, args.host, args.connect)

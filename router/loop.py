@@ -1,4 +1,5 @@
-"""The router loop: read collectors' payloads, choose routes, forward the bytes unchanged.
+"""The router loop: read collectors' payloads, choose routes, forward the bytes unchanged
+(a collector's batch: its items, each unchanged, regrouped into one batch per route).
 
 Everything the loop touches (its sockets, the route table, the counters) belongs to the one
 thread that runs it; signal handlers only set events that the loop looks at between polls.
@@ -221,11 +222,14 @@ class Router:
             return
         payload = frames[0]
         try:
-            message = wire.decode(payload)
+            message = wire.decode_any(payload)
         except wire.MalformedMessage as exc:
             self._malformed(exc.host, str(exc))
             return
-        self._count_input(message)
+        if isinstance(message, wire.Batch):
+            self._route_batch(message)
+            return
+        self._count_input(message.host, message.seq, message.timestamp, 1)
         routes = self.routes.routes_for(message)
         if not routes:
             self.filtered += 1
@@ -235,6 +239,60 @@ class Router:
             bus.send_routed(self._output, self._topic(route), sequence, payload)
             if self._replay is not None:
                 self._replay.record(route, sequence, payload)
+
+    def _route_batch(self, batch: wire.Batch) -> None:
+        """Route a collector's batch item by item, by the container entry each item names,
+        without reading the items; each route gets one batch of its items, in their order,
+        numbered one per item. An item that cannot be routed is counted as malformed."""
+        items, indexes, entries = batch.items, batch.item_containers, batch.containers
+        if entries is None or indexes is None:
+            self._count_input(batch.host, batch.seq, batch.timestamp, len(items), len(items))
+            self._malformed_items(batch.host, len(items), "a batch without containers or "
+                                  "item_containers cannot be routed")
+            return
+        # Per entry, the item lists of its routes (None: an entry that is not valid); the
+        # decision is the route table's, cached per container as for single messages. The
+        # engine's routes go last, where an index of -1 (wire.NO_CONTAINER) finds them.
+        taken: dict[str, list[bytes]] = {}
+        targets_of: list[tuple[list[bytes], ...] | None] = []
+        bad_entry = ""
+        for entry in entries:
+            try:
+                routes = self.routes.routes_for_entry(batch.host, entry)
+            except wire.MalformedMessage as exc:
+                bad_entry = str(exc)
+                targets_of.append(None)
+                continue
+            targets_of.append(tuple(taken.setdefault(route, []) for route in routes))
+        known = len(targets_of)
+        targets_of.append(tuple(taken.setdefault(route, [])
+                                for route in self.routes.engine_routes(batch.host)))
+        malformed = filtered = 0
+        for item, index in zip(items, indexes, strict=True):
+            if type(item) is bytes and type(index) is int and wire.NO_CONTAINER <= index < known \
+                    and (targets := targets_of[index]) is not None:
+                if not targets:
+                    filtered += 1
+                for held in targets:
+                    held.append(item)
+            else:
+                malformed += 1
+        self._count_input(batch.host, batch.seq, batch.timestamp, len(items), malformed)
+        if malformed:
+            self._malformed_items(batch.host, malformed, bad_entry or "items that are not "
+                                  "binary, or whose item_containers entry is not an index of "
+                                  "a valid containers entry")
+        self.filtered += filtered
+        for route, routed in taken.items():
+            if not routed:
+                continue
+            first = self.route_sequences[route] + 1
+            self.route_sequences[route] += len(routed)
+            payload = wire.encode_batch(wire.Batch(
+                seq=batch.seq, host=batch.host, timestamp=batch.timestamp, items=routed))
+            bus.send_routed(self._output, self._topic(route), first, payload)
+            if self._replay is not None:
+                self._replay.record(route, first, payload, len(routed))
 
     def _topic(self, route: str) -> bytes:
         topic = self._topics.get(route)
@@ -269,24 +327,28 @@ class Router:
                 counts = self.collectors[host] = HostCounts()
         return counts
 
-    def _count_input(self, message: wire.Message) -> None:
-        counts = self._counts_of(message.host)
-        counts.messages += 1
+    def _count_input(self, host: str, seq: int, timestamp: int, count: int,
+                     malformed: int = 0) -> None:
+        """Count ``count`` messages of a collector numbered from ``seq`` (a single message, or
+        a batch's items, ``malformed`` of them counted as such); ``timestamp`` is the newest."""
+        counts = self._counts_of(host)
+        counts.messages += count - malformed
+        counts.malformed += malformed
         counts.last_seen = time.monotonic()
         if counts is self.collectors.get(OTHER_HOSTS):
             return  # many hosts' numbers in one bucket: no sequence to follow
         sequence = counts.sequence
-        if sequence.last is not None and message.seq <= sequence.last \
-                and message.timestamp <= counts.latest_timestamp:
-            counts.resent += 1
+        if sequence.last is not None and seq <= sequence.last \
+                and timestamp <= counts.latest_timestamp:
+            counts.resent += count
             return
-        counts.latest_timestamp = max(counts.latest_timestamp, message.timestamp)
+        counts.latest_timestamp = max(counts.latest_timestamp, timestamp)
         before = sequence.restarts
-        sequence.observe(message.seq)
+        sequence.observe(seq, count=count)
         if sequence.restarts != before:
             self._restart_lines.log(
                 logging.INFO, "collector %s restarted its sequence at %d (%d restarts so far)",
-                message.host, message.seq, sequence.restarts)
+                host, seq, sequence.restarts)
 
     def _malformed(self, host: str | None, reason: str) -> None:
         self.malformed += 1
@@ -296,6 +358,12 @@ class Router:
         counts.last_seen = time.monotonic()
         self._errors.error("skipped a malformed message from %s (%d so far): %s",
                            host or UNKNOWN_HOST, self.malformed, reason)
+
+    def _malformed_items(self, host: str, count: int, reason: str) -> None:
+        """Items of a readable batch that cannot be routed (counted per host by _count_input)."""
+        self.malformed += count
+        self._errors.error("skipped %d malformed items of a batch from %s (%d so far): %s",
+                           count, host, self.malformed, reason)
 
     def expire_hosts(self) -> None:
         """Forget hosts silent for longer than the expiry (the pseudo-hosts too)."""

@@ -2,13 +2,15 @@
 start gate that holds the input until sinks can have subscribed.
 
 A route's buffer holds the last messages sent on it, by sequence number, bounded by bytes and
-by age (whichever limit is reached first evicts the oldest; evictions are counted). A sink that
-missed messages asks for them by number (``statspout/replay.py``); what was evicted is beyond
-the window, and the sink counts it as lost.
+by age (whichever limit is reached first evicts the oldest; evictions are counted in sequence
+numbers, i.e. samples). A batch is held whole, under the numbers of its items. A sink that
+missed messages asks for them by number (``statspout/replay.py``) and gets them from the one
+that holds that number; what was evicted is beyond the window, and the sink counts it as lost.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -33,57 +35,66 @@ class ReplayLimits:
 
 
 class RouteBuffer:
-    """The messages last sent on one route: sequence numbers without holes, oldest first."""
+    """The messages last sent on one route, oldest first. A message holds ``count`` sequence
+    numbers from its own (a batch: one per item); the numbers held have no holes."""
 
     def __init__(self, limits: ReplayLimits, clock: Callable[[], float] = time.monotonic) -> None:
         self._limits = limits
         self._clock = clock
-        # A list with a moving head: appending and evicting are O(1), and a sequence number is
-        # found by subtraction. The evicted front is cut off when it is half the list.
-        self._entries: list[tuple[int, bytes, float]] = []
+        # A list with a moving head: appending and evicting are O(1), and the message holding
+        # a sequence number is found by bisection. The evicted front is cut off when it is
+        # half the list. Entries: (first number, count, payload, time sent).
+        self._entries: list[tuple[int, int, bytes, float]] = []
         self._head = 0
         self.bytes = 0
-        self.evicted = 0
+        self.evicted = 0  # sequence numbers (samples), not messages
 
     def __len__(self) -> int:
-        return len(self._entries) - self._head
+        """How many sequence numbers are held."""
+        newest = self.newest
+        return 0 if newest is None else newest - self._entries[self._head][0] + 1
 
     @property
     def oldest(self) -> int | None:
-        return self._entries[self._head][0] if len(self) else None
+        return self._entries[self._head][0] if self._head < len(self._entries) else None
 
     @property
     def newest(self) -> int | None:
-        return self._entries[-1][0] if len(self) else None
+        if self._head >= len(self._entries):
+            return None
+        first, count, _, _ = self._entries[-1]
+        return first + count - 1
 
-    def append(self, sequence: int, payload: bytes) -> None:
+    def append(self, sequence: int, payload: bytes, count: int = 1) -> None:
         newest = self.newest
         if newest is not None and sequence != newest + 1:
             # Numbers start again only with a new router run, i.e. a new buffer; be safe anyway.
             self.evicted += len(self)
             self._entries, self._head, self.bytes = [], 0, 0
         now = self._clock()
-        self._entries.append((sequence, payload, now))
+        self._entries.append((sequence, count, payload, now))
         self.bytes += len(payload) + ENTRY_OVERHEAD_BYTES
-        while self.bytes > self._limits.max_bytes and len(self):
+        while self.bytes > self._limits.max_bytes and self._head < len(self._entries):
             self._evict_one()
         self.expire(now)
 
     def expire(self, now: float | None = None) -> None:
         """Evict what is older than the age limit."""
         limit = (self._clock() if now is None else now) - self._limits.max_seconds
-        while len(self) and self._entries[self._head][2] < limit:
+        while self._head < len(self._entries) and self._entries[self._head][3] < limit:
             self._evict_one()
 
     def page(self, first: int, limit: int) -> list[tuple[int, bytes]]:
-        """Up to ``limit`` messages (and PAGE_BYTES), from the first held number >= ``first``."""
-        oldest = self.oldest
-        if oldest is None:
+        """Up to ``limit`` messages (and PAGE_BYTES), from the one holding ``first`` (or the
+        first held after it), as (its first number, payload)."""
+        newest = self.newest
+        if newest is None or first > newest:
             return []
-        start = self._head + max(0, first - oldest)
+        start = max(self._head, bisect.bisect_right(
+            self._entries, first, lo=self._head, key=lambda entry: entry[0]) - 1)
         out: list[tuple[int, bytes]] = []
         size = 0
-        for sequence, payload, _ in self._entries[start:start + min(limit, PAGE_MESSAGES)]:
+        for sequence, _, payload, _ in self._entries[start:start + min(limit, PAGE_MESSAGES)]:
             if out and size + len(payload) > PAGE_BYTES:
                 break
             out.append((sequence, payload))
@@ -91,10 +102,10 @@ class RouteBuffer:
         return out
 
     def _evict_one(self) -> None:
-        _, payload, _ = self._entries[self._head]
+        _, count, payload, _ = self._entries[self._head]
         self._head += 1
         self.bytes -= len(payload) + ENTRY_OVERHEAD_BYTES
-        self.evicted += 1
+        self.evicted += count
         if self._head * 2 >= len(self._entries):
             del self._entries[:self._head]
             self._head = 0
@@ -111,13 +122,15 @@ class ReplayStore:
         self._routes: dict[str, RouteBuffer] = {}
         self.requests = 0
         self.bad_requests = 0
-        self.replayed = 0  # messages sent in answers
+        self.replayed = 0  # messages (a batch: one) sent in answers
 
-    def record(self, route: str, sequence: int, payload: bytes) -> None:
+    def record(self, route: str, sequence: int, payload: bytes, count: int = 1) -> None:
+        """Keep a message sent on ``route`` numbered ``sequence`` (a batch of ``count`` items:
+        numbered ``sequence`` … ``sequence + count - 1``)."""
         buffer = self._routes.get(route)
         if buffer is None:
             buffer = self._routes[route] = RouteBuffer(self._limits, self._clock)
-        buffer.append(sequence, payload)
+        buffer.append(sequence, payload, count)
 
     def expire(self) -> None:
         now = self._clock()

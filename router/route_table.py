@@ -18,15 +18,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from fnmatch import fnmatchcase
+from typing import Any
 
 from statspout import bus
 from statspout.selectors import SelectorFilter
-from statspout.wire import ContainerScoped, EngineInfo, Message
+from statspout.wire import (
+    ContainerIdentity,
+    ContainerScoped,
+    EngineInfo,
+    Message,
+    identity_of,
+)
 
 IGNORE_LABEL = "statspout.ignore"
 # The route-decision cache holds at most this many bytes of keys (host, name, image and
 # labels, in UTF-8 plus an overhead per string), so that large labels cannot grow it without
-# bound; when full it starts afresh.
+# bound; when full it starts afresh. The cache of batches' container entries has as many.
 DECISION_CACHE_BYTES = 32 * 2**20
 _OVERHEAD_PER_STRING = 64  # a small Python str object and its place in the key's tuple or set
 ROUTES_LABEL = "statspout.routes"
@@ -49,6 +56,10 @@ class RouteTable:
         # per message otherwise. A reload builds a new table, and with it a new cache.
         self._decided: dict[tuple, list[str]] = {}
         self._decided_bytes = 0
+        # Batches' container entries already checked, by (host, id, name, image): their labels
+        # and routes; bounded like the decisions (DECISION_CACHE_BYTES of keys and labels).
+        self._entries: dict[tuple, tuple[Any, list[str]]] = {}
+        self._entries_bytes = 0
 
     @property
     def names(self) -> list[str]:
@@ -58,12 +69,11 @@ class RouteTable:
         """The same router filter with another set of routes (a reloaded routes file)."""
         return RouteTable(self._filter, routes)
 
-    def routes_for(self, message: Message) -> list[str]:
-        """The routes of this message, in table order. The list is shared: do not change it."""
+    def routes_for(self, message: Message | ContainerIdentity) -> list[str]:
+        """The routes of this message (or of a batch's container entry: its items'), in table
+        order. The list is shared: do not change it."""
         if isinstance(message, EngineInfo):
-            host = message.host
-            return self._cached(("engine", host), _OVERHEAD_PER_STRING + 4 * len(host),
-                                lambda: self._engine_routes(host))
+            return self.engine_routes(message.host)
         key = (message.host, message.name, message.image, frozenset(message.labels.items()))
         return self._cached(key, _key_bytes(message), lambda: self._decide(message))
 
@@ -79,10 +89,40 @@ class RouteTable:
                 self._decided_bytes += size
         return routes
 
+    def routes_for_entry(self, host: str, entry: Any) -> list[str]:
+        """The routes of a batch's container entry (``wire.identity_of``); MalformedMessage
+        when it is not valid. An entry equal to one seen before is neither checked nor
+        decided again: the batches of a collector name the same containers cycle after
+        cycle, and checking their labels would be most of the router's work per batch."""
+        key: tuple | None = None
+        if type(entry) is list and len(entry) == 4:
+            try:
+                key = (host, entry[0], entry[1], entry[2])
+                known = self._entries.get(key)
+            except TypeError:  # an unhashable id, name or image: invalid, found out below
+                key = known = None
+            if known is not None and known[0] == entry[3]:
+                return known[1]
+        identity = identity_of(host, entry)
+        routes = self.routes_for(identity)
+        size = _key_bytes(identity)
+        if self._entries_bytes + size > DECISION_CACHE_BYTES:
+            self._entries.clear()
+            self._entries_bytes = 0
+        if key is not None and size <= DECISION_CACHE_BYTES:
+            self._entries[key] = (identity.labels, routes)
+            self._entries_bytes += size
+        return routes
+
     @property
     def cache_bytes(self) -> int:
         """The size of the decision cache's keys, as counted against DECISION_CACHE_BYTES."""
         return self._decided_bytes
+
+    def engine_routes(self, host: str) -> list[str]:
+        """The routes of a host's engine messages (in a batch: its items about no container)."""
+        return self._cached(("engine", host), _OVERHEAD_PER_STRING + 4 * len(host),
+                            lambda: self._engine_routes(host))
 
     def _engine_routes(self, host: str) -> list[str]:
         if not _host_only_passes(self._filter, host):

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any, ClassVar
 
 from statspout.logs import mask_secrets
-from statspout.wire import ContainerEvent, ContainerState, ContainerStats, EngineInfo
+from statspout.wire import ContainerEvent, ContainerState, ContainerStats, EngineInfo, Message
 
 
 @dataclass(frozen=True)
@@ -37,12 +37,27 @@ class Option:
         return self.name.replace("-", "_").replace(".", "_")
 
 
+class HandlingFailed(Exception):
+    """Raised by ``Sink.handle_batch`` once it has offered every message: the (method name,
+    exception) of each that failed, so that the runtime counts each as before."""
+
+    def __init__(self, failures: list[tuple[str, Exception]]) -> None:
+        super().__init__(f"{len(failures)} messages failed; the first: {failures[0][1]!r}")
+        self.failures = failures
+
+
+# The method that takes a message of each kind.
+_METHODS = {"stats": "write", "event": "handle_event", "state": "handle_state",
+            "engine": "handle_engine"}
+
+
 class Sink:
     """Base class of every sink. Subclasses set ``name`` and ``options`` and override ``write``.
 
-    Lifecycle: ``__init__(settings)`` → ``open()`` → ``write``/``handle_event``/``flush`` many
-    times → ``close()``. An exception from ``write`` or ``handle_event`` is counted and logged by
-    the runtime, and the worker goes on; one from ``open`` ends the worker with an error.
+    Lifecycle: ``__init__(settings)`` → ``open()`` → ``handle_batch`` (which calls ``write``,
+    ``handle_event``, …) and ``flush`` many times → ``close()``. An exception from ``write`` or
+    ``handle_event`` is counted and logged by the runtime, and the worker goes on; one from
+    ``open`` ends the worker with an error.
     """
 
     name: ClassVar[str] = ""
@@ -65,6 +80,22 @@ class Sink:
     def write(self, sample: ContainerStats) -> None:
         """Take one sample."""
         raise NotImplementedError
+
+    def handle_batch(self, messages: Sequence[Message]) -> None:
+        """The messages of one router message (a batch, or a single one), in order: samples,
+        events, and the states and engine messages of a sink that overrides their methods.
+        This default hands each to its method (``write``, ``handle_event``, …) and then raises
+        HandlingFailed naming those that raised; a sink that gains by taking many at once
+        overrides it (an exception of its own counts as one sink error)."""
+        failures: list[tuple[str, Exception]] = []
+        for message in messages:
+            method = _METHODS[message.kind]
+            try:
+                getattr(self, method)(message)
+            except Exception as exc:  # the others still go to the sink; the runtime counts
+                failures.append((method, exc))
+        if failures:
+            raise HandlingFailed(failures)
 
     def handle_event(self, event: ContainerEvent) -> None:
         """A container started, stopped, was renamed or destroyed; forget what it has to."""

@@ -41,7 +41,7 @@ import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from types import SimpleNamespace
 from typing import Generic, TypeVar, cast
@@ -49,7 +49,7 @@ from typing import Generic, TypeVar, cast
 from statspout import backoff, cli
 from statspout.logs import mask_secrets
 from statspout.sinks.base import Option, Sink
-from statspout.wire import ContainerStats
+from statspout.wire import ContainerStats, Message
 
 Item = TypeVar("Item")
 
@@ -193,13 +193,20 @@ class Delivery(Generic[Item]):
 
     def put(self, item: Item) -> None:
         """Queue one sample; never blocks on the database."""
+        self.put_many((item,))
+
+    def put_many(self, items: Sequence[Item]) -> None:
+        """Queue samples in order, under one lock; the same as putting them one by one (what
+        overflows the buffer drops the oldest, counted one by one)."""
+        if not items:
+            return
         with self._changed:
             first = not self._waiting
             if first:
                 self._first_waiting_at = time.monotonic()
-            self._waiting.append(item)
-            self._counts.received += 1
-            if len(self._waiting) > self._settings.buffer_size:
+            self._waiting.extend(items)
+            self._counts.received += len(items)
+            for _ in range(len(self._waiting) - self._settings.buffer_size):
                 self._waiting.popleft()
                 self._counts.dropped += 1
             # Wake the writer when its deadline starts (first sample) or a batch is full.
@@ -415,6 +422,8 @@ class DeliveringSink(Sink, Generic[Item]):
         self._delivery: Delivery[Item] = Delivery(
             self.write_batch, classify, DeliverySettings.from_settings(settings), name=self.name
         )
+        # While handle_batch runs: what deliver() was given, put into the buffer at its end.
+        self._collected: list[Item] | None = None
 
     def write_batch(self, batch: list[Item]) -> None:
         """Write the batch; return only once the database confirmed all of it, else raise."""
@@ -428,7 +437,20 @@ class DeliveringSink(Sink, Generic[Item]):
 
     def deliver(self, item: Item) -> None:
         """Buffer ``item`` for a later ``write_batch``."""
-        self._delivery.put(item)
+        if self._collected is not None:
+            self._collected.append(item)
+        else:
+            self._delivery.put(item)
+
+    def handle_batch(self, messages: Sequence[Message]) -> None:
+        """The per-message methods, as the base class calls them, and what they deliver put
+        into the buffer at once: one lock, one wake-up of the writer per router message."""
+        self._collected = []
+        try:
+            super().handle_batch(messages)
+        finally:
+            collected, self._collected = self._collected, None
+            self._delivery.put_many(collected)
 
     def close(self) -> None:
         self._delivery.close()

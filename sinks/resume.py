@@ -3,7 +3,8 @@
 The ZeroMQ guide's late-joiner pattern (Clone: subscribe first, then fetch the state, then apply
 only updates newer than it): the worker is subscribed before it asks the router's replay socket
 (``statspout/replay.py``) for the messages after its checkpoint; live messages it then reads
-that replay already delivered are dropped and counted (``duplicates``). While running,
+that replay already delivered are dropped and counted (``duplicates``). A batch (wire 1.2)
+holds one number per item: the counts here are in numbers, i.e. samples. While running,
 a hole in the route's numbers (the sink's queue at the router overflowed, a reconnect) is
 filled the same way before the message after it is handled, and a new router run id in the
 topic (the router restarted and numbers from 1 again) fetches the new run from its start.
@@ -32,7 +33,11 @@ REPLAY_TIMEOUT_MS = 3000
 # router without a replay socket (older version) must not stall the worker on every hole.
 RETRY_AFTER_S = 10.0
 
-Deliver = Callable[[Position, bytes], None]
+# Hands a replayed payload to the sink: given the position of the payload's first number, it
+# returns how many numbers the payload holds (a batch: its items; None: one). While it runs,
+# ``RouteResume.position`` is still the last number handed before it: a batch's items at or
+# below it were had already (a checkpoint may fall inside a batch) and are skipped.
+Deliver = Callable[[Position, bytes], int | None]
 
 
 class ReplayClient:
@@ -110,24 +115,33 @@ class RouteResume:
         self.position = saved
         self._fill(deliver, until=None)
 
-    def admit(self, run: int, seq: int, deliver: Deliver) -> bool:
-        """A live message: True to hand it to the sink (after any hole before it was filled
-        through ``deliver``), False when it was had already (dropped and counted)."""
+    def admit(self, run: int, seq: int, deliver: Deliver, count: int = 1) -> int | None:
+        """A live message numbered ``seq`` … ``seq + count - 1`` (a batch: one per item).
+        Returns the first of its numbers to hand to the sink (after any hole before it was
+        filled through ``deliver``); None when all were had already (dropped and counted)."""
         position = self.position
         if position is None:
             position = self.position = Position(run, seq - 1)  # a new sink starts live
         elif run != position.run:
             position = self._new_run(position, run)
-        if seq <= position.seq:
-            self.duplicates += 1
-            return False
+        last = seq + max(count, 1) - 1
+        if last <= position.seq:
+            self.duplicates += last - seq + 1
+            return None
         if seq > position.seq + 1:
             self._fill(deliver, until=seq - 1)
             filled = self.position
             if filled is not None and filled.run == run and filled.seq < seq - 1:
                 self._lose(seq - 1 - filled.seq)
-        self.position = Position(run, seq)
-        return True
+        filled = self.position
+        start = seq
+        if filled is not None and filled.run == run and filled.seq >= seq:
+            start = filled.seq + 1  # the first ones were had already (a checkpoint within)
+            self.duplicates += min(start, last + 1) - seq
+            if start > last:
+                return None
+        self.position = Position(run, last)
+        return start
 
     @property
     def checkpoint_path(self) -> str | None:
@@ -195,8 +209,8 @@ class RouteResume:
             if wanted[0][0] > position.seq + 1:
                 self._lose(wanted[0][0] - position.seq - 1)
             for seq, payload in wanted:
-                position = self.position = Position(answer.run, seq)
-                self.replayed += 1
-                deliver(position, payload)
+                end = seq + max(deliver(Position(answer.run, seq), payload) or 1, 1) - 1
+                self.replayed += max(0, end - max(seq, position.seq + 1) + 1)
+                position = self.position = Position(answer.run, max(end, position.seq))
             if until is None and position.seq >= answer.head:
                 return

@@ -4,6 +4,10 @@ No input ends the loop: a message that cannot be read is counted as ``malformed`
 number, when readable, still advances the sequence, so it is not also a gap); the same message
 again is dropped and counted as a ``duplicate``, and so is a collector's message handed on
 already (a collector resends its last seconds to a new router: sinks/recent.py).
+
+A batch (wire 1.2) is decoded once; each of its items is read, counted and checked for repeats
+as a message of its own (a malformed item costs only itself), and the sink gets the messages of
+one router message in one ``Sink.handle_batch`` call.
 """
 
 from __future__ import annotations
@@ -13,13 +17,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import zmq
 
 from statspout import bus, wire
 from statspout.logs import ThrottledErrors
 from statspout.sequence import Seen, SequenceTracker
-from statspout.sinks.base import Sink
+from statspout.sinks.base import HandlingFailed, Sink
 from statspout.sinks.checkpoint import Position
 from statspout.sinks.recent import RecentMessages, message_key
 from statspout.sinks.resume import RouteResume
@@ -34,7 +39,9 @@ FLUSH_EVERY_S = 1.0
 
 @dataclass
 class WorkerCounts:
-    received: int = 0
+    received: int = 0  # router messages (a batch is one)
+    # Router messages that were batches (wire 1.2); every other count is of messages in them.
+    batches: int = 0
     samples: int = 0
     events: int = 0
     # state and engine messages (schema 1.1); skipped_kinds: those the sink does not handle
@@ -118,23 +125,27 @@ class SinkWorker:
         except Exception as exc:  # any frames at all: nothing here may end the worker
             self._malformed(exc)
             return
-        # The number is taken before the payload is decoded, so that a malformed payload is
-        # counted as malformed and never as a gap.
-        position = None
+        decoded = _decode(payload)
+        # A batch holds one number per item. A payload that cannot be read holds one: its
+        # number is taken all the same, so that it is counted as malformed and never as a gap.
+        count = len(decoded.items) if isinstance(decoded, wire.Batch) else 1
+        start = sequence
         if self._resume is not None and run is not None:
             # With the router's run id: holes are replayed, repeats dropped (sinks/resume.py).
-            if not self._resume.admit(run, sequence, self._replayed):
+            admitted = self._resume.admit(run, sequence, self._replayed, count)
+            if admitted is None:
                 return
-            position = Position(run, sequence)
-        elif not self._observe(sequence, payload):
+            start = admitted
+        elif not self._observe(sequence, payload, count):
             return
         # A router with run ids (bus version 1) is one whose collectors resend after its
         # restart: only then are a collector's repeats looked for.
-        self._decode_and_dispatch(payload, position, drop_repeats=run is not None)
+        self._dispatch(decoded, payload, sequence, start,
+                       run if self._resume is not None else None, drop_repeats=run is not None)
 
-    def _observe(self, sequence: int, payload: bytes) -> bool:
+    def _observe(self, sequence: int, payload: bytes, count: int) -> bool:
         """Without replay: count gaps, restarts and duplicates; False for a duplicate."""
-        seen = self.sequence.observe(sequence, hash(payload))
+        seen = self.sequence.observe(sequence, hash(payload), count)
         self._update_sequence_counts()
         if seen is Seen.DUPLICATE:
             self._notices.log(logging.WARNING, "dropped a duplicate of router message %d "
@@ -145,49 +156,87 @@ class SinkWorker:
                               "far)", sequence, self.counts.restarts)
         return True
 
-    def _replayed(self, position: Position, payload: bytes) -> None:
-        """A message the router replayed: handled like a live one."""
-        self._decode_and_dispatch(payload, position, drop_repeats=True)
+    def _replayed(self, position: Position, payload: bytes) -> int:
+        """A message the router replayed: handled like a live one, but for a batch's items
+        the route's position already covers. Returns the numbers it holds."""
+        decoded = _decode(payload)
+        count = len(decoded.items) if isinstance(decoded, wire.Batch) else 1
+        had = self._resume.position if self._resume is not None else None
+        start = position.seq
+        if had is not None and had.run == position.run:
+            start = max(start, had.seq + 1)
+        self._dispatch(decoded, payload, position.seq, start, position.run,
+                       drop_repeats=True)
+        return count
 
-    def _decode_and_dispatch(self, payload: bytes, position: Position | None,
-                             drop_repeats: bool) -> None:
-        try:
-            message = wire.decode(payload)
-        except Exception as exc:  # decode raises only MalformedMessage; this is the last resort
-            self._malformed(exc)
-            message = None
-        if message is not None and drop_repeats \
-                and self.recent.is_repeat(message_key(message, payload)):
+    def _dispatch(self, decoded: wire.Message | wire.Batch | Exception, payload: bytes,
+                  first: int, start: int, run: int | None, drop_repeats: bool) -> None:
+        """Hand what a router message numbered from ``first`` holds to the sink, from number
+        ``start`` on; with a ``run`` (replay on), note each number's fate for the checkpoint."""
+        if isinstance(decoded, wire.Batch):
+            self.counts.batches += 1
+            read: list[tuple[object, Any]] = [
+                (_decode(item), item) for item in decoded.items[start - first:]]
+        else:
+            read = [(decoded, payload)] if start == first else []
+        handing: list[wire.Message] = []
+        buffered = self._sink.buffered_kinds
+        for number, (content, item) in enumerate(read, start):
+            message = self._admitted(content, item, drop_repeats)
+            if run is not None and self._resume is not None:
+                # A malformed or repeated message is handed too, as settled: the checkpoint
+                # moves past it. What the sink may still hold (its buffered_kinds) stays
+                # unsettled until unsettled() says not.
+                held = message is not None and message.kind in buffered
+                self._resume.handed(Position(run, number), held)
+            if message is not None:
+                handing.append(message)
+        if handing:
+            self._hand(handing)
+
+    def _admitted(self, decoded: object, item: object,
+                  drop_repeats: bool) -> wire.Message | None:
+        """The message to give the sink, counted by kind; None for a malformed one, a
+        repeat, or a kind the sink does not handle (each counted)."""
+        if isinstance(decoded, wire.Batch):  # a batch within a batch (decode_any let it by)
+            decoded = wire.MalformedMessage("a batch's item is a batch")
+        if not isinstance(decoded, wire.Message):
+            self._malformed(decoded)
+            return None
+        message = decoded
+        if drop_repeats and isinstance(item, bytes) \
+                and self.recent.is_repeat(message_key(message, item)):
             self._notices.log(logging.INFO, "dropped a collector's message handed on already "
                               "(%s seq %d; %d so far): resent to a new router", message.host,
                               message.seq, self.recent.repeats)
-            message = None  # handed as settled below, so that the checkpoint moves past it
-        handed = message is not None  # given to the sink (a skipped kind is not)
+            return None
         if isinstance(message, wire.ContainerStats):
             self.counts.samples += 1
-            self._guarded("write", self._sink.write, message)
         elif isinstance(message, wire.ContainerEvent):
             self.counts.events += 1
-            self._guarded("handle_event", self._sink.handle_event, message)
         elif isinstance(message, wire.ContainerState):
             self.counts.states += 1
-            handed = self._dispatch_optional("handle_state", message)
-        elif isinstance(message, wire.EngineInfo):
+            return message if self._handles("handle_state") else None
+        else:
             self.counts.engines += 1
-            handed = self._dispatch_optional("handle_engine", message)
-        if position is not None and self._resume is not None:
-            # A malformed message is handed too: the checkpoint moves past it. What the sink
-            # may still hold (its buffered_kinds) stays unsettled until unsettled() says not.
-            held = handed and message is not None and message.kind in self._sink.buffered_kinds
-            self._resume.handed(position, held)
+            return message if self._handles("handle_engine") else None
+        return message
 
-    def _dispatch_optional(self, method: str, message: wire.Message) -> bool:
-        """A kind a sink may leave to the base class's no-op: then counted as skipped (False)."""
+    def _handles(self, method: str) -> bool:
+        """A kind a sink may leave to the base class's no-op: then counted as skipped."""
         if getattr(type(self._sink), method) is getattr(Sink, method):
             self.counts.skipped_kinds += 1
             return False
-        self._guarded(method, getattr(self._sink, method), message)
         return True
+
+    def _hand(self, messages: list[wire.Message]) -> None:
+        try:
+            self._sink.handle_batch(messages)
+        except HandlingFailed as failed:
+            for method, exc in failed.failures:
+                self._sink_error(method, exc)
+        except Exception as exc:  # a sink's bug must not end the worker
+            self._sink_error("handle_batch", exc)
 
     def checkpoint(self) -> None:
         """Save the route position the sink has settled (after a flush, and after close)."""
@@ -199,7 +248,7 @@ class SinkWorker:
                 return
             self._resume.save(unsettled)
 
-    def _malformed(self, reason: Exception) -> None:
+    def _malformed(self, reason: object) -> None:
         self.counts.malformed += 1
         self._errors.error(
             "skipped a malformed message (%d so far): %s", self.counts.malformed, reason
@@ -214,11 +263,14 @@ class SinkWorker:
         try:
             call(*args)
         except Exception as exc:  # a sink's bug must not end the worker
-            self.counts.sink_errors += 1
-            self._errors.error(
-                "sink %s.%s failed (%d errors so far): %r",
-                self._sink.name, what, self.counts.sink_errors, exc,
-            )
+            self._sink_error(what, exc)
+
+    def _sink_error(self, what: str, exc: Exception) -> None:
+        self.counts.sink_errors += 1
+        self._errors.error(
+            "sink %s.%s failed (%d errors so far): %r",
+            self._sink.name, what, self.counts.sink_errors, exc,
+        )
 
     def report(self) -> None:
         figures = {**asdict(self.counts),
@@ -226,3 +278,11 @@ class SinkWorker:
                    **self._sink.counters()}
         figures["duplicates"] += self.recent.repeats
         log.info("%s: %s", self._sink.name, " ".join(f"{k}={v}" for k, v in figures.items()))
+
+
+def _decode(payload: object) -> wire.Message | wire.Batch | Exception:
+    """The message or batch a payload holds, or what is wrong with it."""
+    try:
+        return wire.decode_any(payload)  # type: ignore[arg-type]  # checked inside: any value
+    except Exception as exc:  # decode raises only MalformedMessage; this is the last resort
+        return exc

@@ -157,6 +157,8 @@ def _configure(
 
 @dataclass
 class PublishCounts:
+    """In messages: a batch (wire 1.2) counts as the messages it carries."""
+
     sent: int = 0
     dropped_no_subscriber: int = 0
     dropped_full_queue: int = 0
@@ -164,6 +166,8 @@ class PublishCounts:
     # full queue refused (they may have been lost with the old router, uncounted otherwise).
     resent: int = 0
     resend_dropped: int = 0
+    # Payloads sent that were batches (their messages are counted in ``sent``).
+    batches: int = 0
 
 
 class ResendRing:
@@ -173,30 +177,43 @@ class ResendRing:
 
     Bounded by ``window_s`` seconds (counted back from now while linked, and from the moment
     the link was lost while it is down, so that what went just before a router died is still
-    held when the next one comes) and by ``max_messages``. Evictions are not losses.
+    held when the next one comes) and by ``max_messages`` messages (a batch counts as the
+    messages it carries). Evictions are not losses.
     """
 
     def __init__(self, window_s: float = DEFAULT_RESEND_S,
                  max_messages: int = RESEND_MAX_MESSAGES) -> None:
         self._window_s = window_s
-        self._entries: collections.deque[tuple[float, bytes]] = collections.deque(
-            maxlen=max_messages)
+        self._max_messages = max_messages
+        self._entries: collections.deque[tuple[float, bytes, int]] = collections.deque()
+        self._messages = 0
 
-    def add(self, payload: bytes, now: float, linked: bool) -> None:
+    def add(self, payload: bytes, now: float, linked: bool, messages: int = 1) -> None:
         if self._window_s <= 0:
             return
-        self._entries.append((now, payload))
+        self._entries.append((now, payload, messages))
+        self._messages += messages
+        while self._messages > self._max_messages:
+            self._drop_oldest()
         if linked:
             cutoff = now - self._window_s
             while self._entries and self._entries[0][0] < cutoff:
-                self._entries.popleft()
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        self._messages -= self._entries.popleft()[2]
 
     def take(self) -> list[bytes]:
         """Everything held, oldest first (the ring keeps them: a router may die again)."""
-        return [payload for _, payload in self._entries]
+        return [payload for _, payload, _ in self._entries]
+
+    def take_counted(self) -> list[tuple[bytes, int]]:
+        """``take``, with the messages each payload carries."""
+        return [(payload, messages) for _, payload, messages in self._entries]
 
     def __len__(self) -> int:
-        return len(self._entries)
+        """Messages held."""
+        return self._messages
 
 
 def subscription_changes(sock: zmq.Socket) -> Iterator[int]:
@@ -254,11 +271,12 @@ class CollectorPublisher:
         """The link to the router ended: the ring stops ageing until the next link."""
         self._linked.clear()
 
-    def publish(self, payload: bytes) -> bool:
-        """Send one wire payload; False (and counted) when it had to be dropped."""
+    def publish(self, payload: bytes, messages: int = 1) -> bool:
+        """Send one wire payload (a batch: of ``messages`` messages); False (and counted, in
+        messages) when it had to be dropped."""
         self._read_subscriptions()
         if self._subscriptions <= 0:
-            self.counts.dropped_no_subscriber += 1
+            self.counts.dropped_no_subscriber += messages
             return False
         if self._relinked.is_set():
             self._relinked.clear()
@@ -266,21 +284,22 @@ class CollectorPublisher:
         try:
             self._socket.send(payload, zmq.NOBLOCK)
         except zmq.Again:
-            self.counts.dropped_full_queue += 1
+            self.counts.dropped_full_queue += messages
             return False
-        self.counts.sent += 1
-        self._ring.add(payload, time.monotonic(), self._linked.is_set())
+        self.counts.sent += messages
+        self.counts.batches += messages > 1
+        self._ring.add(payload, time.monotonic(), self._linked.is_set(), messages)
         return True
 
     def _resend(self) -> None:
-        held = self._ring.take()
-        for done, payload in enumerate(held):
+        held = self._ring.take_counted()
+        for done, (payload, messages) in enumerate(held):
             try:
                 self._socket.send(payload, zmq.NOBLOCK)
             except zmq.Again:
-                self.counts.resend_dropped += len(held) - done
+                self.counts.resend_dropped += sum(count for _, count in held[done:])
                 return
-            self.counts.resent += 1
+            self.counts.resent += messages
 
     def _read_subscriptions(self) -> None:
         self._subscriptions += sum(subscription_changes(self._socket))

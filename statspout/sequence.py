@@ -27,7 +27,8 @@ class Seen(enum.Enum):
 
 
 class SequenceTracker:
-    """Follows one stream of numbers; ``gaps``, ``duplicates`` and ``restarts`` are counts."""
+    """Follows one stream of numbers; ``gaps``, ``duplicates`` and ``restarts`` are counts
+    (gaps and duplicates in numbers: a batch's items each have one)."""
 
     def __init__(self, max_jump: int = MAX_PLAUSIBLE_JUMP,
                  remembered: int = DUPLICATES_REMEMBERED) -> None:
@@ -40,10 +41,11 @@ class SequenceTracker:
         # number → fingerprint of the message that carried it, for the last ``remembered``.
         self._recent: OrderedDict[int, int] = OrderedDict()
 
-    def observe(self, number: int, fingerprint: int | None = None) -> Seen:
-        """Take the next number. With a ``fingerprint`` (a hash of the message), a number at or
-        below the last one is a duplicate when it was seen with the same fingerprint, and a
-        restart otherwise; without one, it is always a restart."""
+    def observe(self, number: int, fingerprint: int | None = None, count: int = 1) -> Seen:
+        """Take the next number, or the ``count`` numbers from it that one message (a batch)
+        carries. With a ``fingerprint`` (a hash of the message), a number at or below the last
+        one is a duplicate when it was seen with the same fingerprint, and a restart otherwise;
+        without one, it is always a restart."""
         last = self.last
         if last is None:
             outcome = Seen.FIRST
@@ -52,13 +54,13 @@ class SequenceTracker:
             outcome = Seen.NEXT
         elif number <= last and fingerprint is not None \
                 and self._recent.get(number) == fingerprint:
-            self.duplicates += 1
+            self.duplicates += max(count, 1)
             return Seen.DUPLICATE
         else:
             self.restarts += 1
             self._recent.clear()
             outcome = Seen.RESTART
-        self.last = number
+        self.last = number + max(count, 1) - 1
         if fingerprint is not None:
             self._recent[number] = fingerprint
             if len(self._recent) > self._remembered:

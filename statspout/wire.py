@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 SCHEMA_MAJOR = 1
-SCHEMA_MINOR = 1
+SCHEMA_MINOR = 2
 SCHEMA_VERSION = f"{SCHEMA_MAJOR}.{SCHEMA_MINOR}"
 
 # Lifecycle actions a collector publishes as `kind: "event"`.
@@ -44,6 +44,11 @@ MAX_LABEL_VALUE_BYTES = 4096
 MAX_LABELS = 256
 # Keys of map-valued fields (interface names, "MAJOR:MINOR", memory.stat names).
 MAX_MAP_KEY_BYTES = 255
+# A batch (version 1.2) carries at most this many messages (and as many container identities);
+# its size is bounded by the receiving socket's --max-message-bytes like any message.
+MAX_BATCH_ITEMS = 10_000
+# What a batch's item_containers gives for an item about no container (an engine message).
+NO_CONTAINER = -1
 _MAX_VERSION_CHARS = 16
 
 
@@ -72,7 +77,8 @@ class FieldSpec:
     nullable: bool = False
     # "int": the inclusive range; "str": the longest value in UTF-8 bytes; "labels": the most
     # labels (each key and value bounded by MAX_LABEL_KEY_BYTES, MAX_LABEL_VALUE_BYTES);
-    # "float": always finite; maps: MAX_MAP_ENTRIES, MAX_MAP_KEY_BYTES, values in the int range.
+    # "float": always finite; maps: MAX_MAP_ENTRIES, MAX_MAP_KEY_BYTES, values in the int range;
+    # "items", "identities", "indexes" (a batch's lists): at most MAX_BATCH_ITEMS entries.
     minimum: int = INT_MIN
     maximum: int = INT_MAX
     max_bytes: int = MAX_TEXT_BYTES
@@ -93,12 +99,20 @@ class FieldSpec:
         if self.type in ("int_map", "int_maps"):
             return (f"≤ {MAX_MAP_ENTRIES} entries a level; key ≤ {MAX_MAP_KEY_BYTES} B; "
                     "values 0 … 2^63−1")
+        if self.type == "items":
+            return f"1 … {MAX_BATCH_ITEMS:,} items"
+        if self.type == "identities":
+            return (f"≤ {MAX_BATCH_ITEMS:,} entries; id, name, image ≤ {MAX_TEXT_BYTES} B; "
+                    "labels as `labels`")
+        if self.type == "indexes":
+            return f"one per item; {NO_CONTAINER} … entries of containers − 1"
         return f"≤ {self.max_bytes} B"
 
 
 _IDENTITY = (
     FieldSpec("v", "str", "", 'schema version "MAJOR.MINOR"', max_bytes=_MAX_VERSION_CHARS),
-    FieldSpec("kind", "str", "", '"stats", "event", "state" or "engine"', max_bytes=16),
+    FieldSpec("kind", "str", "", '"stats", "event", "state", "engine" or "batch"',
+              max_bytes=16),
     FieldSpec("seq", "int", "count", "per collector, +1 for every message it publishes"),
     FieldSpec("host", "str", "", "the collector's host name (--host)", max_bytes=MAX_HOST_BYTES),
     FieldSpec("id", "str", "", "full container id"),
@@ -309,6 +323,38 @@ EVENT_FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("old_name", "str", "", "the name before a rename; null otherwise", nullable=True),
 )
 
+BATCH_FIELDS: tuple[FieldSpec, ...] = (
+    _IDENTITY[0], _IDENTITY[1],
+    FieldSpec(
+        "seq", "int", "count",
+        "from a collector: the seq of the first item, the items carrying seq, seq+1, … in "
+        "order; from the router: the seq of the collector's batch the route's items were "
+        "taken from",
+    ),
+    _IDENTITY[3],
+    FieldSpec(
+        "timestamp", "int", "ns",
+        "the newest timestamp of the items: with seq, it tells a batch sent again to a new "
+        "router (docs/reliability.md) from a restarted collector's",
+    ),
+    FieldSpec(
+        "items", "items", "",
+        "the messages, in seq order: each the complete msgpack payload of a message of another "
+        "kind (stats, event, state, engine; never a batch), as msgpack binary",
+    ),
+    FieldSpec(
+        "containers", "identities", "",
+        "the containers the items are about, each [id, name, image, labels]: the router routes "
+        "an item by its entry without reading the item; null from the router (routed already)",
+        nullable=True,
+    ),
+    FieldSpec(
+        "item_containers", "indexes", "",
+        f"per item, the index of its entry in containers, or {NO_CONTAINER} for an item about "
+        "no container (engine); as many as items; null from the router", nullable=True,
+    ),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class ContainerMessage:
@@ -433,18 +479,54 @@ class EngineInfo:
         return {name: getattr(self, name) for name in _ENGINE_NAMES}
 
 
+@dataclass(frozen=True, slots=True)
+class ContainerIdentity:
+    """What the router's selectors read of a container: an entry of a batch's containers."""
+
+    host: str
+    id: str
+    name: str
+    image: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Many messages of one collector in one payload (``kind: "batch"``, version 1.2).
+
+    ``items`` are the messages' payloads as they were encoded, read one by one by whoever
+    needs them (``decode``): an entry that is not a valid message costs only itself. The
+    entries of ``items`` and ``item_containers`` are unchecked as they arrived; readers check
+    each (``identity_of``, ``decode``).
+    """
+
+    seq: int
+    host: str
+    timestamp: int
+    items: list[Any]
+    containers: list[Any] | None = None
+    item_containers: list[Any] | None = None
+    kind: str = field(default="batch", init=False)
+    v: str = field(default=SCHEMA_VERSION, init=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _BATCH_NAMES}
+
+
 Message = ContainerStats | ContainerEvent | ContainerState | EngineInfo
-# The messages about one container, routed by its labels, name, image and host.
-ContainerScoped = ContainerStats | ContainerEvent | ContainerState
+# The messages about one container, routed by its labels, name, image and host (and a batch's
+# entry for a container, which the router routes its items by).
+ContainerScoped = ContainerStats | ContainerEvent | ContainerState | ContainerIdentity
 
 _STATS_NAMES = tuple(spec.name for spec in STATS_FIELDS)
 _EVENT_NAMES = tuple(spec.name for spec in EVENT_FIELDS)
 _STATE_NAMES = tuple(spec.name for spec in STATE_FIELDS)
 _ENGINE_NAMES = tuple(spec.name for spec in ENGINE_FIELDS)
+_BATCH_NAMES = tuple(spec.name for spec in BATCH_FIELDS)
 _SPECS = {"stats": STATS_FIELDS, "event": EVENT_FIELDS, "state": STATE_FIELDS,
           "engine": ENGINE_FIELDS}
 _CLASSES: dict[str, Any] = {"stats": ContainerStats, "event": ContainerEvent,
-                            "state": ContainerState, "engine": EngineInfo}
+                            "state": ContainerState, "engine": EngineInfo, "batch": Batch}
 _INIT_NAMES = {
     kind: tuple(f.name for f in fields(cls) if f.init) for kind, cls in _CLASSES.items()
 }
@@ -455,18 +537,80 @@ def encode(message: Message) -> bytes:
     return msgpack.packb(message.to_dict(), use_bin_type=True)
 
 
+def encode_batch(batch: Batch) -> bytes:
+    """The msgpack payload of a batch; its items are put in as they are (binary)."""
+    return msgpack.packb(batch.to_dict(), use_bin_type=True)
+
+
 def decode(payload: bytes) -> Message:
-    """Parse and validate a payload; raises MalformedMessage saying what is wrong, and nothing
-    else, whatever the bytes."""
-    try:
-        raw = msgpack.unpackb(payload, raw=False)
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise MalformedMessage(f"not msgpack: {exc}") from None
+    """Parse and validate a payload of one message (a batch is refused: ``decode_any``);
+    raises MalformedMessage saying what is wrong, and nothing else, whatever the bytes."""
+    raw = _unpack(payload)
     try:
         return from_dict(raw)
     except MalformedMessage as exc:
         exc.host = valid_host(raw.get("host")) if isinstance(raw, dict) else None
         raise
+
+
+def decode_any(payload: bytes) -> Message | Batch:
+    """Like ``decode``, and a batch too (its envelope checked; its items left unread)."""
+    raw = _unpack(payload)
+    try:
+        if type(raw) is dict and raw.get("kind") == "batch":
+            return batch_from_dict(raw)
+        return from_dict(raw)
+    except MalformedMessage as exc:
+        exc.host = valid_host(raw.get("host")) if isinstance(raw, dict) else None
+        raise
+
+
+def decode_all(payload: bytes) -> list[Message]:
+    """The messages a payload carries: itself, or a batch's items; MalformedMessage when it or
+    any item is not valid (a tool's reader; the router and sinks read a batch item by item)."""
+    message = decode_any(payload)
+    if isinstance(message, Batch):
+        return [decode(item) for item in message.items]
+    return [message]
+
+
+def _unpack(payload: Any) -> Any:
+    if type(payload) is not bytes:  # a batch's item may be any msgpack value
+        raise MalformedMessage(f"expected msgpack binary, got {type(payload).__name__}")
+    try:
+        return msgpack.unpackb(payload, raw=False)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise MalformedMessage(f"not msgpack: {exc}") from None
+
+
+def batch_from_dict(raw: Any) -> Batch:
+    """Validate a batch's envelope: every field but the entries of its lists."""
+    if not isinstance(raw, dict):
+        raise MalformedMessage(f"expected a map, got {type(raw).__name__}")
+    check_version(raw.get("v"))
+    if raw.get("kind") != "batch":
+        raise MalformedMessage(f"expected a batch, got kind {raw.get('kind')!r:.60}")
+    _check_fields(raw, _BATCH_CHECKS)
+    items, indexes = raw["items"], raw.get("item_containers")
+    if indexes is not None and len(indexes) != len(items):
+        raise MalformedMessage(
+            f"{len(indexes)} item_containers for {len(items)} items: they must be as many")
+    return Batch(raw["seq"], raw["host"], raw["timestamp"], items, raw.get("containers"),
+                 indexes)
+
+
+def identity_of(host: str, entry: Any) -> ContainerIdentity:
+    """One entry of a batch's containers, checked like the same fields of a message."""
+    if type(entry) is not list or len(entry) != 4:
+        raise MalformedMessage("a containers entry is not [id, name, image, labels]")
+    for name, value in zip(("id", "name", "image"), entry, strict=False):
+        problem = _text_problem(value, MAX_TEXT_BYTES)
+        if problem is not None:
+            raise MalformedMessage(f"containers entry's {name} {problem}: {value!r:.60}")
+    problem = _labels_check(entry[3])
+    if problem is not None:
+        raise MalformedMessage(f"containers entry's labels {problem}")
+    return ContainerIdentity(host, entry[0], entry[1], entry[2], entry[3])
 
 
 def from_dict(raw: Any) -> Message:
@@ -475,9 +619,19 @@ def from_dict(raw: Any) -> Message:
         raise MalformedMessage(f"expected a map, got {type(raw).__name__}")
     check_version(raw.get("v"))
     kind = raw.get("kind")
+    if kind == "batch":
+        raise MalformedMessage("a batch where one message was expected (a batch's items are "
+                               "messages of the other kinds)")
     if type(kind) is not str or kind not in _CHECKS:
         raise MalformedMessage(f"unknown kind {kind!r:.60}")
-    for name, nullable, low, high, check in _CHECKS[kind]:
+    _check_fields(raw, _CHECKS[kind])
+    if kind == "event" and raw["action"] not in EVENT_ACTIONS:
+        raise MalformedMessage(f"unknown event action {raw['action']!r}")
+    return _CLASSES[kind](**{name: raw.get(name) for name in _INIT_NAMES[kind]})
+
+
+def _check_fields(raw: dict, checks: tuple[tuple[Any, ...], ...]) -> None:
+    for name, nullable, low, high, check in checks:
         value = raw.get(name)
         if value is None:
             if nullable:
@@ -490,9 +644,6 @@ def from_dict(raw: Any) -> Message:
         problem = check(value)
         if problem is not None:
             raise MalformedMessage(f"field {name!r} {problem}: {value!r:.60}")
-    if kind == "event" and raw["action"] not in EVENT_ACTIONS:
-        raise MalformedMessage(f"unknown event action {raw['action']!r}")
-    return _CLASSES[kind](**{name: raw.get(name) for name in _INIT_NAMES[kind]})
 
 
 _VERSION = re.compile(r"(\d{1,6})\.\d{1,6}", re.ASCII)
@@ -605,6 +756,17 @@ def _int_maps_problem(value: Any) -> str | None:
     return None
 
 
+def _list_check(least: int) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        if type(value) is not list:
+            return "has the wrong type"
+        if not least <= len(value) <= MAX_BATCH_ITEMS:
+            return f"has {len(value)} entries ({least} … {MAX_BATCH_ITEMS} allowed)"
+        return None
+
+    return check
+
+
 def _check_for(spec: FieldSpec) -> Callable[[Any], str | None]:
     if spec.type == "int":
         return _int_check(spec)
@@ -618,20 +780,24 @@ def _check_for(spec: FieldSpec) -> Callable[[Any], str | None]:
         return _int_map_problem
     if spec.type == "int_maps":
         return _int_maps_problem
+    if spec.type in ("items", "identities", "indexes"):
+        return _list_check(1 if spec.type == "items" else 0)
     return lambda value: _text_problem(value, spec.max_bytes)
 
 
 # Every message is validated, in the router and in every sink: the field table is turned into
 # (name, nullable, integer range or None, check) once, so the per-message loop does no lookups
 # in FieldSpecs.
-_CHECKS = {
-    kind: tuple(
+def _checks(specs: tuple[FieldSpec, ...]) -> tuple[tuple[Any, ...], ...]:
+    return tuple(
         (spec.name, spec.nullable,
          spec.minimum if spec.type == "int" else None, spec.maximum, _check_for(spec))
         for spec in specs
     )
-    for kind, specs in _SPECS.items()
-}
+
+
+_CHECKS = {kind: _checks(specs) for kind, specs in _SPECS.items()}
+_BATCH_CHECKS = _checks(BATCH_FIELDS)
 
 
 # The stats fields a collector computes from two readings, and those its loop adds (its

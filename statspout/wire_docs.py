@@ -20,6 +20,7 @@ KINDS: dict[str, tuple[wire.FieldSpec, ...]] = {
     "event": wire.EVENT_FIELDS,
     "state": wire.STATE_FIELDS,
     "engine": wire.ENGINE_FIELDS,
+    "batch": wire.BATCH_FIELDS,
 }
 
 TYPE_NAMES = {
@@ -30,6 +31,9 @@ TYPE_NAMES = {
     "labels": "map string → string",
     "int_map": "map string → integer",
     "int_maps": "map string → (map string → integer)",
+    "items": "array of binary",
+    "identities": "array of [string, string, string, map string → string]",
+    "indexes": "array of integer",
 }
 
 _BLOCK = re.compile(r"(<!-- fields: (\w+) -->\n)(.*?)(<!-- end fields -->)", re.DOTALL)

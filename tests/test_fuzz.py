@@ -1,7 +1,9 @@
 """Fuzzing the real router and a real sink process with random and mutated messages.
 
 Hypothesis makes batches of inputs: random bytes, random msgpack values, valid samples and
-events with one field replaced by any msgpack value, and random frame counts. Every input goes
+events with one field replaced by any msgpack value, wire batches of such items (with bad
+container entries and indexes, nested batches, too many items, envelope fields replaced), and
+random frame counts. Every input goes
 to the router's input (a real ``statspout-router``) and, framed as the router frames it, to a
 real ``statspout-sink stdout`` fed directly; a second sink behind the router takes what the
 router forwards. The test asserts that both processes stay up, that every input is either
@@ -43,13 +45,18 @@ class Expected:
 
     to_router: int = 0
     router_malformed: int = 0
-    router_forwarded: int = 0
+    router_forwarded: int = 0  # route "all"'s numbers: one a message, one a batch's item
+    router_messages: int = 0  # router messages on route "all" (a batch of its items is one)
     to_sink: int = 0
     sink_malformed: int = 0
     sink_taken: int = 0  # samples + events
     # Valid messages the same again behind the router (sinks/recent.py; the fuzzed sink's feed
     # has no router run id, so it keeps them): dropped as repeats, in ``duplicates``.
     behind_repeats: int = 0
+    # Batch items the router forwards unread (it routes them by their container entry) that
+    # are not valid messages: the sink behind it counts them as malformed.
+    behind_malformed: int = 0
+    behind_written: int = 0  # messages the sink behind writes out
 
 
 class Rig:
@@ -99,27 +106,71 @@ class Rig:
     def send_to_router(self, frames: list[bytes]) -> None:
         self.input.send_multipart(frames)
         self.expected.to_router += 1
-        message = decoded(frames[0]) if len(frames) == 1 else None
-        if message is None:
+        content = decoded_any(frames[0]) if len(frames) == 1 else None
+        if content is None:
             self.expected.router_malformed += 1
-        elif "all" in self.routes.routes_for(message):
+        elif isinstance(content, wire.Batch):
+            self._route_batch(content)
+        elif "all" in self.routes.routes_for(content):
             self.expected.router_forwarded += 1
-            if _seen_before(self.behind_keys, message, frames[0]):
-                self.expected.behind_repeats += 1
+            self.expected.router_messages += 1
+            self._reaches_behind(frames[0])
+
+    def _route_batch(self, batch: wire.Batch) -> None:
+        """What the router does with a batch (docs/wire-schema.md), item by item."""
+        expected = self.expected
+        if batch.containers is None or batch.item_containers is None:
+            expected.router_malformed += len(batch.items)
+            return
+        routes_of: list[list[str] | None] = []
+        for entry in batch.containers:
+            try:
+                routes_of.append(self.routes.routes_for(wire.identity_of(batch.host, entry)))
+            except wire.MalformedMessage:
+                routes_of.append(None)
+        routes_of.append(self.routes.engine_routes(batch.host))  # index -1
+        to_all = 0
+        for item, index in zip(batch.items, batch.item_containers, strict=True):
+            if type(item) is bytes and type(index) is int and -1 <= index < len(routes_of) - 1 \
+                    and (routes := routes_of[index]) is not None:
+                if "all" in routes:
+                    to_all += 1
+                    self._reaches_behind(item)
+            else:
+                expected.router_malformed += 1
+        if to_all:
+            expected.router_forwarded += to_all
+            expected.router_messages += 1
+
+    def _reaches_behind(self, payload: bytes) -> None:
+        message = decoded(payload)
+        if message is None:
+            self.expected.behind_malformed += 1
+        elif _seen_before(self.behind_keys, message, payload):
+            self.expected.behind_repeats += 1
+        else:
+            self.expected.behind_written += 1
 
     def send_to_sink(self, frames: list[bytes]) -> None:
         """``frames`` after the topic; as [number, payload] (an 8-byte first frame), the
         number is replaced by the next one in sequence."""
         self.expected.to_sink += 1
         readable = len(frames) == 2 and len(frames[0]) == 8
+        content = decoded_any(frames[1]) if readable else None
         if readable:
             self.feed.sequence += 1
             frames = [bus.pack_sequence(self.feed.sequence), frames[1]]
+            if isinstance(content, wire.Batch):  # one number per item
+                self.feed.sequence += len(content.items) - 1
         self.feed.send_frames(self.feed.topic, *frames)
-        if readable and decoded(frames[1]) is not None:
-            self.expected.sink_taken += 1
-        else:
+        if content is None:
             self.expected.sink_malformed += 1
+            return
+        for payload in content.items if isinstance(content, wire.Batch) else [frames[1]]:
+            if decoded(payload) is not None:
+                self.expected.sink_taken += 1
+            else:
+                self.expected.sink_malformed += 1
 
     def router_status(self) -> dict:
         result = subprocess.run([program("statspout-router"), "--status", "--json",
@@ -136,9 +187,16 @@ class Rig:
         self.feed.close()
 
 
-def decoded(payload: bytes) -> wire.Message | None:
+def decoded(payload: object) -> wire.Message | None:
     try:
-        return wire.decode(payload)
+        return wire.decode(payload)  # type: ignore[arg-type] - a batch's item may be anything
+    except wire.MalformedMessage:
+        return None
+
+
+def decoded_any(payload: bytes) -> wire.Message | wire.Batch | None:
+    try:
+        return wire.decode_any(payload)
     except wire.MalformedMessage:
         return None
 
@@ -198,12 +256,43 @@ def packed(strategy: st.SearchStrategy) -> st.SearchStrategy:
     return strategy.map(lambda value: msgpack.packb(value, use_bin_type=True))
 
 
-PAYLOADS = st.one_of(
+SINGLE_PAYLOADS = st.one_of(
     st.binary(max_size=64),
     packed(msgpack_values()),
     packed(mutated_valid()),
     packed(st.sampled_from(VALID)),
 )
+ENTRIES = [["c0ffee", "web", "nginx:1", {"com.docker.compose.project": "shop"}],
+           ["c1", "ignored", "busybox", {"statspout.ignore": "true"}]]
+NESTED = wire.encode_batch(wire.Batch(seq=1, host="test-host", timestamp=1,
+                                      items=[msgpack.packb(VALID[0])]))
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> dict:
+    """A batch of a few items (any payload, a nested batch, any value), container entries
+    (valid ones, or any value), indexes (mostly in range), and now and then a field of the
+    envelope replaced or removed, or more items than a batch may carry."""
+    items = draw(st.lists(st.one_of(SINGLE_PAYLOADS, st.just(NESTED), msgpack_values()),
+                          max_size=6))
+    entries = draw(st.lists(st.sampled_from(ENTRIES) | msgpack_values(), max_size=3))
+    indexes = [draw(st.integers(-2, len(entries)) | msgpack_values()) for _ in items]
+    raw = {"v": "1.2", "kind": "batch", "seq": draw(st.integers(0, 2**63 - 1)),
+           "host": draw(st.sampled_from(["test-host", "h2"])),
+           "timestamp": draw(st.integers(0, 2**63 - 1)), "items": items,
+           "containers": entries, "item_containers": indexes}
+    change = draw(st.integers(0, 39))  # the largest batches are slow to count: now and then
+    if change == 0:
+        raw[draw(st.sampled_from([*raw, "extra"]))] = draw(msgpack_values())
+    elif change == 1:
+        raw.pop(draw(st.sampled_from(sorted(raw))))
+    elif change == 2:
+        count = wire.MAX_BATCH_ITEMS + draw(st.integers(0, 1))
+        raw.update(items=[b"\x80"] * count, item_containers=[0] * count)
+    return raw
+
+
+PAYLOADS = st.one_of(SINGLE_PAYLOADS, packed(batches()))
 # Mostly one frame (as a collector sends), sometimes any number.
 ROUTER_INPUTS = st.one_of(PAYLOADS.map(lambda p: [p]),
                           st.lists(st.binary(max_size=16), min_size=2, max_size=5))
@@ -230,6 +319,7 @@ def test_router_and_sink_survive_fuzzing_and_the_counts_add_up(rig: Rig) -> None
     assert cases >= 20_000
     assert expected.router_malformed > 0 and expected.sink_malformed > 0
     assert expected.router_forwarded > 100 and expected.sink_taken > 100
+    assert expected.router_forwarded > expected.router_messages and expected.behind_malformed
 
     # Valid messages still flow afterwards, through the router and straight to the sink.
     rig.send_to_router([wire.encode(make_stats(name="after-fuzz"))])
@@ -248,12 +338,13 @@ def test_router_and_sink_survive_fuzzing_and_the_counts_add_up(rig: Rig) -> None
     assert fuzzed["malformed"] == expected.sink_malformed
     assert fuzzed["samples"] + fuzzed["events"] == expected.sink_taken
     assert (fuzzed["gaps"], fuzzed["duplicates"], fuzzed["sink_errors"]) == (0, 0, 0)
-    reaching = expected.router_forwarded - rig.probes_unseen
+    reaching = expected.router_messages - rig.probes_unseen
     behind = wait_for(lambda: (r := sink_report(rig.behind)).get("received") == reaching and r,
                       20, "the sink behind the router")
-    assert (behind["malformed"], behind["gaps"], behind["sink_errors"]) == (0, 0, 0)
+    assert (behind["malformed"], behind["gaps"], behind["sink_errors"]) == (
+        expected.behind_malformed, 0, 0)
     assert behind["duplicates"] == expected.behind_repeats
-    wait_for(lambda: len(rig.behind.json_lines()) == reaching - expected.behind_repeats, 20,
-             "every line written")
+    wait_for(lambda: len(rig.behind.json_lines()) == expected.behind_written - rig.probes_unseen,
+             20, "every line written")
     for process in (rig.router, rig.behind, rig.fuzzed):
         assert process.popen.poll() is None, process.log()[-2000:]

@@ -233,3 +233,89 @@ def test_each_message_class_has_exactly_the_fields_of_its_table(kind):
     specs = {"stats": wire.STATS_FIELDS, "event": wire.EVENT_FIELDS,
              "state": wire.STATE_FIELDS, "engine": wire.ENGINE_FIELDS}[kind]
     assert {f.name for f in dataclasses.fields(cls)} == {spec.name for spec in specs}
+
+
+# Batches (1.2)
+
+def _batch(**change: object) -> dict:
+    items = [wire.encode(make_stats(seq=1)), wire.encode(make_event(seq=2))]
+    raw = {"v": "1.2", "kind": "batch", "seq": 1, "host": "test-host", "timestamp": 5,
+           "items": items, "containers": [["id", "web", "nginx:1", {"a": "b"}]],
+           "item_containers": [0, 0]}
+    return raw | change
+
+
+def test_batch_round_trip_and_its_items_read_as_messages():
+    batch = wire.decode_any(msgpack.packb(_batch(), use_bin_type=True))
+    assert isinstance(batch, wire.Batch) and (batch.seq, batch.host, batch.timestamp) == (
+        1, "test-host", 5)
+    assert [wire.decode(item) for item in batch.items] == [make_stats(seq=1),
+                                                           make_event(seq=2)]
+    assert wire.decode_any(wire.encode_batch(batch)) == batch
+    routed = wire.Batch(seq=1, host="h", timestamp=5, items=batch.items)  # as the router sends
+    assert wire.decode_any(wire.encode_batch(routed)) == routed
+    assert list(msgpack.unpackb(wire.encode_batch(routed))) == [
+        spec.name for spec in wire.BATCH_FIELDS]
+
+
+def test_a_single_message_reader_refuses_a_batch_naming_its_host():
+    with pytest.raises(wire.MalformedMessage, match="a batch where one message") as caught:
+        wire.decode(msgpack.packb(_batch(), use_bin_type=True))
+    assert caught.value.host == "test-host"
+    # decode_any reads single messages as decode does
+    assert wire.decode_any(wire.encode(make_stats())) == make_stats()
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({"items": []}, "entries"),
+    ({"items": [b"x"] * (wire.MAX_BATCH_ITEMS + 1),
+      "item_containers": [0] * (wire.MAX_BATCH_ITEMS + 1)}, "entries"),
+    ({"items": b"x"}, "wrong type"),
+    ({"item_containers": [0]}, "as many"),
+    ({"containers": {"a": 1}}, "wrong type"),
+    ({"seq": -1}, "out of range"),
+    ({"timestamp": None}, "null"),
+    ({"v": "2.0"}, "not readable"),
+])
+def test_a_batch_envelope_outside_the_table_is_malformed(change, problem):
+    with pytest.raises(wire.MalformedMessage, match=problem):
+        wire.decode_any(msgpack.packb(_batch(**change), use_bin_type=True))
+
+
+def test_batch_limits_are_exactly_the_documented_ones():
+    most = _batch(items=[b"x"] * wire.MAX_BATCH_ITEMS, item_containers=[0] * wire.MAX_BATCH_ITEMS)
+    assert len(wire.decode_any(msgpack.packb(most, use_bin_type=True)).items) == 10_000
+    # The entries of the lists are left to their readers: a bad item costs only itself.
+    odd = wire.decode_any(msgpack.packb(_batch(items=[1, b"x"], item_containers=["a", 9]),
+                                        use_bin_type=True))
+    assert odd.items == [1, b"x"]
+
+
+@pytest.mark.parametrize("entry", [
+    ["id", "name", "image"], ("id", "name", "image", {}), ["id", 5, "image", {}],
+    ["id", "name", "i" * 1025, {}], ["id", "name", "image", {"k": 1}],
+    ["id", "name", "image", {f"k{i}": "v" for i in range(257)}], "id",
+])
+def test_a_container_entry_is_checked_as_the_fields_of_a_message(entry):
+    with pytest.raises(wire.MalformedMessage):
+        wire.identity_of("h", entry)
+
+
+def test_a_container_entry_reads_as_an_identity():
+    assert wire.identity_of("h", ["id", "web", "nginx", {"a": "b"}]) == wire.ContainerIdentity(
+        "h", "id", "web", "nginx", {"a": "b"})
+
+
+def test_messages_of_this_version_say_1_2_and_older_minors_are_read():
+    assert wire.SCHEMA_VERSION == "1.2"
+    raw = msgpack.unpackb(wire.encode(make_stats()))
+    for version in ("1.0", "1.1", "1.7"):
+        assert wire.decode(msgpack.packb(raw | {"v": version})).name == "web"
+
+
+def test_decode_all_gives_the_messages_of_a_payload_or_says_what_is_wrong():
+    assert wire.decode_all(wire.encode(make_stats())) == [make_stats()]
+    assert wire.decode_all(msgpack.packb(_batch(), use_bin_type=True)) == [
+        make_stats(seq=1), make_event(seq=2)]
+    with pytest.raises(wire.MalformedMessage):
+        wire.decode_all(msgpack.packb(_batch(items=[b"\xc1", 5]), use_bin_type=True))

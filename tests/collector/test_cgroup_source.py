@@ -718,10 +718,10 @@ def test_collector_process_publishes_from_cgroup_files(docker_client, containers
             assert time.monotonic() < deadline, log_path.read_text()
             if not sub.poll(500):
                 continue
-            message = wire.decode(sub.recv())
-            if isinstance(message, wire.ContainerStats) and message.id == busy_id:
-                if message.cpu_percent is not None:
-                    percents.append(message.cpu_percent)
+            for message in wire.decode_all(sub.recv()):
+                if isinstance(message, wire.ContainerStats) and message.id == busy_id:
+                    if message.cpu_percent is not None:
+                        percents.append(message.cpu_percent)
         assert min(percents) > 30, percents
     finally:
         process.send_signal(signal.SIGTERM)

@@ -41,7 +41,7 @@ class RouterTap:
     def drain(self) -> list[wire.Message]:
         while self._socket.poll(0):
             _topic, _number, payload = self._socket.recv_multipart()
-            self.messages.append(wire.decode(payload))
+            self.messages.extend(wire.decode_all(payload))
         return self.messages
 
     def states(self, name: str) -> list[wire.ContainerState]:

@@ -108,3 +108,34 @@ def test_the_gate_opens_on_a_subscription_or_after_the_grace():
     clock.now += 5
     assert late.check() and late.opened_by == "the grace period"
     assert StartGate(0, clock).is_open
+
+
+def test_a_batch_is_held_under_the_numbers_of_its_items_and_paged_from_any_of_them():
+    per_message = 100 + ENTRY_OVERHEAD_BYTES
+    clock = Clock()
+    buffer = RouteBuffer(ReplayLimits(max_bytes=3 * per_message, max_seconds=60), clock)
+    buffer.append(1, b"a" * 100, count=5)  # numbers 1..5
+    buffer.append(6, b"b" * 100)  # a single message: 6
+    buffer.append(7, b"c" * 100, count=10)  # 7..16
+    assert (len(buffer), buffer.oldest, buffer.newest) == (16, 1, 16)
+    assert buffer.page(3, 10) == [(1, b"a" * 100), (6, b"b" * 100), (7, b"c" * 100)]
+    assert buffer.page(6, 10)[0] == (6, b"b" * 100)
+    assert buffer.page(16, 10) == [(7, b"c" * 100)]  # the batch holding the last number
+    assert buffer.page(17, 10) == []
+    buffer.append(17, b"d" * 100, count=3)  # over the byte limit: the first batch goes
+    assert (buffer.oldest, buffer.newest, buffer.evicted) == (6, 19, 5)  # evicted in numbers
+    assert buffer.page(1, 10)[0] == (6, b"b" * 100)  # from the oldest held on
+    clock.now += 61
+    buffer.expire()
+    assert (len(buffer), buffer.evicted) == (0, 19)
+
+
+def test_a_replay_answer_carries_whole_batches_by_their_first_number():
+    store = ReplayStore(9, ReplayLimits())
+    store.record("all", 1, b"first batch", count=4)
+    store.record("all", 5, b"second batch", count=2)
+    answer = ReplayAnswer.decode(store.answer([ReplayRequest("all", 3).encode()],
+                                              lambda route: 6))
+    assert (answer.oldest, answer.head) == (1, 6)
+    assert answer.messages == [(1, b"first batch"), (5, b"second batch")]
+    assert store.status()["routes"]["all"]["messages"] == 6

@@ -16,8 +16,10 @@ from support.samples import make_event, make_state, make_stats
 from support.waiting import wait_for
 
 from statspout import bus, wire
+from statspout.replay import ReplayAnswer
 from statspout.sinks.base import Sink
 from statspout.sinks.checkpoint import CheckpointFile, Position
+from statspout.sinks.delivery import DeliveringSink, Delivery, DeliverySettings, Failure
 from statspout.sinks.resume import RouteResume
 from statspout.sinks.runtime import SinkWorker
 
@@ -229,3 +231,139 @@ def test_states_a_sink_buffers_hold_the_checkpoint_back_and_skipped_ones_do_not(
         worker.checkpoint()
         # Holding the state (seq 2) unsettled: settled up to 1; skipping it: past it.
         assert checkpoint.load() == Position(run, expected)
+
+
+# Batches (wire 1.2): decoded once, handed to the sink in one call, counted per item.
+
+
+def routed_batch(messages: list[object], *, seq: int = 1) -> bytes:
+    """A batch as the router forwards it: items without container entries."""
+    items = [m if isinstance(m, bytes) else wire.encode(m) for m in messages]  # type: ignore
+    return wire.encode_batch(wire.Batch(seq=seq, host="h", timestamp=1, items=items))
+
+
+class BatchTakingSink(RecordingSink):
+    """A sink that takes a router message's messages at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[wire.Message]] = []
+
+    def handle_batch(self, messages) -> None:
+        self.calls.append(list(messages))
+
+
+def test_a_batch_reaches_the_sink_in_one_call_counted_per_item():
+    sink = BatchTakingSink()
+    worker = SinkWorker(sink, None)  # type: ignore[arg-type] - no socket needed
+    topic = bus.topic_for("all")
+    stats, event = make_stats(seq=1), make_event("stop", seq=2)
+    worker.handle_frames([topic, bus.pack_sequence(1),
+                          routed_batch([stats, event, make_state(3), b"\xc1", stats])])
+    assert sink.calls == [[stats, event, stats]]  # the state is a kind it does not handle
+    counts = worker.counts
+    assert (counts.received, counts.batches, counts.samples, counts.events, counts.states,
+            counts.skipped_kinds, counts.malformed) == (1, 1, 2, 1, 1, 1, 1)
+    # The route's numbers count items: 1..5 were this batch, 6 follows without a gap.
+    worker.handle_frames([topic, bus.pack_sequence(6), wire.encode(make_stats(seq=6))])
+    worker.handle_frames([topic, bus.pack_sequence(9), routed_batch([stats, stats])])
+    assert (counts.gaps, counts.samples) == (2, 5)
+    # The same batch again under its number: a duplicate of its two samples.
+    worker.handle_frames([topic, bus.pack_sequence(9), routed_batch([stats, stats])])
+    assert (counts.duplicates, counts.samples, len(sink.calls)) == (2, 5, 3)
+
+
+def test_a_sink_written_one_message_at_a_time_gets_every_item_and_each_failure_counts():
+    sink = RecordingSink()  # write() and handle_event() only, as before batches
+    worker = SinkWorker(sink, None)  # type: ignore[arg-type] - no socket needed
+    worker.handle_frames([bus.topic_for("all"), bus.pack_sequence(1), routed_batch(
+        [make_stats(name="a"), make_stats(name="boom"), make_event("stop"),
+         make_stats(name="boom"), make_stats(name="b")])])
+    assert [s.name for s in sink.samples] == ["a", "b"] and len(sink.events) == 1
+    assert (worker.counts.sink_errors, worker.counts.samples) == (2, 4)
+
+
+def test_a_checkpoint_within_a_batch_resumes_after_it(tmp_path):
+    """A sink that still holds the last two samples of a batch checkpoints before them; after
+    a restart the router's replay (the whole batch) gives it only those two, and a live copy
+    of the batch nothing."""
+    run = 5
+    topic = bus.routed_topic("all", run)
+    batch = routed_batch([make_stats(seq=n, name=f"s{n}") for n in range(1, 6)])
+
+    class Holding(RecordingSink):
+        def unsettled(self) -> int:
+            return 2
+
+    checkpoint = CheckpointFile(tmp_path, "holding", "all")
+    first = SinkWorker(Holding(), None,  # type: ignore[arg-type]
+                       resume=RouteResume("all", None, checkpoint))
+    first.handle_frames([topic, bus.pack_sequence(1), batch])
+    first.checkpoint()
+    assert checkpoint.load() == Position(run, 3)
+
+    class Replaying:
+        """The router's replay socket, as RouteResume asks it (one page, the whole batch)."""
+
+        def fetch(self, route: str, first: int) -> ReplayAnswer:
+            assert (route, first) == ("all", 4)
+            return ReplayAnswer(run, 1, 5, [(1, batch)])
+
+    sink = RecordingSink()
+    resume = RouteResume("all", Replaying(),  # type: ignore[arg-type] - a stand-in client
+                         CheckpointFile(tmp_path, "holding", "all"))
+    second = SinkWorker(sink, None, resume=resume)  # type: ignore[arg-type]
+    resume.catch_up(second._replayed)
+    assert [s.name for s in sink.samples] == ["s4", "s5"]
+    assert resume.counters()["replayed"] == 2 and resume.position == Position(run, 5)
+    second.handle_frames([topic, bus.pack_sequence(1), batch])  # the live copy: all had
+    second.handle_frames([topic, bus.pack_sequence(6), wire.encode(make_stats(name="s6"))])
+    assert [s.name for s in sink.samples] == ["s4", "s5", "s6"]
+    assert resume.counters()["duplicates"] == 5
+
+
+def test_a_live_batch_overlapping_the_checkpoint_hands_only_what_follows_it(tmp_path):
+    run = 5
+    checkpoint = CheckpointFile(tmp_path, "s", "all")
+    checkpoint.save(Position(run, 3))
+    sink = RecordingSink()
+    resume = RouteResume("all", None, CheckpointFile(tmp_path, "s", "all"))
+    worker = SinkWorker(sink, None, resume=resume)  # type: ignore[arg-type]
+    resume.catch_up(worker._replayed)  # no replay socket: the live stream decides
+    worker.handle_frames([bus.routed_topic("all", run), bus.pack_sequence(2), routed_batch(
+        [make_stats(seq=n, name=f"s{n}") for n in range(2, 7)])])
+    assert [s.name for s in sink.samples] == ["s4", "s5", "s6"]
+    assert resume.counters()["duplicates"] == 2 and resume.position == Position(run, 6)
+
+
+def test_a_delivering_sink_buffers_a_batch_at_once_with_exact_counts():
+    class Store(DeliveringSink):
+        name = "store"
+
+        def write_batch(self, batch: list) -> None:
+            raise AssertionError("not started")
+
+        def handle_state(self, state: wire.ContainerState) -> None:
+            self.deliver(state)
+
+    settings = SimpleNamespace(buffer_size=4, batch_size=100, flush_interval=60.0,
+                               close_timeout=0.0, max_backoff=1.0)
+    sink = Store(settings, lambda exc: Failure(False, str(exc)))
+    puts: list[int] = []
+    original = sink._delivery.put_many
+    sink._delivery.put_many = (  # type: ignore[method-assign] - counting the calls
+        lambda items: (puts.append(len(items)), original(items)))
+    worker = SinkWorker(sink, None)  # type: ignore[arg-type] - no socket needed
+    worker.handle_frames([bus.topic_for("all"), bus.pack_sequence(1), routed_batch(
+        [make_stats(seq=1), make_state(2), make_event("stop", seq=3), make_stats(seq=4),
+         make_stats(seq=5), make_state(6)])])
+    assert puts == [5]  # one buffer operation for the router message
+    counts = sink.counters()
+    # Five put into a buffer of four: the oldest dropped, as five single puts would.
+    assert (counts["received"], counts["dropped"], counts["buffered"]) == (5, 1, 4)
+    single = Delivery(lambda batch: None, lambda exc: Failure(False, ""),
+                      DeliverySettings(buffer_size=4), name="single")
+    for item in range(5):
+        single.put(item)
+    assert {k: single.counters()[k] for k in ("received", "dropped", "buffered")} == {
+        "received": 5, "dropped": 1, "buffered": 4}
