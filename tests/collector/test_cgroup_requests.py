@@ -121,11 +121,11 @@ def test_no_inspect_per_sample(sleepers, tmp_path, source):
             assert time.monotonic() < deadline and process.poll() is None, log_path.read_text()
             if not sub.poll(500):
                 continue
-            message = wire.decode(sub.recv())
-            if isinstance(message, wire.ContainerStats) and message.id in samples:
-                samples[message.id] += 1
-            elif isinstance(message, wire.ContainerState) and message.id in states:
-                states[message.id] += 1
+            for message in wire.decode_all(sub.recv()):  # a batch's messages, or one
+                if isinstance(message, wire.ContainerStats) and message.id in samples:
+                    samples[message.id] += 1
+                elif isinstance(message, wire.ContainerState) and message.id in states:
+                    states[message.id] += 1
 
     def asked(method: str, what: str) -> int:
         ids = "|".join(sleepers)

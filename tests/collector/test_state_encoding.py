@@ -76,7 +76,7 @@ class PayloadPublisher:
         self.counts = PublishCounts()
         self.payloads: list[bytes] = []
 
-    def publish(self, payload: bytes) -> bool:
+    def publish(self, payload: bytes, messages: int = 1) -> bool:
         self.payloads.append(payload)
         return True
 
@@ -122,3 +122,29 @@ def test_collector_reuses_the_encoding_until_the_state_changes():
     assert len({m.seq for _, m in states}) == 5
     for payload, message in states:  # the bytes wire.encode gives for what they say
         assert payload == wire.encode(message)
+
+
+def test_reused_state_encodings_travel_in_batches_as_they_are():
+    """With batches on, a reused state message is one of the batch's items, byte for byte, under
+    its container's entry."""
+    attrs = LIFECYCLE["inspect_running"]
+    daemon = RecordedDockerApi(LIFECYCLE["containers"], {attrs["Id"]: attrs})
+    publisher = PayloadPublisher()
+    loop = Collector(client_factory=lambda: RecordedDockerClient(daemon), source=NoSource(),
+                     publisher=publisher, host="host-a", interval=5.0, max_concurrency=1,
+                     batch_items=100)
+    try:
+        loop._resync()
+        loop._publish_states()
+        loop._publish_states()
+        loop._batch.flush()
+    finally:
+        loop._pool.shutdown()
+    [payload] = publisher.payloads
+    batch = wire.decode_any(payload)
+    assert isinstance(batch, wire.Batch)
+    states = [wire.decode(item) for item in batch.items]
+    assert [m.seq for m in states] == [batch.seq, batch.seq + 1]
+    assert all(isinstance(m, wire.ContainerState) and m.id == attrs["Id"] for m in states)
+    assert list(batch.items) == [wire.encode(m) for m in states]
+    assert batch.containers == [[attrs["Id"], states[0].name, states[0].image, states[0].labels]]
