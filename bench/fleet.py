@@ -1,0 +1,624 @@
+"""The fleet scenario, one command: HOSTS synthetic collectors × CONTAINERS containers at one
+sample per container per INTERVAL, through one real ``statspout-router`` into three real sink
+processes — ``statspout-sink influxdb`` (into a real influxd 1.x started here),
+``statspout-sink prometheus`` (scraped here) and ``statspout-sink stdout`` (into a pipe that
+counts its lines) — and whether everything arrived, how fast, how late, at what cost.
+
+    .venv/bin/python bench/fleet.py --hosts 100 --containers 200 --interval 1 --seconds 60
+
+Each collector is a process of its own (bench/fleet_collector.py) with its own host name and
+sequence, publishing per cycle a state per container, the engine message and a sample per
+container, through ``bus.CollectorPublisher``, as ``statspout-collector`` does. Hosts start
+their cycles spread over one interval, as a real fleet's are not in step.
+
+How each figure is measured (docs/performance.md, "Fleet scenario"):
+
+- **in**: samples the collectors' publishers took, over the load window (first tick to the
+  last collector's last cycle); **out**: samples each store holds, over the time from the
+  first tick until it held them all (the drain included);
+- **loss**: InfluxDB: ``SELECT count(usage_total) FROM docker_container_cpu`` (one point per
+  sample) and ``count(pid) FROM docker_container_status`` (one per state) against what the
+  collectors sent; Prometheus: ``container_last_seen`` series in a scrape taken as the
+  collectors finish against hosts × containers, and the samples the sink worker took against
+  those sent; stdout: the sample lines counted in the pipe. Anything a collector's publisher
+  refused (its counters) is loss too;
+- **latency**, sample timestamp (when the collector read it) to visible in the store:
+  InfluxDB: one probe container per host is polled every --poll seconds for rows newer than
+  those seen; a row's latency is the time of the first poll that returned it minus its
+  timestamp (an upper bound, at most --poll over the truth); stdout: the time the pipe read
+  the probe containers' lines minus the timestamp printed in them (µs); Prometheus: the age of
+  every container's newest sample at each scrape (scrape time − ``container_last_seen``),
+  which is the latency plus the wait for the next sample (up to one interval);
+- **CPU**: user + system time from /proc/PID/stat over first tick → all stores complete,
+  as a share of one core; **peak RSS**: VmHWM from /proc/PID/status at the end;
+- the processes' own counts: ``statspout-router --status --json`` and each sink's report line
+  at shutdown (gaps, duplicates, malformed, dropped, ...).
+
+Everything listens on 127.0.0.1 and lives in a temporary folder; every process is stopped at
+the end, on errors and on Ctrl-C too. Exit status 1 when any loss was seen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from fleet_collector import host_containers, host_name, run_collector
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from support.influxd import InfluxServer, running_influxd
+from support.ports import free_port
+
+BIN = Path(sys.executable).parent
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+DATABASE = "statspout"
+PROBE_INDEX = 0  # the probe container of every host (its first sample of each cycle)
+SINKS = ("influxdb", "prometheus", "stdout")
+
+
+def endpoint() -> str:
+    return f"tcp://127.0.0.1:{free_port()}"
+
+
+# Processes
+
+
+class Child:
+    """A program of ours started for the run, its stderr in a file; stopped by ``stop``."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path,
+                 stdout: int | IO[Any] = subprocess.DEVNULL) -> None:
+        self.name = name
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self.popen = subprocess.Popen(argv, stdout=stdout, stderr=log,
+                                          stdin=subprocess.DEVNULL)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        return self.popen.returncode
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime + stime
+
+
+def peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def report_counts(log_text: str, sink: str) -> dict[str, int]:
+    """The last report line of a sink worker: ``NAME: key=value ...``."""
+    found: dict[str, int] = {}
+    for match in re.finditer(rf"{sink}: (received=\d+(?: \w+=-?\d+)*)", log_text):
+        found = {key: int(value) for key, value in
+                 (pair.split("=") for pair in match.group(1).split())}
+    return found
+
+
+# What the stores hold
+
+
+class StdoutCounter:
+    """Reads the stdout sink's pipe in big chunks: sample lines counted, the probe
+    containers' lines timed (read time − the timestamp printed in the line)."""
+
+    def __init__(self, stream: IO[bytes], probe_name: str) -> None:
+        self._stream = stream
+        self._probe = re.compile(
+            rb"/" + re.escape(probe_name.encode()) + rb"\] (\S+)\.(\d{6})Z CPU: ")
+        self.samples = 0
+        self.engines = 0
+        self.latencies: list[float] = []
+        self._seconds: dict[bytes, int] = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _epoch(self, text: bytes) -> int:
+        seconds = self._seconds.get(text)
+        if seconds is None:
+            moment = datetime.strptime(text.decode(), "%Y-%m-%dT%H:%M:%S")
+            seconds = int(moment.replace(tzinfo=timezone.utc).timestamp())
+            self._seconds[text] = seconds
+        return seconds
+
+    def _run(self) -> None:
+        tail = b""
+        fd = self._stream.fileno()
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return
+            now = time.time()
+            data = tail + chunk
+            cut = data.rfind(b"\n")
+            whole, tail = data[:cut + 1], data[cut + 1:]
+            self.samples += whole.count(b" CPU: ")
+            self.engines += whole.count(b" ENGINE: ")
+            for match in self._probe.finditer(whole):
+                stamp = self._epoch(match.group(1)) + int(match.group(2)) / 1e6
+                self.latencies.append(now - stamp)
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+
+@dataclass
+class Scrape:
+    at: float  # wall-clock seconds, when the request was sent
+    seconds: float  # connect to last byte
+    containers: int  # container_last_seen series
+    engines: int  # machine_cpu_cores series (one per host)
+    ages: list[float] = field(default_factory=list)
+
+
+_LAST_SEEN = re.compile(rb"^container_last_seen\{[^\n]*\} (\S+)", re.M)
+
+
+def scrape(url: str) -> Scrape:
+    started, clock = time.time(), time.perf_counter()
+    with urllib.request.urlopen(url, timeout=60) as response:
+        body = response.read()
+    seconds = time.perf_counter() - clock
+    seen = [float(value) for value in _LAST_SEEN.findall(body)]
+    return Scrape(at=started, seconds=seconds, containers=len(seen),
+                  engines=len(re.findall(rb"^machine_cpu_cores\{", body, re.M)),
+                  ages=[started - value for value in seen])
+
+
+def influx_count(influx: InfluxServer, measurement: str, field_name: str) -> int:
+    series = influx.query(f'SELECT count("{field_name}") FROM "{measurement}"', DATABASE)
+    return int(series[0]["values"][0][1]) if series else 0
+
+
+class InfluxProbe:
+    """Polls the probe container of every host for rows newer than those it has seen."""
+
+    def __init__(self, influx: InfluxServer, probe_name: str, poll_s: float) -> None:
+        self._influx = influx
+        self._probe_name = probe_name
+        self._poll_s = poll_s
+        self._newest: dict[str, int] = {}
+        self.latencies: list[float] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self, since_ns: int) -> None:
+        self._since = since_ns
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._poll_s):
+            sent = time.time()
+            oldest = min(self._newest.values(), default=self._since)
+            try:
+                series = self._influx.query(
+                    f"SELECT usage_total FROM docker_container_cpu WHERE container_name = "
+                    f"'{self._probe_name}' AND time > {oldest} GROUP BY engine_host", DATABASE)
+            except (OSError, RuntimeError):
+                self.errors += 1
+                continue
+            for one in series:
+                host = one["tags"]["engine_host"]
+                newest = self._newest.get(host, self._since)
+                for stamp, _value in one["values"]:
+                    if stamp > newest:
+                        self.latencies.append(sent - stamp / 1e9)
+                self._newest[host] = max(newest, one["values"][-1][0])
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class Scraper:
+    """Scrapes the Prometheus sink every ``every_s`` seconds while the run lasts."""
+
+    def __init__(self, url: str, every_s: float) -> None:
+        self._url = url
+        self._every_s = every_s
+        self.scrapes: list[Scrape] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every_s):
+            try:
+                self.scrapes.append(scrape(self._url))
+            except OSError:
+                self.errors += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(120)
+
+
+# The run
+
+
+def wait_until(what: str, condition: Callable[[], bool], timeout: float,
+               alive: Callable[[], None], poll_s: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what}: not within {timeout:.0f} s")
+        time.sleep(poll_s)
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
+
+
+def router_status(control: str) -> dict[str, Any]:
+    done = subprocess.run([str(BIN / "statspout-router"), "--status", "--json", "--control",
+                           control], capture_output=True, text=True, timeout=30, check=True)
+    status: dict[str, Any] = json.loads(done.stdout)
+    return status
+
+
+def stop_collectors(collectors: list[Any], release: Any) -> None:
+    release.set()
+    for process in collectors:
+        process.join(5)
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+
+
+def on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any]:
+    hosts, containers, interval = args.hosts, args.containers, args.interval
+    cycles = max(1, round(args.seconds / interval))
+    listen, publish, replay = endpoint(), endpoint(), endpoint()
+    control = f"ipc://{work}/router.ctl"
+    probe_name = host_containers(host_name(0), containers)[PROBE_INDEX].name
+
+    # The collectors first, while this process has no thread and no socket to fork with.
+    fork = mp.get_context("fork")
+    go, release = fork.Event(), fork.Event()
+    first_tick, results = fork.Value("d", 0.0), fork.Queue()
+    collectors = [fork.Process(target=run_collector, name=host_name(n), daemon=True,
+                               args=(n, listen, containers, interval, cycles, go, first_tick,
+                                     n / hosts * interval, results,
+                                     time.monotonic() + args.start_timeout, release))
+                  for n in range(hosts)]
+    for process in collectors:
+        process.start()
+    stack.callback(stop_collectors, collectors, release)
+
+    influx = stack.enter_context(running_influxd())
+    influx.create_database(DATABASE)
+
+    def start(name: str, argv: list[str], stdout: int | IO[Any] = subprocess.DEVNULL) -> Child:
+        child = Child(name, argv, work / f"{name}.log", stdout)
+        stack.callback(child.stop)
+        return child
+
+    router = start("router", [
+        str(BIN / "statspout-router"), "--listen", listen, "--publish", publish,
+        "--replay", replay, "--control", control, "--report-interval", "3600"])
+    common = ["--connect", publish, "--replay", replay, "--state-dir", str(work / "state"),
+              "--report-interval", "3600"]
+    prometheus_port = free_port()
+    sinks = {
+        "influxdb": start("influxdb", [
+            str(BIN / "statspout-sink"), "influxdb", *common, "--influxdb.url", influx.url,
+            "--influxdb.database", DATABASE]),
+        "prometheus": start("prometheus", [
+            str(BIN / "statspout-sink"), "prometheus", *common,
+            "--prometheus.address", f"127.0.0.1:{prometheus_port}"]),
+        "stdout": start("stdout", [str(BIN / "statspout-sink"), "stdout", *common],
+                        subprocess.PIPE),
+    }
+    processes = {"router": router, **sinks}
+    stdout_pipe = sinks["stdout"].popen.stdout
+    assert stdout_pipe is not None
+    counter = StdoutCounter(stdout_pipe, probe_name)
+    metrics_url = f"http://127.0.0.1:{prometheus_port}/metrics"
+
+    def alive() -> None:
+        for child in processes.values():
+            if not child.alive():
+                raise RuntimeError(f"{child.name} exited ({child.popen.returncode}): "
+                                   f"{child.log()[-2000:]}")
+
+    # Ready: every host's warm-up engine messages reach the router and all three stores.
+    def ready() -> bool:
+        try:
+            status = router_status(control)
+            seen = len(status["hosts"]) + status["hosts_not_shown"]
+            return (seen >= hosts and counter.engines >= hosts
+                    and scrape(metrics_url).engines >= hosts
+                    and influx_count(influx, "docker", "n_cpus") >= hosts)
+        except (OSError, RuntimeError, subprocess.SubprocessError, KeyError):
+            return False
+
+    wait_until("every host linked and seen by every store", ready, args.start_timeout, alive,
+               poll_s=0.5)
+
+    # The load: every host ticks `cycles` times from first_tick (+ its phase).
+    before = {name: cpu_seconds(child.pid) for name, child in processes.items()}
+    influx_pid = influx._process.pid if influx._process else 0
+    before["influxd"] = cpu_seconds(influx_pid)
+    first_tick.value = time.time() + 0.5
+    started = first_tick.value
+    probe = InfluxProbe(influx, probe_name, args.poll)
+    probe.start(int(started * 1e9))
+    scraper = Scraper(metrics_url, args.scrape_every)
+    scraper.start()
+    go.set()
+
+    tallies: list[dict[str, Any]] = []
+    deadline = time.monotonic() + cycles * interval + interval + args.start_timeout
+    while len(tallies) < hosts:
+        alive()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{hosts - len(tallies)} collectors did not finish in time")
+        try:
+            tallies.append(results.get(timeout=1))
+        except queue.Empty:
+            continue
+    load_end = time.time()
+    final_scrape = scrape(metrics_url)  # within the stale window: every container still shown
+    sent = {kind: sum(t[f"{kind}_taken"] for t in tallies)
+            for kind in ("stats", "states", "engines")}
+    dropped = sum(t["stats_dropped"] + t["states_dropped"] + t["engines_dropped"]
+                  for t in tallies)
+
+    # The drain: until every store holds what was sent, or nothing moves for --settle s.
+    complete_at: dict[str, float | None] = dict.fromkeys(SINKS)
+    held = {"influxdb": 0, "influx_states": 0, "stdout": 0}
+    last_change, last_held = time.monotonic(), dict(held)
+    while True:
+        alive()
+        held["influxdb"] = influx_count(influx, "docker_container_cpu", "usage_total")
+        held["influx_states"] = influx_count(influx, "docker_container_status", "pid")
+        held["stdout"] = counter.samples
+        now = time.time()
+        if complete_at["influxdb"] is None and held["influxdb"] >= sent["stats"] \
+                and held["influx_states"] >= sent["states"]:
+            complete_at["influxdb"] = now
+        if complete_at["stdout"] is None and held["stdout"] >= sent["stats"]:
+            complete_at["stdout"] = now
+        if all(complete_at[name] is not None for name in ("influxdb", "stdout")):
+            break
+        if held != last_held:
+            last_change, last_held = time.monotonic(), dict(held)
+        elif time.monotonic() - last_change > args.settle:
+            break
+        time.sleep(0.5)
+    drained = time.time()
+    release.set()
+    probe.stop()
+    scraper.stop()
+
+    window = drained - started
+    cpu = {name: (cpu_seconds(child.pid) - before[name]) / window
+           for name, child in processes.items()}
+    cpu["influxd"] = (cpu_seconds(influx_pid) - before["influxd"]) / window
+    rss = {name: peak_rss_bytes(child.pid) for name, child in processes.items()}
+    rss["influxd"] = peak_rss_bytes(influx_pid)
+    status = router_status(control)
+
+    # Sinks stop first (their final report and writes), then the router.
+    codes = {name: child.stop() for name, child in sinks.items()}
+    counter.join(10)
+    codes["router"] = router.stop()
+    reports = {name: report_counts(child.log(), name) for name, child in sinks.items()}
+    held["influxdb"] = influx_count(influx, "docker_container_cpu", "usage_total")
+    held["influx_states"] = influx_count(influx, "docker_container_status", "pid")
+    held["stdout"] = counter.samples
+
+    return {
+        "hosts": hosts, "containers": containers, "interval_s": interval, "cycles": cycles,
+        "load_seconds": load_end - started, "drain_seconds": drained - load_end,
+        "sent": sent, "sent_messages": sum(t["publisher"]["sent"] for t in tallies),
+        "collector_dropped": dropped,
+        "collector_late_cycles": sum(t["late_cycles"] for t in tallies),
+        "collector_cpu_s": sum(t["cpu_s"] for t in tallies),
+        "held": held, "complete_at": {k: None if v is None else v - started
+                                      for k, v in complete_at.items()},
+        "prometheus": {
+            "final_series": final_scrape.containers,
+            "scrapes": len(scraper.scrapes) + 1, "scrape_errors": scraper.errors,
+            "scrape_s_max": max(s.seconds for s in [*scraper.scrapes, final_scrape]),
+            "min_series": min(s.containers for s in [*scraper.scrapes, final_scrape]
+                              if s.at >= started + 2 * interval + 1)
+            if any(s.at >= started + 2 * interval + 1
+                   for s in [*scraper.scrapes, final_scrape]) else final_scrape.containers,
+            "age_p50": percentile([a for s in scraper.scrapes for a in s.ages], 0.5),
+            "age_p99": percentile([a for s in scraper.scrapes for a in s.ages], 0.99),
+        },
+        "latency": {
+            "influxdb": (percentile(probe.latencies, 0.5), percentile(probe.latencies, 0.99),
+                         len(probe.latencies)),
+            "stdout": (percentile(counter.latencies, 0.5), percentile(counter.latencies, 0.99),
+                       len(counter.latencies)),
+        },
+        "cpu": cpu, "rss": rss, "router_status": status, "reports": reports,
+        "exit_codes": codes,
+    }
+
+
+# The report
+
+
+def losses(result: dict[str, Any]) -> dict[str, int]:
+    """Every count that says something was lost; all must be 0."""
+    sent, held = result["sent"], result["held"]
+    expected_series = result["hosts"] * result["containers"]
+    hosts = result["router_status"]["hosts"].values()
+    reports = result["reports"]
+    found = {
+        "collector publishers refused": result["collector_dropped"],
+        "influxdb samples missing": sent["stats"] - held["influxdb"],
+        "influxdb states missing": sent["states"] - held["influx_states"],
+        "stdout sample lines missing": sent["stats"] - held["stdout"],
+        "prometheus series missing": expected_series - result["prometheus"]["final_series"],
+        "router input gaps": sum(h["gaps"] for h in hosts),
+        "router messages not forwarded": result["sent_messages"]
+        - result["router_status"]["routes"].get("all", {}).get("out", 0),
+        "router malformed": result["router_status"]["malformed"],
+    }
+    for sink in SINKS:
+        counts = reports.get(sink, {})
+        found[f"{sink} samples not taken"] = sent["stats"] - counts.get("samples", 0)
+        for key in ("gaps", "malformed", "sink_errors", "dropped", "rejected", "unflushed"):
+            if counts.get(key):
+                found[f"{sink} {key}"] = counts[key]
+    return {what: count for what, count in found.items() if count}
+
+
+def fmt_ms(seconds: float | None) -> str:
+    return "—" if seconds is None else f"{seconds * 1000:,.0f} ms"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    sent, held, cpu, rss = result["sent"], result["held"], result["cpu"], result["rss"]
+    load, complete = result["load_seconds"], result["complete_at"]
+    status, reports, prom = result["router_status"], result["reports"], result["prometheus"]
+    expected_series = result["hosts"] * result["containers"]
+
+    def rate(count: int, seconds: float | None) -> str:
+        return "—" if not seconds else f"{count / seconds:,.0f}"
+
+    def mib(name: str) -> str:
+        return f"{rss[name] / 2**20:,.1f} MiB"
+
+    def counts(name: str, keys: tuple[str, ...]) -> str:
+        report = reports.get(name, {})
+        return ", ".join(f"{key} {report.get(key, '?')}" for key in keys)
+
+    shown = status["hosts"].values()
+    router_in = sum(h["messages"] for h in shown)
+    hidden = status["hosts_not_shown"]
+    lines = [
+        f"**{result['hosts']} hosts × {result['containers']} containers, one sample each every "
+        f"{result['interval_s']:g} s, {result['cycles']} cycles** — load "
+        f"{load:.1f} s, drain {result['drain_seconds']:.1f} s; collectors published "
+        f"{sent['stats']:,} samples + {sent['states']:,} states + {sent['engines']:,} engines "
+        f"({result['sent_messages']:,} messages with the warm-up), refused "
+        f"{result['collector_dropped']:,}, late cycles {result['collector_late_cycles']}; "
+        f"collectors' CPU {result['collector_cpu_s']:.2f} s in all",
+        "",
+        "| process | samples/s | held / sent | CPU (one core) | peak RSS | latency p50 / p99 "
+        "| its own counts |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| collectors (in) | {rate(sent['stats'], load)} | — | — | — | — | "
+        f"refused {result['collector_dropped']} |",
+        f"| router | {rate(status['routes'].get('all', {}).get('out', 0), load)} msg/s out | "
+        f"{status['routes'].get('all', {}).get('out', 0):,} out / {result['sent_messages']:,}"
+        f" | {cpu['router']:.0%} | {mib('router')} | — | in {router_in:,}"
+        f"{f' ({hidden} hosts not listed)' if hidden else ''}, gaps "
+        f"{sum(h['gaps'] for h in shown)}, malformed {status['malformed']}, replayed "
+        f"{(status.get('replay') or {}).get('replayed', 0)} |",
+        f"| influxdb sink | {rate(held['influxdb'], complete['influxdb'])} | "
+        f"{held['influxdb']:,} / {sent['stats']:,} (states {held['influx_states']:,} / "
+        f"{sent['states']:,}) | {cpu['influxdb']:.0%} | {mib('influxdb')} | "
+        f"{fmt_ms(result['latency']['influxdb'][0])} / {fmt_ms(result['latency']['influxdb'][1])}"
+        f" | {counts('influxdb', ('gaps', 'duplicates', 'malformed', 'dropped', 'rejected'))} |",
+        f"| influxd (the store) | — | — | {cpu['influxd']:.0%} | {mib('influxd')} | — | — |",
+        f"| prometheus sink | {rate(reports.get('prometheus', {}).get('samples', 0), load)} | "
+        f"{prom['final_series']:,} / {expected_series:,} series | {cpu['prometheus']:.0%} | "
+        f"{mib('prometheus')} | age at scrape {fmt_ms(prom['age_p50'])} / "
+        f"{fmt_ms(prom['age_p99'])} | {counts('prometheus', ('gaps', 'duplicates', 'malformed'))}"
+        f"; slowest scrape {prom['scrape_s_max']:.2f} s |",
+        f"| stdout sink | {rate(held['stdout'], complete['stdout'])} | "
+        f"{held['stdout']:,} / {sent['stats']:,} lines | {cpu['stdout']:.0%} | "
+        f"{mib('stdout')} | {fmt_ms(result['latency']['stdout'][0])} / "
+        f"{fmt_ms(result['latency']['stdout'][1])} | "
+        f"{counts('stdout', ('gaps', 'duplicates', 'malformed'))} |",
+    ]
+    lost = losses(result)
+    lines += ["", "loss: " + ("none" if not lost else
+                              "; ".join(f"{what} {count:,}" for what, count in lost.items()))]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--containers", type=int, default=200, help="per host")
+    parser.add_argument("--interval", type=float, default=1.0, help="seconds between cycles")
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the load")
+    parser.add_argument("--poll", type=float, default=0.25,
+                        help="seconds between the InfluxDB latency probe's queries")
+    parser.add_argument("--scrape-every", type=float, default=5.0,
+                        help="seconds between scrapes of the Prometheus sink")
+    parser.add_argument("--settle", type=float, default=15.0,
+                        help="drain: give up when no store moved for this many seconds")
+    parser.add_argument("--start-timeout", type=float, default=120.0,
+                        help="seconds for everything to start and link")
+    parser.add_argument("--json", type=Path, help="write the figures as JSON here too")
+    parser.add_argument("--append", type=Path, help="append the markdown report to this file")
+    args = parser.parse_args()
+    if not (1 <= args.hosts <= 1000 and 1 <= args.containers <= 1000
+            and 0.1 <= args.interval <= 60 and 0 < args.seconds <= 600):
+        parser.error("bounds: --hosts and --containers 1..1000, --interval 0.1..60 s, "
+                     "--seconds up to 600")
+    signal.signal(signal.SIGTERM, on_sigterm)
+    with tempfile.TemporaryDirectory(prefix="statspout-fleet-") as folder, ExitStack() as stack:
+        result = run(args, Path(folder), stack)
+    report = markdown(result)
+    print(report)
+    if args.append:
+        with args.append.open("a") as out:
+            out.write(report + "\n\n")
+    if args.json:
+        args.json.write_text(json.dumps({**result, "losses": losses(result)}, indent=1))
+    return 1 if losses(result) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
