@@ -47,6 +47,7 @@ import multiprocessing as mp
 import os
 import queue
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -348,8 +349,9 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     router = start("router", [
         str(BIN / "statspout-router"), "--listen", listen, "--publish", publish,
         "--replay", replay, "--control", control, "--report-interval", "3600"])
+    # A report line a second: the drain follows the Prometheus sink's progress by it.
     common = ["--connect", publish, "--replay", replay, "--state-dir", str(work / "state"),
-              "--report-interval", "3600"]
+              "--report-interval", "1"]
     prometheus_port = free_port()
     sinks = {
         "influxdb": start("influxdb", [
@@ -387,6 +389,8 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     wait_until("every host linked and seen by every store", ready, args.start_timeout, alive,
                poll_s=0.5)
 
+    load_before = os.getloadavg()
+    bench_cpu_before = time.process_time()
     # The load: every host ticks `cycles` times from first_tick (+ its phase).
     before = {name: cpu_seconds(child.pid) for name, child in processes.items()}
     influx_pid = influx._process.pid if influx._process else 0
@@ -411,27 +415,36 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
             continue
     load_end = time.time()
     final_scrape = scrape(metrics_url)  # within the stale window: every container still shown
+    # The scrapes while every host published (after its first cycle): after the load, series
+    # go stale (--prometheus.stale-intervals) and vanish, as they should.
+    in_load = [s for s in scraper.scrapes if started + interval < s.at <= load_end]
+    in_load.append(final_scrape)
     sent = {kind: sum(t[f"{kind}_taken"] for t in tallies)
             for kind in ("stats", "states", "engines")}
     dropped = sum(t["stats_dropped"] + t["states_dropped"] + t["engines_dropped"]
                   for t in tallies)
 
     # The drain: until every store holds what was sent, or nothing moves for --settle s.
+    # Prometheus: the samples its worker took (its report line, every second): the scrape
+    # shows a container's latest sample only.
     complete_at: dict[str, float | None] = dict.fromkeys(SINKS)
-    held = {"influxdb": 0, "influx_states": 0, "stdout": 0}
+    held = {"influxdb": 0, "influx_states": 0, "stdout": 0, "prometheus": 0}
     last_change, last_held = time.monotonic(), dict(held)
     while True:
         alive()
         held["influxdb"] = influx_count(influx, "docker_container_cpu", "usage_total")
         held["influx_states"] = influx_count(influx, "docker_container_status", "pid")
         held["stdout"] = counter.samples
+        held["prometheus"] = report_counts(sinks["prometheus"].log(), "prometheus").get(
+            "samples", 0)
         now = time.time()
         if complete_at["influxdb"] is None and held["influxdb"] >= sent["stats"] \
                 and held["influx_states"] >= sent["states"]:
             complete_at["influxdb"] = now
-        if complete_at["stdout"] is None and held["stdout"] >= sent["stats"]:
-            complete_at["stdout"] = now
-        if all(complete_at[name] is not None for name in ("influxdb", "stdout")):
+        for name in ("stdout", "prometheus"):
+            if complete_at[name] is None and held[name] >= sent["stats"]:
+                complete_at[name] = now
+        if all(complete_at.values()):
             break
         if held != last_held:
             last_change, last_held = time.monotonic(), dict(held)
@@ -444,9 +457,8 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     scraper.stop()
 
     window = drained - started
-    cpu = {name: (cpu_seconds(child.pid) - before[name]) / window
-           for name, child in processes.items()}
-    cpu["influxd"] = (cpu_seconds(influx_pid) - before["influxd"]) / window
+    cpu_s = {name: cpu_seconds(child.pid) - before[name] for name, child in processes.items()}
+    cpu_s["influxd"] = cpu_seconds(influx_pid) - before["influxd"]
     rss = {name: peak_rss_bytes(child.pid) for name, child in processes.items()}
     rss["influxd"] = peak_rss_bytes(influx_pid)
     status = router_status(control)
@@ -459,6 +471,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     held["influxdb"] = influx_count(influx, "docker_container_cpu", "usage_total")
     held["influx_states"] = influx_count(influx, "docker_container_status", "pid")
     held["stdout"] = counter.samples
+    held["prometheus"] = reports["prometheus"].get("samples", 0)
 
     return {
         "hosts": hosts, "containers": containers, "interval_s": interval, "cycles": cycles,
@@ -467,18 +480,16 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
         "collector_dropped": dropped,
         "collector_late_cycles": sum(t["late_cycles"] for t in tallies),
         "collector_cpu_s": sum(t["cpu_s"] for t in tallies),
+        "bench_cpu_s": time.process_time() - bench_cpu_before,
         "held": held, "complete_at": {k: None if v is None else v - started
                                       for k, v in complete_at.items()},
         "prometheus": {
             "final_series": final_scrape.containers,
             "scrapes": len(scraper.scrapes) + 1, "scrape_errors": scraper.errors,
             "scrape_s_max": max(s.seconds for s in [*scraper.scrapes, final_scrape]),
-            "min_series": min(s.containers for s in [*scraper.scrapes, final_scrape]
-                              if s.at >= started + 2 * interval + 1)
-            if any(s.at >= started + 2 * interval + 1
-                   for s in [*scraper.scrapes, final_scrape]) else final_scrape.containers,
-            "age_p50": percentile([a for s in scraper.scrapes for a in s.ages], 0.5),
-            "age_p99": percentile([a for s in scraper.scrapes for a in s.ages], 0.99),
+            "min_series": min(s.containers for s in in_load),
+            "age_p50": percentile([a for s in in_load for a in s.ages], 0.5),
+            "age_p99": percentile([a for s in in_load for a in s.ages], 0.99),
         },
         "latency": {
             "influxdb": (percentile(probe.latencies, 0.5), percentile(probe.latencies, 0.99),
@@ -486,7 +497,8 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
             "stdout": (percentile(counter.latencies, 0.5), percentile(counter.latencies, 0.99),
                        len(counter.latencies)),
         },
-        "cpu": cpu, "rss": rss, "router_status": status, "reports": reports,
+        "cpu_s": cpu_s, "cpu_window_s": window, "load_average": (load_before, os.getloadavg()),
+        "rss": rss, "router_status": status, "reports": reports,
         "exit_codes": codes,
     }
 
@@ -525,60 +537,75 @@ def fmt_ms(seconds: float | None) -> str:
 
 
 def markdown(result: dict[str, Any]) -> str:
-    sent, held, cpu, rss = result["sent"], result["held"], result["cpu"], result["rss"]
-    load, complete = result["load_seconds"], result["complete_at"]
+    sent, held, rss = result["sent"], result["held"], result["rss"]
+    load, complete, window = result["load_seconds"], result["complete_at"], result["cpu_window_s"]
     status, reports, prom = result["router_status"], result["reports"], result["prometheus"]
+    latency = result["latency"]
     expected_series = result["hosts"] * result["containers"]
 
     def rate(count: int, seconds: float | None) -> str:
-        return "—" if not seconds else f"{count / seconds:,.0f}"
+        """Per second until the store held everything; over the whole run (marked *) when it
+        never did."""
+        if seconds is None:
+            return f"{count / window:,.0f} *"
+        return f"{count / seconds:,.0f}"
+
+    def cpu(name: str) -> str:
+        return f"{result['cpu_s'][name] / window:.0%} ({result['cpu_s'][name]:.2f} s)"
 
     def mib(name: str) -> str:
-        return f"{rss[name] / 2**20:,.1f} MiB"
+        return f"{rss[name] / 2**20:,.0f} MiB"
 
     def counts(name: str, keys: tuple[str, ...]) -> str:
         report = reports.get(name, {})
-        return ", ".join(f"{key} {report.get(key, '?')}" for key in keys)
+        return ", ".join(f"{key} {report.get(key, '?'):,}" for key in keys)
+
+    def p50_p99(pair: list[Any] | tuple[Any, ...]) -> str:
+        return f"{fmt_ms(pair[0])} / {fmt_ms(pair[1])}"
 
     shown = status["hosts"].values()
-    router_in = sum(h["messages"] for h in shown)
     hidden = status["hosts_not_shown"]
+    routed = status["routes"].get("all", {}).get("out", 0)
+    replay = status.get("replay") or {}
+    before, after = result["load_average"]
     lines = [
         f"**{result['hosts']} hosts × {result['containers']} containers, one sample each every "
-        f"{result['interval_s']:g} s, {result['cycles']} cycles** — load "
-        f"{load:.1f} s, drain {result['drain_seconds']:.1f} s; collectors published "
-        f"{sent['stats']:,} samples + {sent['states']:,} states + {sent['engines']:,} engines "
-        f"({result['sent_messages']:,} messages with the warm-up), refused "
-        f"{result['collector_dropped']:,}, late cycles {result['collector_late_cycles']}; "
-        f"collectors' CPU {result['collector_cpu_s']:.2f} s in all",
+        f"{result['interval_s']:g} s, {result['cycles']} cycles**: load {load:.1f} s, then "
+        f"{result['drain_seconds']:.1f} s until the stores held everything or stopped moving; "
+        f"collectors published {sent['stats']:,} samples + {sent['states']:,} states + "
+        f"{sent['engines']:,} engine messages ({result['sent_messages']:,} messages with the "
+        f"warm-up), their publishers refused {result['collector_dropped']:,}, late cycles "
+        f"{result['collector_late_cycles']:,}, their CPU {result['collector_cpu_s']:.1f} s; "
+        f"this script's CPU (probe, scrapes, counting pipe) {result['bench_cpu_s']:.1f} s; "
+        f"CPU shares over {window:.1f} s; load average {before[0]:.1f} before, "
+        f"{after[0]:.1f} after",
         "",
-        "| process | samples/s | held / sent | CPU (one core) | peak RSS | latency p50 / p99 "
+        "| process | samples/s | held / sent | CPU, one core (s) | peak RSS | latency p50 / p99 "
         "| its own counts |",
         "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
-        f"| collectors (in) | {rate(sent['stats'], load)} | — | — | — | — | "
-        f"refused {result['collector_dropped']} |",
-        f"| router | {rate(status['routes'].get('all', {}).get('out', 0), load)} msg/s out | "
-        f"{status['routes'].get('all', {}).get('out', 0):,} out / {result['sent_messages']:,}"
-        f" | {cpu['router']:.0%} | {mib('router')} | — | in {router_in:,}"
-        f"{f' ({hidden} hosts not listed)' if hidden else ''}, gaps "
-        f"{sum(h['gaps'] for h in shown)}, malformed {status['malformed']}, replayed "
-        f"{(status.get('replay') or {}).get('replayed', 0)} |",
+        f"| collectors (in) | {sent['stats'] / load:,.0f} | — | "
+        f"{result['collector_cpu_s'] / window:.0%} ({result['collector_cpu_s']:.1f} s) | — | — "
+        f"| refused {result['collector_dropped']:,} |",
+        f"| router | {routed / load:,.0f} msg/s | {routed:,} / {result['sent_messages']:,} msg | "
+        f"{cpu('router')} | {mib('router')} | — | in "
+        f"{sum(h['messages'] for h in shown):,}{f' ({hidden} hosts not listed)' if hidden else ''}"
+        f", gaps {sum(h['gaps'] for h in shown):,}, malformed {status['malformed']:,}, replay "
+        f"requests {replay.get('requests', 0):,}, replayed {replay.get('replayed', 0):,} |",
         f"| influxdb sink | {rate(held['influxdb'], complete['influxdb'])} | "
         f"{held['influxdb']:,} / {sent['stats']:,} (states {held['influx_states']:,} / "
-        f"{sent['states']:,}) | {cpu['influxdb']:.0%} | {mib('influxdb')} | "
-        f"{fmt_ms(result['latency']['influxdb'][0])} / {fmt_ms(result['latency']['influxdb'][1])}"
-        f" | {counts('influxdb', ('gaps', 'duplicates', 'malformed', 'dropped', 'rejected'))} |",
-        f"| influxd (the store) | — | — | {cpu['influxd']:.0%} | {mib('influxd')} | — | — |",
-        f"| prometheus sink | {rate(reports.get('prometheus', {}).get('samples', 0), load)} | "
-        f"{prom['final_series']:,} / {expected_series:,} series | {cpu['prometheus']:.0%} | "
-        f"{mib('prometheus')} | age at scrape {fmt_ms(prom['age_p50'])} / "
-        f"{fmt_ms(prom['age_p99'])} | {counts('prometheus', ('gaps', 'duplicates', 'malformed'))}"
-        f"; slowest scrape {prom['scrape_s_max']:.2f} s |",
+        f"{sent['states']:,}) | {cpu('influxdb')} | {mib('influxdb')} | "
+        f"{p50_p99(latency['influxdb'])} | "
+        f"{counts('influxdb', ('gaps', 'malformed', 'replayed', 'dropped', 'rejected'))} |",
+        f"| influxd (the store) | — | — | {cpu('influxd')} | {mib('influxd')} | — | — |",
+        f"| prometheus sink | {rate(held['prometheus'], complete['prometheus'])} | "
+        f"{held['prometheus']:,} / {sent['stats']:,}; series {prom['final_series']:,} / "
+        f"{expected_series:,} | {cpu('prometheus')} | {mib('prometheus')} | age at scrape "
+        f"{fmt_ms(prom['age_p50'])} / {fmt_ms(prom['age_p99'])} | "
+        f"{counts('prometheus', ('gaps', 'malformed', 'replayed'))}, fewest series in a scrape "
+        f"{prom['min_series']:,}, slowest scrape {prom['scrape_s_max']:.2f} s |",
         f"| stdout sink | {rate(held['stdout'], complete['stdout'])} | "
-        f"{held['stdout']:,} / {sent['stats']:,} lines | {cpu['stdout']:.0%} | "
-        f"{mib('stdout')} | {fmt_ms(result['latency']['stdout'][0])} / "
-        f"{fmt_ms(result['latency']['stdout'][1])} | "
-        f"{counts('stdout', ('gaps', 'duplicates', 'malformed'))} |",
+        f"{held['stdout']:,} / {sent['stats']:,} lines | {cpu('stdout')} | {mib('stdout')} | "
+        f"{p50_p99(latency['stdout'])} | {counts('stdout', ('gaps', 'malformed', 'replayed'))} |",
     ]
     lost = losses(result)
     lines += ["", "loss: " + ("none" if not lost else
@@ -594,12 +621,14 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the load")
     parser.add_argument("--poll", type=float, default=0.25,
                         help="seconds between the InfluxDB latency probe's queries")
-    parser.add_argument("--scrape-every", type=float, default=5.0,
+    parser.add_argument("--scrape-every", type=float, default=10.0,
                         help="seconds between scrapes of the Prometheus sink")
     parser.add_argument("--settle", type=float, default=15.0,
                         help="drain: give up when no store moved for this many seconds")
     parser.add_argument("--start-timeout", type=float, default=120.0,
                         help="seconds for everything to start and link")
+    parser.add_argument("--logs", type=Path,
+                        help="copy the router's and sinks' logs into this folder at the end")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here too")
     parser.add_argument("--append", type=Path, help="append the markdown report to this file")
     args = parser.parse_args()
@@ -608,8 +637,15 @@ def main() -> int:
         parser.error("bounds: --hosts and --containers 1..1000, --interval 0.1..60 s, "
                      "--seconds up to 600")
     signal.signal(signal.SIGTERM, on_sigterm)
-    with tempfile.TemporaryDirectory(prefix="statspout-fleet-") as folder, ExitStack() as stack:
-        result = run(args, Path(folder), stack)
+    with tempfile.TemporaryDirectory(prefix="statspout-fleet-") as folder:
+        try:
+            with ExitStack() as stack:
+                result = run(args, Path(folder), stack)
+        finally:
+            if args.logs:
+                args.logs.mkdir(parents=True, exist_ok=True)
+                for log in Path(folder).glob("*.log"):
+                    shutil.copy(log, args.logs / log.name)
     report = markdown(result)
     print(report)
     if args.append:
