@@ -74,6 +74,9 @@ TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 DATABASE = "statspout"
 PROBE_INDEX = 0  # the probe container of every host (its first sample of each cycle)
 SINKS = ("influxdb", "prometheus", "stdout")
+# A sink's counts of the messages the router dropped for it (its queue to the sink was full):
+# those it had sent again from the router's replay buffer, and those gone from it already.
+REPLAY_COUNTS = ("replayed", "lost_beyond_replay")
 
 
 def endpoint() -> str:
@@ -424,13 +427,15 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     dropped = sum(t["stats_dropped"] + t["states_dropped"] + t["engines_dropped"]
                   for t in tallies)
 
-    # The drain: until every store holds what was sent, or nothing moves for --settle s.
+    # The drain: until every store holds what was sent, nothing moves for --settle s, or
+    # --drain-max s have passed.
     # Prometheus: the samples its worker took (its report line, every second): the scrape
     # shows a container's latest sample only.
     complete_at: dict[str, float | None] = dict.fromkeys(SINKS)
     held = {"influxdb": 0, "influx_states": 0, "stdout": 0, "prometheus": 0}
     last_change, last_held = time.monotonic(), dict(held)
-    while True:
+    drain_deadline = time.monotonic() + args.drain_max
+    while time.monotonic() < drain_deadline:
         alive()
         held["influxdb"] = influx_count(influx, "docker_container_cpu", "usage_total")
         held["influx_states"] = influx_count(influx, "docker_container_status", "pid")
@@ -526,7 +531,8 @@ def losses(result: dict[str, Any]) -> dict[str, int]:
     for sink in SINKS:
         counts = reports.get(sink, {})
         found[f"{sink} samples not taken"] = sent["stats"] - counts.get("samples", 0)
-        for key in ("gaps", "malformed", "sink_errors", "dropped", "rejected", "unflushed"):
+        for key in ("gaps", "lost_beyond_replay", "malformed", "sink_errors", "dropped",
+                    "rejected", "unflushed"):
             if counts.get(key):
                 found[f"{sink} {key}"] = counts[key]
     return {what: count for what, count in found.items() if count}
@@ -595,17 +601,18 @@ def markdown(result: dict[str, Any]) -> str:
         f"{held['influxdb']:,} / {sent['stats']:,} (states {held['influx_states']:,} / "
         f"{sent['states']:,}) | {cpu('influxdb')} | {mib('influxdb')} | "
         f"{p50_p99(latency['influxdb'])} | "
-        f"{counts('influxdb', ('gaps', 'malformed', 'replayed', 'dropped', 'rejected'))} |",
+        f"{counts('influxdb', ('gaps', 'malformed', *REPLAY_COUNTS, 'dropped', 'rejected'))} |",
         f"| influxd (the store) | — | — | {cpu('influxd')} | {mib('influxd')} | — | — |",
         f"| prometheus sink | {rate(held['prometheus'], complete['prometheus'])} | "
         f"{held['prometheus']:,} / {sent['stats']:,}; series {prom['final_series']:,} / "
         f"{expected_series:,} | {cpu('prometheus')} | {mib('prometheus')} | age at scrape "
         f"{fmt_ms(prom['age_p50'])} / {fmt_ms(prom['age_p99'])} | "
-        f"{counts('prometheus', ('gaps', 'malformed', 'replayed'))}, fewest series in a scrape "
+        f"{counts('prometheus', ('gaps', 'malformed', *REPLAY_COUNTS))}, fewest series in a scrape "
         f"{prom['min_series']:,}, slowest scrape {prom['scrape_s_max']:.2f} s |",
         f"| stdout sink | {rate(held['stdout'], complete['stdout'])} | "
         f"{held['stdout']:,} / {sent['stats']:,} lines | {cpu('stdout')} | {mib('stdout')} | "
-        f"{p50_p99(latency['stdout'])} | {counts('stdout', ('gaps', 'malformed', 'replayed'))} |",
+        f"{p50_p99(latency['stdout'])} | "
+        f"{counts('stdout', ('gaps', 'malformed', *REPLAY_COUNTS))} |",
     ]
     lost = losses(result)
     lines += ["", "loss: " + ("none" if not lost else
@@ -625,6 +632,8 @@ def main() -> int:
                         help="seconds between scrapes of the Prometheus sink")
     parser.add_argument("--settle", type=float, default=15.0,
                         help="drain: give up when no store moved for this many seconds")
+    parser.add_argument("--drain-max", type=float, default=180.0,
+                        help="drain: give up after this many seconds in any case")
     parser.add_argument("--start-timeout", type=float, default=120.0,
                         help="seconds for everything to start and link")
     parser.add_argument("--logs", type=Path,
