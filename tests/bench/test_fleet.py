@@ -37,7 +37,8 @@ def test_tiny_fleet_loses_nothing(fleet_run: tuple[subprocess.CompletedProcess, 
     assert done.returncode == 0, done.stdout + done.stderr
     samples = HOSTS * CONTAINERS * SECONDS
     assert result["sent"] == {"stats": samples, "states": samples, "engines": HOSTS * SECONDS}
-    assert result["held"] == {"influxdb": samples, "influx_states": samples, "stdout": samples}
+    assert result["held"] == {"influxdb": samples, "influx_states": samples, "stdout": samples,
+                              "prometheus": samples}
     assert result["prometheus"]["final_series"] == HOSTS * CONTAINERS
     hosts = result["router_status"]["hosts"]
     assert len(hosts) == HOSTS and all(h["gaps"] == 0 for h in hosts.values())
