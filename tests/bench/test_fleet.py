@@ -49,7 +49,7 @@ def test_tiny_fleet_loses_nothing(fleet_run: tuple[subprocess.CompletedProcess, 
         assert result["exit_codes"][sink] == 0, sink
     # Every store's latency was measured from its own probe readings.
     assert result["latency"]["influxdb"][2] > 0 and result["latency"]["stdout"][2] > 0
-    assert all(result["cpu"][name] >= 0 for name in ("router", "influxdb", "influxd"))
+    assert all(result["cpu_s"][name] >= 0 for name in ("router", "influxdb", "influxd"))
     assert all(result["rss"][name] > 0 for name in ("router", "influxdb", "prometheus",
                                                     "stdout", "influxd"))
 
