@@ -335,7 +335,8 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     collectors = [fork.Process(target=run_collector, name=host_name(n), daemon=True,
                                args=(n, listen, containers, interval, cycles, go, first_tick,
                                      n / hosts * interval, results,
-                                     time.monotonic() + args.start_timeout, release))
+                                     time.monotonic() + args.start_timeout, release,
+                                     args.collector_nice))
                   for n in range(hosts)]
     for process in collectors:
         process.start()
@@ -480,7 +481,9 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
 
     return {
         "hosts": hosts, "containers": containers, "interval_s": interval, "cycles": cycles,
-        "load_seconds": load_end - started, "drain_seconds": drained - load_end,
+        # The load lasts from the first tick until the last cycle ended; at least the cycles'
+        # own span (the last cycle of the last host starts (cycles − 1 + phase) intervals in).
+        "load_seconds": max(load_end - started, cycles * interval), "drain_seconds": drained - load_end,
         "sent": sent, "sent_messages": sum(t["publisher"]["sent"] for t in tallies),
         "collector_dropped": dropped,
         "collector_late_cycles": sum(t["late_cycles"] for t in tallies),
@@ -559,6 +562,14 @@ def markdown(result: dict[str, Any]) -> str:
     def cpu(name: str) -> str:
         return f"{result['cpu_s'][name] / window:.0%} ({result['cpu_s'][name]:.2f} s)"
 
+    def per_message(cpu_s: float, messages: int) -> str:
+        return "—" if not messages else f"{cpu_s / messages * 1e6:,.0f} µs"
+
+    def handled(sink: str) -> int:
+        """Messages a sink worker took: live, and again from the router's replay buffer."""
+        report = reports.get(sink, {})
+        return int(report.get("received", 0)) + int(report.get("replayed", 0))
+
     def mib(name: str) -> str:
         return f"{rss[name] / 2**20:,.0f} MiB"
 
@@ -574,6 +585,8 @@ def markdown(result: dict[str, Any]) -> str:
     routed = status["routes"].get("all", {}).get("out", 0)
     replay = status.get("replay") or {}
     before, after = result["load_average"]
+    target = result["hosts"] * result["containers"] / result["interval_s"]
+    attempted = result["sent_messages"] + result["collector_dropped"]
     lines = [
         f"**{result['hosts']} hosts × {result['containers']} containers, one sample each every "
         f"{result['interval_s']:g} s, {result['cycles']} cycles**: load {load:.1f} s, then "
@@ -586,31 +599,39 @@ def markdown(result: dict[str, Any]) -> str:
         f"CPU shares over {window:.1f} s; load average {before[0]:.1f} before, "
         f"{after[0]:.1f} after",
         "",
-        "| process | samples/s | held / sent | CPU, one core (s) | peak RSS | latency p50 / p99 "
-        "| its own counts |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
-        f"| collectors (in) | {sent['stats'] / load:,.0f} | — | "
-        f"{result['collector_cpu_s'] / window:.0%} ({result['collector_cpu_s']:.1f} s) | — | — "
+        "| process | samples/s | held / sent | CPU, one core (s) | CPU per message | peak RSS "
+        "| latency p50 / p99 | its own counts |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        f"| collectors (in) | {sent['stats'] / load:,.0f} of {target:,.0f} | — | "
+        f"{result['collector_cpu_s'] / window:.0%} ({result['collector_cpu_s']:.1f} s) | "
+        f"{per_message(result['collector_cpu_s'], attempted)} | — | — "
         f"| refused {result['collector_dropped']:,} |",
         f"| router | {routed / load:,.0f} msg/s | {routed:,} / {result['sent_messages']:,} msg | "
-        f"{cpu('router')} | {mib('router')} | — | in "
+        f"{cpu('router')} | {per_message(result['cpu_s']['router'], routed)} | {mib('router')} "
+        f"| — | in "
         f"{sum(h['messages'] for h in shown):,}{f' ({hidden} hosts not listed)' if hidden else ''}"
         f", gaps {sum(h['gaps'] for h in shown):,}, malformed {status['malformed']:,}, replay "
         f"requests {replay.get('requests', 0):,}, replayed {replay.get('replayed', 0):,} |",
         f"| influxdb sink | {rate(held['influxdb'], complete['influxdb'])} | "
         f"{held['influxdb']:,} / {sent['stats']:,} (states {held['influx_states']:,} / "
-        f"{sent['states']:,}) | {cpu('influxdb')} | {mib('influxdb')} | "
+        f"{sent['states']:,}) | {cpu('influxdb')} | "
+        f"{per_message(result['cpu_s']['influxdb'], handled('influxdb'))} | {mib('influxdb')} | "
         f"{p50_p99(latency['influxdb'])} | "
         f"{counts('influxdb', ('gaps', 'malformed', *REPLAY_COUNTS, 'dropped', 'rejected'))} |",
-        f"| influxd (the store) | — | — | {cpu('influxd')} | {mib('influxd')} | — | — |",
+        f"| influxd (the store) | — | — | {cpu('influxd')} | "
+        f"{per_message(result['cpu_s']['influxd'], handled('influxdb'))} | {mib('influxd')} | — "
+        "| — |",
         f"| prometheus sink | {rate(held['prometheus'], complete['prometheus'])} | "
         f"{held['prometheus']:,} / {sent['stats']:,}; series {prom['final_series']:,} / "
-        f"{expected_series:,} | {cpu('prometheus')} | {mib('prometheus')} | age at scrape "
+        f"{expected_series:,} | {cpu('prometheus')} | "
+        f"{per_message(result['cpu_s']['prometheus'], handled('prometheus'))} | "
+        f"{mib('prometheus')} | age at scrape "
         f"{fmt_ms(prom['age_p50'])} / {fmt_ms(prom['age_p99'])} | "
         f"{counts('prometheus', ('gaps', 'malformed', *REPLAY_COUNTS))}, fewest series in a scrape "
         f"{prom['min_series']:,}, slowest scrape {prom['scrape_s_max']:.2f} s |",
         f"| stdout sink | {rate(held['stdout'], complete['stdout'])} | "
-        f"{held['stdout']:,} / {sent['stats']:,} lines | {cpu('stdout')} | {mib('stdout')} | "
+        f"{held['stdout']:,} / {sent['stats']:,} lines | {cpu('stdout')} | "
+        f"{per_message(result['cpu_s']['stdout'], handled('stdout'))} | {mib('stdout')} | "
         f"{p50_p99(latency['stdout'])} | "
         f"{counts('stdout', ('gaps', 'malformed', *REPLAY_COUNTS))} |",
     ]
@@ -632,6 +653,9 @@ def main() -> int:
                         help="seconds between scrapes of the Prometheus sink")
     parser.add_argument("--settle", type=float, default=15.0,
                         help="drain: give up when no store moved for this many seconds")
+    parser.add_argument("--collector-nice", type=int, default=19,
+                        help="nice value added to the collector processes, so that on one "
+                        "machine they do not take the CPU from the pipeline (0: as fair peers)")
     parser.add_argument("--drain-max", type=float, default=180.0,
                         help="drain: give up after this many seconds in any case")
     parser.add_argument("--start-timeout", type=float, default=120.0,

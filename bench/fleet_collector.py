@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -215,12 +216,15 @@ class SyntheticHost:
 
 def run_collector(index: int, endpoint: str, containers: int, interval: float, cycles: int,
                   go: Any, first_tick: Any, phase_s: float, results: Any,
-                  link_deadline: float, release: Any) -> None:
+                  link_deadline: float, release: Any, niceness: int) -> None:
     """A collector process: warm up until ``go``, then ``cycles`` cycles from
     ``first_tick.value`` + ``phase_s`` (wall-clock seconds), ticking as collector/loop.py does;
     the tally goes to ``results`` (a multiprocessing queue) at the end. The socket stays open
     until ``release`` (at most RELEASE_WAIT_S): what it still queues is not thrown away by the
-    close's linger while the router catches up."""
+    close's linger while the router catches up. ``niceness`` is added to the process's nice
+    value: on one machine, the fleet's collectors must not take the CPU from the pipeline
+    they feed (on a real fleet they run on other machines)."""
+    os.nice(niceness)
     context = zmq.Context()
     publisher = bus.CollectorPublisher(context, endpoint)
     watch = handshakes.watch_router_link(
