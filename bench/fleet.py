@@ -481,9 +481,9 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
 
     return {
         "hosts": hosts, "containers": containers, "interval_s": interval, "cycles": cycles,
-        # The load lasts from the first tick until the last cycle ended; at least the cycles'
-        # own span (the last cycle of the last host starts (cycles − 1 + phase) intervals in).
-        "load_seconds": max(load_end - started, cycles * interval), "drain_seconds": drained - load_end,
+        # From the first tick until the last cycle ended, and at least the cycles' own span.
+        "load_seconds": max(load_end - started, cycles * interval),
+        "drain_seconds": drained - load_end,
         "sent": sent, "sent_messages": sum(t["publisher"]["sent"] for t in tallies),
         "collector_dropped": dropped,
         "collector_late_cycles": sum(t["late_cycles"] for t in tallies),
