@@ -408,7 +408,9 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     go.set()
 
     tallies: list[dict[str, Any]] = []
-    deadline = time.monotonic() + cycles * interval + interval + args.start_timeout
+    # Collectors starved of CPU (niced, on a busy machine) run late: three times the cycles'
+    # span, and the start time-out, before giving up.
+    deadline = time.monotonic() + 3 * cycles * interval + args.start_timeout
     while len(tallies) < hosts:
         alive()
         if time.monotonic() > deadline:
