@@ -256,7 +256,8 @@ class InfluxProbe:
 
 
 class Scraper:
-    """Scrapes the Prometheus sink every ``every_s`` seconds while the run lasts."""
+    """Scrapes the Prometheus sink every ``every_s`` seconds from ``start_at`` (wall clock),
+    and once at ``also_at``, while the run lasts."""
 
     def __init__(self, url: str, every_s: float) -> None:
         self._url = url
@@ -266,11 +267,21 @@ class Scraper:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> None:
+    def start(self, start_at: float, also_at: float) -> None:
+        self._next_periodic = start_at + self._every_s
+        self._also_at: float | None = also_at
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self._every_s):
+        while True:
+            due = self._next_periodic if self._also_at is None \
+                else min(self._next_periodic, self._also_at)
+            if self._stop.wait(max(0.0, due - time.time())):
+                return
+            if due == self._also_at:
+                self._also_at = None
+            else:
+                self._next_periodic += self._every_s
             try:
                 self.scrapes.append(scrape(self._url))
             except OSError:
@@ -404,7 +415,8 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     probe = InfluxProbe(influx, probe_name, args.poll)
     probe.start(int(started * 1e9))
     scraper = Scraper(metrics_url, args.scrape_every)
-    scraper.start()
+    # One scrape halfway through the cycles, when every host is publishing.
+    scraper.start(started, started + (cycles / 2 + 0.5) * interval)
     go.set()
 
     tallies: list[dict[str, Any]] = []
@@ -420,11 +432,11 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
         except queue.Empty:
             continue
     load_end = time.time()
-    final_scrape = scrape(metrics_url)  # within the stale window: every container still shown
-    # The scrapes while every host published (after its first cycle): after the load, series
-    # go stale (--prometheus.stale-intervals) and vanish, as they should.
-    in_load = [s for s in scraper.scrapes if started + interval < s.at <= load_end]
-    in_load.append(final_scrape)
+    # The scrapes while every host published (after the first cycle of the last to start,
+    # before the end of the first to finish): every container must be in each. After the
+    # load, series go stale (--prometheus.stale-intervals) and vanish, as they should.
+    all_active = (max(t["first_cycle_at"] for t in tallies) + interval,
+                  min(t["last_cycle_at"] for t in tallies) + interval)
     sent = {kind: sum(t[f"{kind}_taken"] for t in tallies)
             for kind in ("stats", "states", "engines")}
     dropped = sum(t["stats_dropped"] + t["states_dropped"] + t["engines_dropped"]
@@ -463,6 +475,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     release.set()
     probe.stop()
     scraper.stop()
+    in_load = [s for s in scraper.scrapes if all_active[0] <= s.at <= all_active[1]]
 
     window = drained - started
     cpu_s = {name: cpu_seconds(child.pid) - before[name] for name, child in processes.items()}
@@ -494,10 +507,13 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
         "held": held, "complete_at": {k: None if v is None else v - started
                                       for k, v in complete_at.items()},
         "prometheus": {
-            "final_series": final_scrape.containers,
-            "scrapes": len(scraper.scrapes) + 1, "scrape_errors": scraper.errors,
-            "scrape_s_max": max(s.seconds for s in [*scraper.scrapes, final_scrape]),
-            "min_series": min(s.containers for s in in_load),
+            # None: no scrape fell while every host published (a run too short for
+            # --scrape-every, or collectors far out of step).
+            "series": min((s.containers for s in in_load), default=None),
+            "scrapes": [(round(s.at - started, 3), s.containers, round(s.seconds, 3))
+                        for s in scraper.scrapes],
+            "scrapes_while_all_published": len(in_load), "scrape_errors": scraper.errors,
+            "scrape_s_max": max((s.seconds for s in scraper.scrapes), default=None),
             "age_p50": percentile([a for s in in_load for a in s.ages], 0.5),
             "age_p99": percentile([a for s in in_load for a in s.ages], 0.99),
         },
@@ -527,7 +543,8 @@ def losses(result: dict[str, Any]) -> dict[str, int]:
         "influxdb samples missing": sent["stats"] - held["influxdb"],
         "influxdb states missing": sent["states"] - held["influx_states"],
         "stdout sample lines missing": sent["stats"] - held["stdout"],
-        "prometheus series missing": expected_series - result["prometheus"]["final_series"],
+        "prometheus series missing": expected_series - (result["prometheus"]["series"]
+                                                        or expected_series),
         "router input gaps": sum(h["gaps"] for h in hosts),
         "router messages not forwarded": result["sent_messages"]
         - result["router_status"]["routes"].get("all", {}).get("out", 0),
@@ -588,6 +605,8 @@ def markdown(result: dict[str, Any]) -> str:
     replay = status.get("replay") or {}
     before, after = result["load_average"]
     target = result["hosts"] * result["containers"] / result["interval_s"]
+    # The fewest containers in a scrape taken while every host published.
+    series = "no scrape" if prom["series"] is None else f"{prom['series']:,}"
     attempted = result["sent_messages"] + result["collector_dropped"]
     lines = [
         f"**{result['hosts']} hosts × {result['containers']} containers, one sample each every "
@@ -624,13 +643,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"{per_message(result['cpu_s']['influxd'], handled('influxdb'))} | {mib('influxd')} | — "
         "| — |",
         f"| prometheus sink | {rate(held['prometheus'], complete['prometheus'])} | "
-        f"{held['prometheus']:,} / {sent['stats']:,}; series {prom['final_series']:,} / "
+        f"{held['prometheus']:,} / {sent['stats']:,}; series {series} / "
         f"{expected_series:,} | {cpu('prometheus')} | "
         f"{per_message(result['cpu_s']['prometheus'], handled('prometheus'))} | "
         f"{mib('prometheus')} | age at scrape "
         f"{fmt_ms(prom['age_p50'])} / {fmt_ms(prom['age_p99'])} | "
-        f"{counts('prometheus', ('gaps', 'malformed', *REPLAY_COUNTS))}, fewest series in a scrape "
-        f"{prom['min_series']:,}, slowest scrape {prom['scrape_s_max']:.2f} s |",
+        f"{counts('prometheus', ('gaps', 'malformed', *REPLAY_COUNTS))}; "
+        f"{prom['scrapes_while_all_published']} scrapes while every host published, slowest "
+        f"scrape {fmt_ms(prom['scrape_s_max'])} |",
         f"| stdout sink | {rate(held['stdout'], complete['stdout'])} | "
         f"{held['stdout']:,} / {sent['stats']:,} lines | {cpu('stdout')} | "
         f"{per_message(result['cpu_s']['stdout'], handled('stdout'))} | {mib('stdout')} | "

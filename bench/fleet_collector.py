@@ -69,6 +69,8 @@ class CollectorTally:
     warmup_engines: int = 0  # engine messages sent until the router subscribed (not counted)
     last_seq: int = 0
     cpu_s: float = 0.0  # the process's CPU time (user + system)
+    first_cycle_at: float = 0.0  # wall clock, seconds: the first cycle began
+    last_cycle_at: float = 0.0  # the last cycle ended
     publisher: dict[str, int] | None = None
 
 
@@ -239,11 +241,14 @@ def run_collector(index: int, endpoint: str, containers: int, interval: float, c
                 delay = next_tick - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                if number == 1:
+                    host.tally.first_cycle_at = time.time()
                 host.cycle(number)
                 next_tick += interval
                 if next_tick < time.monotonic():  # as loop.py: a late cycle is not caught up
                     host.tally.late_cycles += 1
                     next_tick = time.monotonic() + interval
+        host.tally.last_cycle_at = time.time()
         host.tally.publisher = asdict(publisher.counts)
         host.tally.cpu_s = time.process_time()
         results.put(asdict(host.tally))
