@@ -71,6 +71,7 @@ class CollectorTally:
     cpu_s: float = 0.0  # the process's CPU time (user + system)
     first_cycle_at: float = 0.0  # wall clock, seconds: the first cycle began
     last_cycle_at: float = 0.0  # the last cycle ended
+    worst_gap_s: float = 0.0  # the longest time between two cycles' starts
     publisher: dict[str, int] | None = None
 
 
@@ -237,12 +238,17 @@ def run_collector(index: int, endpoint: str, containers: int, interval: float, c
         if host.warm_up(go, link_deadline):
             start = first_tick.value + phase_s
             next_tick = time.monotonic() + max(0.0, start - time.time())
+            previous_start = None
             for number in range(1, cycles + 1):
                 delay = next_tick - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                if number == 1:
+                if previous_start is None:
                     host.tally.first_cycle_at = time.time()
+                else:
+                    host.tally.worst_gap_s = max(host.tally.worst_gap_s,
+                                                 time.monotonic() - previous_start)
+                previous_start = time.monotonic()
                 host.cycle(number)
                 next_tick += interval
                 if next_tick < time.monotonic():  # as loop.py: a late cycle is not caught up
