@@ -347,13 +347,13 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
 
     # The collectors first, while this process has no thread and no socket to fork with.
     fork = mp.get_context("fork")
-    go, release = fork.Event(), fork.Event()
+    go, release, stop_cycles = fork.Event(), fork.Event(), fork.Event()
     first_tick, results = fork.Value("d", 0.0), fork.Queue()
     collectors = [fork.Process(target=run_collector, name=host_name(n), daemon=True,
                                args=(n, listen, containers, interval, cycles, go, first_tick,
                                      n / hosts * interval, results,
                                      time.monotonic() + args.start_timeout, release,
-                                     args.collector_nice))
+                                     args.collector_nice, stop_cycles))
                   for n in range(hosts)]
     for process in collectors:
         process.start()
@@ -427,11 +427,14 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     go.set()
 
     tallies: list[dict[str, Any]] = []
-    # Collectors starved of CPU (niced, on a busy machine) run late: three times the cycles'
-    # span, and the start time-out, before giving up.
-    deadline = time.monotonic() + 3 * cycles * interval + args.start_timeout
+    # Collectors starved of CPU run late: at 1.5 times the cycles' span (+ 10 s) they are told
+    # to stop, and report the cycles they ran; then --start-timeout s more to hear from all.
+    stop_at = time.monotonic() + 1.5 * cycles * interval + 10
+    deadline = stop_at + args.start_timeout
     while len(tallies) < hosts:
         alive()
+        if time.monotonic() > stop_at and not stop_cycles.is_set():
+            stop_cycles.set()
         if time.monotonic() > deadline:
             raise RuntimeError(f"{hosts - len(tallies)} collectors did not finish in time")
         try:
@@ -503,6 +506,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
 
     return {
         "hosts": hosts, "containers": containers, "interval_s": interval, "cycles": cycles,
+        "cycles_run": sum(t["cycles"] for t in tallies), "stopped_early": stop_cycles.is_set(),
         # From the first tick until the last cycle ended, and at least the cycles' own span.
         "load_seconds": max(load_end - started, cycles * interval),
         "drain_seconds": drained - load_end,
@@ -621,6 +625,9 @@ def markdown(result: dict[str, Any]) -> str:
     replay = status.get("replay") or {}
     before, after = result["load_average"]
     target = result["hosts"] * result["containers"] / result["interval_s"]
+    stopped = "" if not result["stopped_early"] else (
+        f" (stopped at the time limit after {result['cycles_run']:,} of "
+        f"{result['cycles'] * result['hosts']:,} host cycles)")
     # The fewest containers in a scrape taken while every host published.
     series = "no scrape" if prom["series"] is None else f"{prom['series']:,}"
     if prom["series"] is not None and not series_checked(result):
@@ -628,7 +635,8 @@ def markdown(result: dict[str, Any]) -> str:
     attempted = result["sent_messages"] + result["collector_dropped"]
     lines = [
         f"**{result['hosts']} hosts × {result['containers']} containers, one sample each every "
-        f"{result['interval_s']:g} s, {result['cycles']} cycles**: load {load:.1f} s, then "
+        f"{result['interval_s']:g} s, {result['cycles']} cycles**"
+        f"{stopped}: load {load:.1f} s, then "
         f"{result['drain_seconds']:.1f} s until the stores held everything or stopped moving; "
         f"collectors published {sent['stats']:,} samples + {sent['states']:,} states + "
         f"{sent['engines']:,} engine messages ({result['sent_messages']:,} messages with the "

@@ -219,10 +219,11 @@ class SyntheticHost:
 
 def run_collector(index: int, endpoint: str, containers: int, interval: float, cycles: int,
                   go: Any, first_tick: Any, phase_s: float, results: Any,
-                  link_deadline: float, release: Any, niceness: int) -> None:
+                  link_deadline: float, release: Any, niceness: int, stop: Any) -> None:
     """A collector process: warm up until ``go``, then ``cycles`` cycles from
     ``first_tick.value`` + ``phase_s`` (wall-clock seconds), ticking as collector/loop.py does;
-    the tally goes to ``results`` (a multiprocessing queue) at the end. The socket stays open
+    the tally goes to ``results`` (a multiprocessing queue) at the end, or as soon as ``stop``
+    is set (the bench's time limit: the cycles not run are not counted). The socket stays open
     until ``release`` (at most RELEASE_WAIT_S): what it still queues is not thrown away by the
     close's linger while the router catches up. ``niceness`` is added to the process's nice
     value: on one machine, the fleet's collectors must not take the CPU from the pipeline
@@ -240,9 +241,11 @@ def run_collector(index: int, endpoint: str, containers: int, interval: float, c
             next_tick = time.monotonic() + max(0.0, start - time.time())
             previous_start = None
             for number in range(1, cycles + 1):
+                if stop.is_set():
+                    break
                 delay = next_tick - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
+                if delay > 0 and stop.wait(delay):
+                    break
                 if previous_start is None:
                     host.tally.first_cycle_at = time.time()
                 else:
