@@ -482,6 +482,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
             break
         time.sleep(0.5)
     drained = time.time()
+    status = router_status(control)  # before the collectors close their links
     release.set()
     probe.stop()
     scraper.stop()
@@ -492,7 +493,6 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     cpu_s["influxd"] = cpu_seconds(influx_pid) - before["influxd"]
     rss = {name: peak_rss_bytes(child.pid) for name, child in processes.items()}
     rss["influxd"] = peak_rss_bytes(influx_pid)
-    status = router_status(control)
 
     # Sinks stop first (their final report and writes), then the router.
     codes = {name: child.stop() for name, child in sinks.items()}
@@ -659,7 +659,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"| — | in "
         f"{sum(h['messages'] for h in shown):,}{f' ({hidden} hosts not listed)' if hidden else ''}"
         f", gaps {sum(h['gaps'] for h in shown):,}, malformed {status['malformed']:,}, replay "
-        f"requests {replay.get('requests', 0):,}, replayed {replay.get('replayed', 0):,} |",
+        f"requests {replay.get('requests', 0):,}, replayed {replay.get('replayed', 0):,}, input "
+        f"links dropped {status['input_links_dropped']:,} |",
         f"| influxdb sink | {rate(held['influxdb'], complete['influxdb'])} | "
         f"{held['influxdb']:,} / {sent['stats']:,} (states {held['influx_states']:,} / "
         f"{sent['states']:,}) | {cpu('influxdb')} | "
