@@ -74,6 +74,7 @@ TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 DATABASE = "statspout"
 PROBE_INDEX = 0  # the probe container of every host (its first sample of each cycle)
 SINKS = ("influxdb", "prometheus", "stdout")
+STOP_GRACE_S = 10.0
 # A sink's counts of the messages the router dropped for it (its queue to the sink was full):
 # those it had sent again from the router's replay buffer, and those gone from it already.
 REPLAY_COUNTS = ("replayed", "lost_beyond_replay")
@@ -325,10 +326,16 @@ def router_status(control: str) -> dict[str, Any]:
     return status
 
 
-def stop_collectors(collectors: list[Any], release: Any) -> None:
+def stop_collectors(collectors: list[Any], stop_cycles: Any, go: Any, release: Any) -> None:
+    """End every collector process: out of its warm-up or its cycles, its socket closed; the
+    ones still there after STOP_GRACE_S are terminated."""
+    stop_cycles.set()
+    go.set()
     release.set()
+    deadline = time.monotonic() + STOP_GRACE_S
     for process in collectors:
-        process.join(5)
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in collectors:
         if process.is_alive():
             process.terminate()
             process.join(5)
@@ -357,7 +364,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
                   for n in range(hosts)]
     for process in collectors:
         process.start()
-    stack.callback(stop_collectors, collectors, release)
+    stack.callback(stop_collectors, collectors, stop_cycles, go, release)
 
     influx = stack.enter_context(running_influxd())
     influx.create_database(DATABASE)
@@ -719,11 +726,17 @@ def main() -> int:
             and 0.1 <= args.interval <= 60 and 0 < args.seconds <= 600):
         parser.error("bounds: --hosts and --containers 1..1000, --interval 0.1..60 s, "
                      "--seconds up to 600")
+    # Ctrl-C, and SIGTERM alike, end the run through the clean-up (also when started in the
+    # background, where SIGINT comes in ignored).
     signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="statspout-fleet-") as folder:
         try:
             with ExitStack() as stack:
                 result = run(args, Path(folder), stack)
+        except KeyboardInterrupt:
+            print("fleet: interrupted; every process it started is stopped", file=sys.stderr)
+            return 130
         finally:
             if args.logs:
                 args.logs.mkdir(parents=True, exist_ok=True)

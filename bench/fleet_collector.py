@@ -262,6 +262,9 @@ def run_collector(index: int, endpoint: str, containers: int, interval: float, c
         host.tally.cpu_s = time.process_time()
         results.put(asdict(host.tally))
         release.wait(RELEASE_WAIT_S)
+        # The bench has read every tally before release (or no longer wants it): the exit
+        # need not wait for the queue's pipe.
+        results.cancel_join_thread()
     except KeyboardInterrupt:
         pass
     finally:
