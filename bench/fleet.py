@@ -7,35 +7,12 @@ counts its lines) — and whether everything arrived, how fast, how late, at wha
     .venv/bin/python bench/fleet.py --hosts 100 --containers 200 --interval 1 --seconds 60
 
 Each collector is a process of its own (bench/fleet_collector.py) with its own host name and
-sequence, publishing per cycle a state per container, the engine message and a sample per
-container, through ``bus.CollectorPublisher``, as ``statspout-collector`` does. Hosts start
-their cycles spread over one interval, as a real fleet's are not in step.
-
-How each figure is measured (docs/performance.md, "Fleet scenario"):
-
-- **in**: samples the collectors' publishers took, over the load window (first tick to the
-  last collector's last cycle); **out**: samples each store holds, over the time from the
-  first tick until it held them all (the drain included);
-- **loss**: InfluxDB: ``SELECT count(usage_total) FROM docker_container_cpu`` (one point per
-  sample) and ``count(pid) FROM docker_container_status`` (one per state) against what the
-  collectors sent; Prometheus: ``container_last_seen`` series in a scrape taken as the
-  collectors finish against hosts × containers, and the samples the sink worker took against
-  those sent; stdout: the sample lines counted in the pipe. Anything a collector's publisher
-  refused (its counters) is loss too;
-- **latency**, sample timestamp (when the collector read it) to visible in the store:
-  InfluxDB: one probe container per host is polled every --poll seconds for rows newer than
-  those seen; a row's latency is the time of the first poll that returned it minus its
-  timestamp (an upper bound, at most --poll over the truth); stdout: the time the pipe read
-  the probe containers' lines minus the timestamp printed in them (µs); Prometheus: the age of
-  every container's newest sample at each scrape (scrape time − ``container_last_seen``),
-  which is the latency plus the wait for the next sample (up to one interval);
-- **CPU**: user + system time from /proc/PID/stat over first tick → all stores complete,
-  as a share of one core; **peak RSS**: VmHWM from /proc/PID/status at the end;
-- the processes' own counts: ``statspout-router --status --json`` and each sink's report line
-  at shutdown (gaps, duplicates, malformed, dropped, ...).
+sequence, publishing through ``bus.CollectorPublisher`` what ``statspout-collector`` does.
+How each figure is taken (loss per store, latency, CPU, RSS, the processes' own counts) is
+written once, in docs/performance.md, "Fleet scenario".
 
 Everything listens on 127.0.0.1 and lives in a temporary folder; every process is stopped at
-the end, on errors and on Ctrl-C too. Exit status 1 when any loss was seen.
+the end, on errors, Ctrl-C and SIGTERM too. Exit status 1 when any loss was seen.
 """
 
 from __future__ import annotations
