@@ -40,14 +40,15 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from collector_suite import peak_rss_kib
 from fleet_collector import host_containers, host_name, run_collector
+from top_scale import cpu_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from support.influxd import InfluxServer, running_influxd
 from support.ports import free_port
 
 BIN = Path(sys.executable).parent
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 DATABASE = "statspout"
 PROBE_INDEX = 0  # the probe container of every host (its first sample of each cycle)
 SINKS = ("influxdb", "prometheus", "stdout")
@@ -100,18 +101,6 @@ class Child:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS_PER_S  # utime + stime
-
-
-def peak_rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def report_counts(log_text: str, sink: str) -> dict[str, int]:
@@ -399,6 +388,7 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     bench_cpu_before = time.process_time()
     # The load: every host ticks `cycles` times from first_tick (+ its phase).
     before = {name: cpu_seconds(child.pid) for name, child in processes.items()}
+    # ServerProcess keeps its Popen to itself; the pid is read, nothing else is touched.
     influx_pid = influx._process.pid if influx._process else 0
     before["influxd"] = cpu_seconds(influx_pid)
     first_tick.value = time.time() + 0.5
@@ -475,8 +465,8 @@ def run(args: argparse.Namespace, work: Path, stack: ExitStack) -> dict[str, Any
     window = drained - started
     cpu_s = {name: cpu_seconds(child.pid) - before[name] for name, child in processes.items()}
     cpu_s["influxd"] = cpu_seconds(influx_pid) - before["influxd"]
-    rss = {name: peak_rss_bytes(child.pid) for name, child in processes.items()}
-    rss["influxd"] = peak_rss_bytes(influx_pid)
+    rss = {name: peak_rss_kib(child.pid) * 1024 for name, child in processes.items()}
+    rss["influxd"] = peak_rss_kib(influx_pid) * 1024
 
     # Sinks stop first (their final report and writes), then the router.
     codes = {name: child.stop() for name, child in sinks.items()}
