@@ -16,6 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FLEET = ROOT / "bench" / "fleet.py"
 HOSTS, CONTAINERS, SECONDS = 2, 5, 3
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(scope="module")
 def fleet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess,
