@@ -677,9 +677,9 @@ def main() -> int:
                         help="seconds between scrapes of the Prometheus sink")
     parser.add_argument("--settle", type=float, default=15.0,
                         help="drain: give up when no store moved for this many seconds")
-    parser.add_argument("--collector-nice", type=int, default=19,
-                        help="nice value added to the collector processes, so that on one "
-                        "machine they do not take the CPU from the pipeline (0: as fair peers)")
+    parser.add_argument("--collector-nice", type=int, default=0,
+                        help="nice value added to the collector processes (19: they take only "
+                        "the CPU the pipeline leaves, as if they ran on other machines)")
     parser.add_argument("--drain-max", type=float, default=180.0,
                         help="drain: give up after this many seconds in any case")
     parser.add_argument("--start-timeout", type=float, default=120.0,

@@ -226,8 +226,7 @@ def run_collector(index: int, endpoint: str, containers: int, interval: float, c
     is set (the bench's time limit: the cycles not run are not counted). The socket stays open
     until ``release`` (at most RELEASE_WAIT_S): what it still queues is not thrown away by the
     close's linger while the router catches up. ``niceness`` is added to the process's nice
-    value: on one machine, the fleet's collectors must not take the CPU from the pipeline
-    they feed (on a real fleet they run on other machines)."""
+    value (the fleet's collectors share the pipeline's machine here; on a fleet they do not)."""
     os.nice(niceness)
     context = zmq.Context()
     publisher = bus.CollectorPublisher(context, endpoint)
