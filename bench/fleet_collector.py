@@ -9,8 +9,8 @@ with the next number of the host's one sequence. Messages are built by
 from readings with every wire 1.1 figure (one interface, one block device, a memory.stat),
 so that they are the size and shape of the real ones; the figures move from cycle to cycle.
 
-``publish_cycle`` is the one place that hands a cycle to the bus: when the collector publishes
-otherwise (several samples per message), it is switched there, and only there.
+``publish_cycle`` is the one place that hands a cycle to the bus, through the collector's own
+BatchingPublisher: batches of wire 1.2 with the collector's default sizes.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import zmq
 
 from statspout import bus, handshakes, wire
+from statspout.collector.batching import DEFAULT_BATCH_ITEMS, BatchingPublisher, queued_payloads
 from statspout.collector.discovery import ContainerInfo
 from statspout.collector.figures import Reading, stats_message
 from statspout.collector.states import (
@@ -134,12 +134,34 @@ def running_state(started_at: int, pid: int) -> ContainerStateFigures:
                                  started_at=started_at, finished_at=None, pid=pid)
 
 
-def publish_cycle(publisher: bus.CollectorPublisher, messages: Iterable[wire.Message]
+class _TakenFlags:
+    """A publisher in front of the bus that notes, per message, whether the bus took it (a
+    batch is taken or refused whole)."""
+
+    def __init__(self, publisher: bus.CollectorPublisher) -> None:
+        self.counts = publisher.counts
+        self._publisher = publisher
+        self.flags: list[bool] = []
+
+    def publish(self, payload: bytes, messages: int = 1) -> bool:
+        taken = self._publisher.publish(payload, messages)
+        self.flags.extend([taken] * messages)
+        return taken
+
+
+def publish_cycle(publisher: bus.CollectorPublisher, messages: list[wire.Message]
                   ) -> list[bool]:
-    """Hand one cycle's messages to the bus as collector/loop.py does (``Collector._publish``):
-    each message encoded on its own and published as one ZeroMQ message. Whether the publisher
-    took each one, in order."""
-    return [publisher.publish(wire.encode(message)) for message in messages]
+    """Hand one cycle's messages to the bus as collector/loop.py does: gathered by the
+    collector's own BatchingPublisher (wire 1.2, its default --batch-items and --batch-bytes)
+    and published as batches. Whether the publisher took each one, in order."""
+    if not messages:
+        return []
+    taken = _TakenFlags(publisher)
+    batches = BatchingPublisher(taken, messages[0].host)
+    for message in messages:
+        batches.add(message)
+    batches.flush()
+    return taken.flags
 
 
 class SyntheticHost:
@@ -229,7 +251,8 @@ def run_collector(index: int, endpoint: str, containers: int, interval: float, c
     value (the fleet's collectors share the pipeline's machine here; on a fleet they do not)."""
     os.nice(niceness)
     context = zmq.Context()
-    publisher = bus.CollectorPublisher(context, endpoint)
+    publisher = bus.CollectorPublisher(
+        context, endpoint, queued_payloads(bus.DEFAULT_HWM, DEFAULT_BATCH_ITEMS))
     watch = handshakes.watch_router_link(
         publisher.socket, endpoint, log, 60.0, "no router at {endpoint} for {seconds:.0f} s",
         on_linked=publisher.link_made, on_unlinked=publisher.link_lost)
