@@ -579,9 +579,10 @@ def markdown(result: dict[str, Any]) -> str:
         return "—" if not messages else f"{cpu_s / messages * 1e6:,.0f} µs"
 
     def handled(sink: str) -> int:
-        """Messages a sink worker took: live, and again from the router's replay buffer."""
+        """Wire messages a sink worker handled, live or from the router's replay buffer (its
+        ``received`` counts router payloads: a batch is one)."""
         report = reports.get(sink, {})
-        return int(report.get("received", 0)) + int(report.get("replayed", 0))
+        return sum(int(report.get(kind, 0)) for kind in ("samples", "states", "engines", "events"))
 
     def mib(name: str) -> str:
         return f"{rss[name] / 2**20:,.0f} MiB"
