@@ -68,7 +68,8 @@ def build_parser() -> cli.OptionParser:
                   repeatable=True, metavar="SELECTOR")
     parser.option("--routes", help="TOML file of named routes; reloaded on SIGHUP",
                   metavar="FILE")
-    parser.option("--hwm", help="messages queued per peer before the router drops for it",
+    parser.option("--hwm", help="payloads queued per peer (a batch is one) before the router "
+                  "drops for it",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
     bounds = parser.add_argument_group("bounds (reliability.md in the statspout documentation)")
     parser.option("--max-message-bytes", help="largest input message taken; a larger one "

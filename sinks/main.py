@@ -46,7 +46,8 @@ def build_parser(sink_class: type[Sink] | None) -> cli.OptionParser:
     parser.option("--connect", help="the router's output endpoint",
                   default=bus.DEFAULT_ROUTER_OUTPUT, type=cli.endpoint)
     parser.option("--route", help="the route to subscribe to", default=bus.DEFAULT_ROUTE)
-    parser.option("--hwm", help="messages queued from the router before the router drops",
+    parser.option("--hwm", help="payloads queued from the router (a batch is one) before the "
+                  "router drops",
                   default=bus.DEFAULT_HWM, type=cli.positive_int)
     parser.option("--max-message-bytes", help="largest message frame taken from the router; "
                   "a larger one drops the link (reliability.md in the statspout documentation)",
