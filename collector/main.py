@@ -16,7 +16,7 @@ import zmq
 
 from statspout import bus, cli, handshakes, security
 from statspout.backoff import Backoff
-from statspout.collector.api_source import ApiSource
+from statspout.collector.api_source import API_MODES, DEFAULT_STREAMS_MAX, ApiSource
 from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
 from statspout.collector.loop import STATES_MODES, Collector, ReadingSource
 
@@ -53,6 +53,13 @@ def build_parser() -> cli.OptionParser:
     parser.option("--source", help="where figures come from: cgroup (the host's cgroup files and "
                   "/proc; Docker for discovery only), api (Docker's stats API), auto (cgroup "
                   "when readable, else api)", default="auto", choices=["auto", "cgroup", "api"])
+    parser.option("--api-mode", help="how the api source reads: stream (a stats stream per "
+                  "container, the daemon pushes every second), poll (one one-shot request per "
+                  "container and interval), auto (stream on Docker below a 2 s interval, else "
+                  "poll)", default="auto", choices=list(API_MODES))
+    parser.option("--api-streams-max", help="stats streams followed at most (one thread and "
+                  "one connection each); containers beyond are polled",
+                  default=DEFAULT_STREAMS_MAX, type=cli.positive_int)
     parser.option("--proc-root", help="the host's /proc as the collector sees it (cgroup source)",
                   default=DEFAULT_PROC_ROOT, metavar="DIR")
     parser.option("--cgroup-root", help="the host's /sys/fs/cgroup as the collector sees it "
@@ -143,9 +150,10 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 def choose_source(args: argparse.Namespace, client: docker.DockerClient) -> ReadingSource:
     """The source ``--source`` asks for; ``auto`` takes the cgroup files when they can be read
     from here, and reads through the API any container whose files cannot."""
-    api = ApiSource(client)
+    api = ApiSource(client, mode=args.api_mode, interval_s=args.interval,
+                    streams_max=args.api_streams_max, report_interval_s=args.report_interval)
     if args.source == "api":
-        log.info("figures from the Docker stats API (--source api)")
+        log.info("figures from the Docker stats API by %s (--source api)", api.describe())
         return api
     fast = CgroupSource(client, proc_root=args.proc_root, cgroup_root=args.cgroup_root,
                         fallback=api if args.source == "auto" else None)
@@ -154,7 +162,8 @@ def choose_source(args: argparse.Namespace, client: docker.DockerClient) -> Read
         log.info("figures from cgroup files (%s); Docker for discovery only (--source %s)",
                  fast.describe(), args.source)
         return fast
-    log.info("figures from the Docker stats API: %s (--source %s)", reason, args.source)
+    log.info("figures from the Docker stats API by %s: %s (--source %s)", api.describe(),
+             reason, args.source)
     return api
 
 
@@ -177,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stop = cli.stop_on_termination()
 
-    client = connect_docker(args.max_concurrency, stop)
+    # One pooled connection per concurrent read and per followed stream.
+    client = connect_docker(args.max_concurrency + args.api_streams_max, stop)
     if client is None:
         return 0
     context = zmq.Context()
