@@ -25,6 +25,7 @@ from statspout.collector.loop import Collector
 
 PAYLOADS = Path(__file__).parent / "payloads"
 MAX_GAP_NS = 1_500_000_000
+MakeContainer = Callable[..., docker.models.containers.Container]
 
 
 def recorded_stream() -> bytes:
@@ -128,7 +129,7 @@ def streaming(docker_client: docker.DockerClient) -> Iterator[StreamingCollector
 
 @pytest.mark.docker
 def test_streams_sample_every_container_every_interval(
-    streaming: StreamingCollector, make_container: Callable[..., docker.models.containers.Container],
+    streaming: StreamingCollector, make_container: MakeContainer,
 ) -> None:
     ids = [make_container().id for _ in range(20)]
     published = streaming.published
@@ -150,7 +151,7 @@ def test_streams_sample_every_container_every_interval(
 
 @pytest.mark.docker
 def test_a_stopped_container_ends_its_stream_and_a_later_one_gets_samples(
-    streaming: StreamingCollector, make_container: Callable[..., docker.models.containers.Container],
+    streaming: StreamingCollector, make_container: MakeContainer,
 ) -> None:
     staying, stopping = make_container(), make_container()
     published = streaming.published
