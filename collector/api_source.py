@@ -27,7 +27,7 @@ import docker
 import docker.errors
 from docker.utils import version_gte
 
-from statspout.collector.api_streams import ApiStreams
+from statspout.collector.api_streams import ApiStreams, StreamCounts
 from statspout.collector.discovery import ContainerInfo
 from statspout.collector.figures import Reading, reading_from_api
 from statspout.collector.states import engine_name
@@ -111,6 +111,10 @@ class ApiSource:
     def close(self) -> None:
         if self._streams is not None:
             self._streams.close()
+
+    def stream_counts(self) -> StreamCounts | None:
+        """What the streams did so far; None when polling."""
+        return None if self._streams is None else self._streams.counts
 
     def report(self) -> None:
         figures = {"mode": self.mode, **asdict(self.counts)}

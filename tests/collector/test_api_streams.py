@@ -1,19 +1,23 @@
 """Streaming reads of the API source (collector/api_streams.py): the line splitting and decoding
 on recorded payloads, the mode rule, and the real collector loop on the real daemon with
 ``--api-mode stream`` — a sample per container every interval, a container that stops (its
-samples and its thread end), one started later (it gets samples)."""
+samples and its thread end), one started later (it gets samples) — and on Podman's service,
+killed and started again under running containers (the streams come back)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 import pytest
+from support.podman import podman_available, running_podman
 from support.waiting import wait_for
 
 from statspout import wire
@@ -107,13 +111,14 @@ def worst_gap_ns(samples: list[wire.ContainerStats]) -> int:
     return max(b - a for a, b in itertools.pairwise(times))
 
 
-@pytest.fixture
-def streaming(docker_client: docker.DockerClient) -> Iterator[StreamingCollector]:
+@contextmanager
+def streaming_collector(client_factory: Callable[[], docker.DockerClient]
+                        ) -> Iterator[StreamingCollector]:
     """The collector loop, in this process, reading through streams every second."""
-    client = docker.from_env(max_pool_size=256)
+    client = client_factory()
     source = ApiSource(client, mode="stream", interval_s=1.0)
     published = SampleLog()
-    collector = Collector(client_factory=docker.from_env, source=source, publisher=published,
+    collector = Collector(client_factory=client_factory, source=source, publisher=published,
                           host="test", interval=1.0, max_concurrency=64, states="none")
     stop = threading.Event()
     loop = threading.Thread(target=collector.run, args=(stop,), name="collector-loop")
@@ -125,6 +130,12 @@ def streaming(docker_client: docker.DockerClient) -> Iterator[StreamingCollector
         loop.join(10)
         source.close()
         client.close()
+
+
+@pytest.fixture
+def streaming(docker_client: docker.DockerClient) -> Iterator[StreamingCollector]:
+    with streaming_collector(functools.partial(docker.from_env, max_pool_size=256)) as running:
+        yield running
 
 
 @pytest.mark.docker
@@ -169,3 +180,43 @@ def test_a_stopped_container_ends_its_stream_and_a_later_one_gets_samples(
     assert len(published.of(staying.id)) >= 5
     assert worst_gap_ns(published.of(later.id)) <= MAX_GAP_NS
     assert streaming.collector.counts.failed_samples == 0
+
+
+@pytest.mark.skipif(not podman_available(), reason="podman is not installed")
+def test_streams_come_back_after_the_engine_restarts(tmp_path_factory: pytest.TempPathFactory,
+                                                     run_id: str) -> None:
+    """Podman's API service can be killed and started again while its containers run on (a
+    daemon restart, without touching the Docker engine other tests use). Podman 4.3 pushes a
+    stream's payload every 5 s, so the samples come every 5 s here."""
+    with running_podman(tmp_path_factory.mktemp("podman")) as podman:
+        def run() -> str:
+            return podman.podman("run", "-d", "--network", "none", "--label",
+                                 f"statspout.test={run_id}", "statspout-test/busybox:1",
+                                 "sleep", "600")
+
+        before = run()
+        factory = functools.partial(docker.DockerClient, base_url=f"unix://{podman.socket}",
+                                    max_pool_size=64, timeout=30)
+        with streaming_collector(factory) as streaming:
+            published, source = streaming.published, streaming.source
+            wait_for(lambda: len(published.of(before)) >= 2, 20,
+                     "two samples through the stream from Podman")
+            streamed = source.stream_counts()
+            assert streamed is not None and streamed.payloads >= 2
+
+            podman.kill_service()
+            podman.start_service()
+            wait_for(lambda: source.stream_counts().reconnects >= 1, 20,
+                     "the stream to be opened again after the restart")
+            payloads = source.stream_counts().payloads
+            seen = len(published.of(before))
+            wait_for(lambda: source.stream_counts().payloads >= payloads + 2
+                     and len(published.of(before)) >= seen + 2, 30,
+                     "two more payloads and samples after the restart")
+            after = run()
+            wait_for(lambda: len(published.of(after)) >= 2, 30,
+                     "samples of a container started after the restart")
+            assert stream_threads(after) and stream_threads(before)
+            times = [sample.timestamp for sample in published.of(before)]
+            assert times == sorted(set(times)), "a reading published twice"
+            print(f"podman restart: {source.counts}, {source.stream_counts()}")
