@@ -73,25 +73,34 @@ class ApiSource:
             raise ValueError(f"api mode {mode!r}: one of {', '.join(API_MODES)}")
         self._api = client.api
         self._one_shot = version_gte(self._api.api_version, ONE_SHOT_API) or None
-        engine = self._engine() if mode != "poll" else "docker"
-        self.mode = choose_mode(mode, engine, interval_s)
-        push_period = PUSH_PERIOD_S[engine]
-        self._wait_s = push_period * PUSH_WAIT_PERIODS
-        self._max_age_s = max(interval_s, push_period) + PUSH_SLACK_S
-        self._streams = ApiStreams(self._api, streams_max) if self.mode == "stream" else None
+        self._requested_mode = mode
+        self._interval_s = interval_s
+        self._streams_max = streams_max
+        # "stream" or "poll", settled at the first read (auto asks the engine's name then, not
+        # when the source is made: the cgroup source may never need it).
+        self.mode: str | None = None
+        self._mode_lock = threading.Lock()
+        self._streams: ApiStreams | None = None
+        self._wait_s = self._max_age_s = 0.0
         self.counts = ApiCounts()
         self._counts_lock = threading.Lock()
         self._report_interval_s = report_interval_s
         self._next_report = time.monotonic() + report_interval_s
 
     def describe(self) -> str:
-        if self._streams is None:
-            return "one-shot polling (--api-mode poll, or auto at this interval or engine)"
-        return (f"a stats stream per container, at most {self._streams.max_streams} "
-                f"(--api-streams-max), one-shot polling beyond")
+        if self._requested_mode == "poll":
+            return "one-shot polling (--api-mode poll)"
+        streams = (f"a stats stream per container (at most {self._streams_max}, "
+                   f"--api-streams-max; one-shot polling beyond)")
+        if self._requested_mode == "stream":
+            return f"{streams} (--api-mode stream)"
+        return (f"{streams} on Docker at intervals below {STREAM_BELOW_S:g} s, else one-shot "
+                f"polling (--api-mode auto)")
 
     def read(self, container: ContainerInfo) -> Reading | None:
         """One reading; None when the container vanished or stopped meanwhile."""
+        if self.mode is None:
+            self._settle_mode()
         self._maybe_report()
         if self._streams is None:
             return self._read_once(container, "one_shot_reads")
@@ -156,6 +165,22 @@ class ApiSource:
         except docker.errors.NotFound:
             return False
         return bool(state.get("Running"))
+
+    def _settle_mode(self) -> None:
+        with self._mode_lock:
+            if self.mode is not None:
+                return
+            engine = self._engine() if self._requested_mode != "poll" else "docker"
+            mode = choose_mode(self._requested_mode, engine, self._interval_s)
+            push_period = PUSH_PERIOD_S[engine]
+            self._wait_s = push_period * PUSH_WAIT_PERIODS
+            self._max_age_s = max(self._interval_s, push_period) + PUSH_SLACK_S
+            if mode == "stream":
+                self._streams = ApiStreams(self._api, self._streams_max)
+            self.mode = mode  # last: a read that sees it set finds the rest set too
+        log.info("api source reads by %s on %s at a %g s interval (--api-mode %s)",
+                 "streams" if mode == "stream" else "one-shot polling", engine,
+                 self._interval_s, self._requested_mode)
 
     def _engine(self) -> str:
         try:

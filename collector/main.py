@@ -153,7 +153,7 @@ def choose_source(args: argparse.Namespace, client: docker.DockerClient) -> Read
     api = ApiSource(client, mode=args.api_mode, interval_s=args.interval,
                     streams_max=args.api_streams_max, report_interval_s=args.report_interval)
     if args.source == "api":
-        log.info("figures from the Docker stats API by %s (--source api)", api.describe())
+        log.info("figures from the Docker stats API (--source api), by %s", api.describe())
         return api
     fast = CgroupSource(client, proc_root=args.proc_root, cgroup_root=args.cgroup_root,
                         fallback=api if args.source == "auto" else None)
@@ -162,8 +162,8 @@ def choose_source(args: argparse.Namespace, client: docker.DockerClient) -> Read
         log.info("figures from cgroup files (%s); Docker for discovery only (--source %s)",
                  fast.describe(), args.source)
         return fast
-    log.info("figures from the Docker stats API by %s: %s (--source %s)", api.describe(),
-             reason, args.source)
+    log.info("figures from the Docker stats API: %s (--source %s); by %s", reason, args.source,
+             api.describe())
     return api
 
 
