@@ -115,7 +115,7 @@ class ContainerStream:
         self._stop = threading.Event()
         self._response: requests.Response | None = None
         self.ended = threading.Event()  # the thread is done (or about to be)
-        # The last connection failed and no payload came since: reads do not wait for one.
+        # The last connection failed and none is open yet: reads do not wait for a payload.
         self._failing = False
         self.thread = threading.Thread(target=self._run, daemon=True,
                                        name=f"stats-{container_id[:12]}")
@@ -197,6 +197,8 @@ class ContainerStream:
                 response.raise_for_status()
             except requests.HTTPError as exc:  # raised as the docker package raises it
                 docker.errors.create_api_error_from_http_exception(exc)
+            with self._changed:
+                self._failing = False  # connected again: reads wait for its pushes
             chunks = response.iter_content(READ_CHUNK_BYTES)
             try:
                 for line in split_lines(chunks):
@@ -222,7 +224,6 @@ class ContainerStream:
         with self._changed:
             superseded = 0 if self._taken else 1
             self._payload, self._received, self._taken = payload, time.monotonic(), False
-            self._failing = False
             self._changed.notify_all()
         self._add(payloads=1, superseded=superseded)
 
