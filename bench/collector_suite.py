@@ -193,7 +193,8 @@ def run_collector(way: str, infos: list[ContainerInfo], subscriber: Subscriber,
         process = subprocess.Popen(
             [sys.executable, "-m", "statspout.collector.main", "--source", source, *options,
              "--interval", str(interval_s), "--connect", subscriber.endpoint,
-             "--log-level", "warning", "--report-interval", "3600"],
+             # Each window ends with the collector's report lines, in the log.
+             "--log-level", "info", "--report-interval", str(window_s)],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
     try:
