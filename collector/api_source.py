@@ -109,7 +109,10 @@ class ApiSource:
             return self._read_once(container, "polled_over_limit")
         payload = stream.take_newer(self._wait_s, self._max_age_s)
         if payload is None:
-            return self._read_once(container, "stream_fallbacks")
+            reading = self._read_once(container, "stream_fallbacks")
+            if reading is not None:  # the stream may bring the same reading later
+                stream.read_elsewhere(reading.timestamp)
+            return reading
         return reading_from_api(payload)
 
     def forget(self, container_id: str) -> None:

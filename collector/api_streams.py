@@ -5,8 +5,9 @@ The daemon pushes one JSON object per container per tick of its own (Docker: eve
 the time it takes to sample all streamed containers; Podman 4.3's compatible API: every 5 s).
 A reader thread decodes each line and keeps it as the container's newest payload; a payload
 replaced before anyone took it is counted as superseded. ``ContainerStream.take_newer`` hands
-each payload out once: the caller waits (bounded) for one it has not had yet, so that a sample
-is never the same reading twice.
+each payload out once, and only one with a daemon ``read`` time later than any reading handed out
+before (by the stream or a one-shot read beside it): the caller waits (bounded) for one, so that
+a sample is never the same reading twice.
 
 A stream ends when the container stops (Podman ends it; Docker keeps sending zero payloads,
 which end it here), on ``close()`` (the loop forgot the container), or after a connection error
@@ -32,6 +33,7 @@ import docker.errors
 import requests
 
 from statspout.backoff import Backoff
+from statspout.collector.figures import parse_docker_time
 from statspout.logs import ThrottledErrors
 
 log = logging.getLogger("statspout.collector")
@@ -112,6 +114,11 @@ class ContainerStream:
         self._payload: dict[str, Any] | None = None
         self._received = 0.0  # monotonic time the newest payload arrived
         self._taken = True  # the newest payload was handed out (or there is none)
+        # The daemon's "read" time (ns) of the newest reading handed out, by this stream or by
+        # a one-shot read beside it: a payload not newer is not handed out. (Docker 20.10
+        # answers a one-shot read with the same tick's reading its streams get.)
+        self._read_through = 0
+        self._payload_read = 0
         self._stop = threading.Event()
         self._response: requests.Response | None = None
         self.ended = threading.Event()  # the thread is done (or about to be)
@@ -131,12 +138,20 @@ class ContainerStream:
         with self._changed:
             while True:
                 now = time.monotonic()
-                if not self._taken and now - self._received <= max_age:
+                if (not self._taken and now - self._received <= max_age
+                        and self._payload_read > self._read_through):
                     self._taken = True
+                    self._read_through = self._payload_read
                     return self._payload
                 if self.ended.is_set() or self._failing or now >= deadline:
                     return None
                 self._changed.wait(deadline - now)
+
+    def read_elsewhere(self, read_ns: int) -> None:
+        """A reading of this container up to the daemon time ``read_ns`` was taken another way
+        (one-shot): no payload of the stream up to that time is handed out."""
+        with self._changed:
+            self._read_through = max(self._read_through, read_ns)
 
     def close(self) -> None:
         """Stop following: the thread ends at once (its socket is shut down under it)."""
@@ -210,8 +225,13 @@ class ContainerStream:
                         continue
                     if is_not_running(payload):
                         return True
+                    try:
+                        read_ns = parse_docker_time(str(payload.get("read")))
+                    except ValueError:
+                        self._add(malformed=1)
+                        continue
                     waits.reset()
-                    self._keep(payload)
+                    self._keep(payload, read_ns)
             except ValueError:  # a line past MAX_PAYLOAD_BYTES: open the stream again
                 self._add(malformed=1)
                 raise
@@ -220,10 +240,11 @@ class ContainerStream:
             self._response = None
             response.close()
 
-    def _keep(self, payload: dict[str, Any]) -> None:
+    def _keep(self, payload: dict[str, Any], read_ns: int) -> None:
         with self._changed:
             superseded = 0 if self._taken else 1
             self._payload, self._received, self._taken = payload, time.monotonic(), False
+            self._payload_read = read_ns
             self._changed.notify_all()
         self._add(payloads=1, superseded=superseded)
 

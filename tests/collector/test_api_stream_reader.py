@@ -20,6 +20,7 @@ import pytest
 from support.waiting import wait_for
 
 from statspout.collector.api_streams import ContainerStream, StreamCounts
+from statspout.collector.figures import parse_docker_time
 from statspout.logs import ThrottledErrors
 
 RECORDED = json.loads((Path(__file__).parent / "payloads" / "cgroup_v1_api_1.41.json")
@@ -169,3 +170,23 @@ def test_close_ends_a_thread_waiting_for_a_push_at_once(server, stream):
     follower.thread.join(2)
     assert not follower.thread.is_alive()
     assert counts.reconnects == 0
+
+
+def test_a_reading_taken_by_one_shot_is_not_handed_out_again_by_the_stream(server, stream):
+    """Docker 20.10 answers a one-shot read with the reading of the same tick its streams get:
+    after a one-shot fallback, the stream's copy of that reading is not a new sample."""
+    follower, counts = stream
+    follower.read_elsewhere(parse_docker_time(payload(9)["read"]))
+    server.script.put(payload(9))
+    wait_for(lambda: counts.payloads == 1, 5, "the same reading through the stream")
+    assert follower.take_newer(timeout=0.3, max_age=5) is None
+    server.script.put(payload(10))
+    assert follower.take_newer(timeout=5, max_age=5)["read"] == payload(10)["read"]
+
+
+def test_a_payload_without_a_read_time_is_malformed(server, stream):
+    follower, counts = stream
+    server.script.put({**RECORDED, "read": "yesterday"})
+    server.script.put(payload(11))
+    assert follower.take_newer(timeout=5, max_age=5)["read"] == payload(11)["read"]
+    assert counts.malformed == 1
