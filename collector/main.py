@@ -155,8 +155,10 @@ def choose_source(args: argparse.Namespace, client: docker.DockerClient) -> Read
     if args.source == "api":
         log.info("figures from the Docker stats API (--source api), by %s", api.describe())
         return api
+    # The fast path's fallback polls: the fast path reads a cycle in turn (a read waiting for
+    # a stream's push would hold up the others) and keeps no streams to close.
     fast = CgroupSource(client, proc_root=args.proc_root, cgroup_root=args.cgroup_root,
-                        fallback=api if args.source == "auto" else None)
+                        fallback=ApiSource(client) if args.source == "auto" else None)
     reason = fast.unreadable_reason()
     if reason is None:
         log.info("figures from cgroup files (%s); Docker for discovery only (--source %s)",
