@@ -16,7 +16,12 @@ import zmq
 
 from statspout import bus, cli, handshakes, security
 from statspout.backoff import Backoff
-from statspout.collector.api_source import API_MODES, DEFAULT_STREAMS_MAX, ApiSource
+from statspout.collector.api_source import (
+    API_MODES,
+    DEFAULT_STREAMS_MAX,
+    STREAM_BELOW_S,
+    ApiSource,
+)
 from statspout.collector.cgroup_source import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_ROOT, CgroupSource
 from statspout.collector.loop import STATES_MODES, Collector, ReadingSource
 
@@ -55,8 +60,8 @@ def build_parser() -> cli.OptionParser:
                   "when readable, else api)", default="auto", choices=["auto", "cgroup", "api"])
     parser.option("--api-mode", help="how the api source reads: stream (a stats stream per "
                   "container, the daemon pushes every second), poll (one one-shot request per "
-                  "container and interval), auto (stream on Docker below a 2 s interval, else "
-                  "poll)", default="auto", choices=list(API_MODES))
+                  f"container and interval), auto (stream on Docker below a {STREAM_BELOW_S:g} s "
+                  "interval, else poll)", default="auto", choices=list(API_MODES))
     parser.option("--api-streams-max", help="stats streams followed at most (one thread and "
                   "one connection each); containers beyond are polled",
                   default=DEFAULT_STREAMS_MAX, type=cli.positive_int)

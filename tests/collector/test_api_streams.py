@@ -22,6 +22,7 @@ from support.waiting import wait_for
 
 from statspout import wire
 from statspout.bus import PublishCounts
+from statspout.collector import main as collector_main
 from statspout.collector.api_source import ApiSource, choose_mode
 from statspout.collector.api_streams import decode_payload, is_not_running, split_lines
 from statspout.collector.figures import reading_from_api
@@ -68,6 +69,14 @@ def test_auto_streams_on_docker_at_short_intervals_only() -> None:
     assert choose_mode("auto", "podman", 1.0) == "poll"  # Podman pushes every 5 s
     assert choose_mode("stream", "podman", 10.0) == "stream"
     assert choose_mode("poll", "docker", 1.0) == "poll"
+
+
+@pytest.mark.parametrize("argv", [["--api-mode", "bogus"], ["--api-streams-max", "0"]])
+def test_bad_api_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        collector_main.build_parser().parse_args(argv)
+    assert exit_.value.code == 2
+    assert argv[0] in capsys.readouterr().err
 
 
 # The real loop on the real daemon
