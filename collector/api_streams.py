@@ -175,7 +175,8 @@ class ContainerStream:
                     if exc.status_code in (404, 409):  # gone, or "is not running"
                         return
                     self._retry(waits, exc)
-                except (requests.RequestException, OSError, ValueError) as exc:
+                except (docker.errors.DockerException, requests.RequestException, OSError,
+                        ValueError) as exc:
                     self._retry(waits, exc)
         finally:
             with self._changed:
