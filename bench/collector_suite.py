@@ -1,16 +1,19 @@
 """The collector's benchmark suite, one command, every figure beside its baseline:
 
-1. a full cycle over N sleeping containers (API path, fast path, ``docker stats --no-stream``,
-   raw floor), median of several;
+1. a full cycle over N sleeping containers (API path polled, fast path, ``docker stats
+   --no-stream``, raw floor), median of several;
 2. CPU seconds per 1000 samples of the real ``statspout-collector`` process, and of dockerd +
-   containerd + the shims together, for both paths and for ``docker stats --no-stream`` once a
-   second, over a fixed window at a 1 s interval;
-3. sustained scale: the largest N of (50, 100, 200) at which every container is sampled in
-   every 1 s interval, and the collector's CPU share of one core there, for both paths;
-4. the collector's peak RSS (VmHWM) at the largest N.
+   containerd + the shims together, for the API path (streams and one-shot polling), the fast
+   path and ``docker stats --no-stream`` once a second, over a fixed window at a 1 s interval;
+3. the API path's two modes at a 1 s and a 10 s interval over the same N: the collector's and
+   Docker's CPU share of one core, which ``--api-mode auto`` chooses by;
+4. sustained scale: at each N of (50, 100, 200), whether every container is sampled in every
+   1 s interval (worst gap between a container's consecutive samples), with the collector's
+   and Docker's CPU share of one core and the collector's peak RSS (VmHWM), for the API path
+   streamed and polled and for the fast path.
 
     .venv/bin/python bench/collector_suite.py [-n 50] [--window 20] [--scale 50,100,200]
-                                              [--before DIR]
+                                              [--parts cycle,cost,modes,scale] [--before DIR]
 
 ``--before DIR`` measures, in part 2 of the same run, the collector of another checkout of this
 repository (e.g. ``git worktree add /tmp/before main``) beside this one, and prints the ratios
@@ -47,9 +50,20 @@ from statspout.collector.discovery import ContainerInfo
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
 DOCKER_PROCESSES = ("dockerd", "containerd", "containerd-shim")
 INTERVAL_S = 1.0
-# A container counts as sampled every interval when no two of its samples are further apart.
-MAX_GAP_S = 1.5
+# A container counts as sampled every interval when no two of its samples are further apart
+# than this many intervals (1.5 s at 1 s).
+MAX_GAP_INTERVALS = 1.5
+MAX_GAP_S = MAX_GAP_INTERVALS * INTERVAL_S
 WARMUP_LIMIT_S = 60.0
+# Part 3: the intervals the API modes are compared at; a window holds at least 3 intervals.
+MODE_INTERVALS_S = (1.0, 2.0, 10.0)
+# The collector's ways of reading: its --source and extra options.
+WAYS = {
+    "api stream": ("api", ("--api-mode", "stream")),
+    "api poll": ("api", ("--api-mode", "poll")),
+    "cgroup": ("cgroup", ()),
+}
+PARTS = ("cycle", "cost", "modes", "scale")
 
 
 def process_cpu_s(pid: int) -> float | None:
@@ -163,27 +177,32 @@ def package_root(checkout: Path, into: Path) -> Path:
     return into
 
 
-def run_collector(source: str, infos: list[ContainerInfo], subscriber: Subscriber,
-                  window_s: float, log_path: Path, pythonpath: Path | None = None) -> Window:
-    """The real collector process at a 1 s interval: wait until it samples all of ``infos``,
-    then measure one window. ``pythonpath``: run another checkout's collector."""
+def run_collector(way: str, infos: list[ContainerInfo], subscriber: Subscriber,
+                  window_s: float, log_path: Path, pythonpath: Path | None = None,
+                  interval_s: float = INTERVAL_S) -> Window:
+    """The real collector process reading one of WAYS at ``interval_s``: wait until it
+    samples all of ``infos``, then measure one window. ``pythonpath``: run another checkout's
+    collector (with its own default API mode: it may have no --api-mode)."""
     wanted = {info.id for info in infos}
     env = dict(os.environ)
+    source, options = WAYS[way]
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
+        options = ()
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "statspout.collector.main", "--source", source,
-             "--interval", str(INTERVAL_S), "--connect", subscriber.endpoint,
-             "--log-level", "warning", "--report-interval", "3600"],
+            [sys.executable, "-m", "statspout.collector.main", "--source", source, *options,
+             "--interval", str(interval_s), "--connect", subscriber.endpoint,
+             # Each window ends with the collector's report lines, in the log.
+             "--log-level", "info", "--report-interval", str(window_s)],
             stdout=log, stderr=subprocess.STDOUT, env=env,
         )
     try:
         warm: dict[str, list[float]] = defaultdict(list)
-        deadline = time.monotonic() + WARMUP_LIMIT_S
+        deadline = time.monotonic() + WARMUP_LIMIT_S + 2 * interval_s
         while not wanted <= {cid for cid, times in warm.items() if len(times) >= 2}:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the {source} collector did not sample every container; "
+                raise RuntimeError(f"the {way} collector did not sample every container; "
                                    f"see {log_path}")
             subscriber.drain(time.monotonic() + 0.5, warm)
         seen: dict[str, list[float]] = defaultdict(list)
@@ -203,7 +222,7 @@ def run_collector(source: str, infos: list[ContainerInfo], subscriber: Subscribe
             gap = max(b - a for a, b in itertools.pairwise(times))
             window.worst_gap_s = max(window.worst_gap_s, gap)
             window.per_container[cid] = len(seen.get(cid, []))
-        window.every_interval = window.worst_gap_s <= MAX_GAP_S
+        window.every_interval = window.worst_gap_s <= MAX_GAP_INTERVALS * interval_s
         return window
     finally:
         process.terminate()
@@ -255,10 +274,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of each measured window in parts 2 and 3 (default 20)")
     parser.add_argument("--scale", default="50,100,200",
                         help="container counts tried in part 3 (default 50,100,200)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"which parts to run (default {','.join(PARTS)})")
     parser.add_argument("--before", type=Path,
                         help="another checkout whose collector part 2 measures beside this one")
     args = parser.parse_args(argv)
     scale = sorted(int(n) for n in args.scale.split(","))
+    parts = set(args.parts.split(","))
+    if not parts <= set(PARTS):
+        parser.error(f"--parts: some of {', '.join(PARTS)}")
     if args.repeat < 5 or not 5 <= args.window <= 300 or not (
             1 <= args.containers <= cycle.MAX_CONTAINERS and scale
             and 1 <= scale[0] and scale[-1] <= cycle.MAX_CONTAINERS):
@@ -270,43 +294,33 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, object] = {"machine": cycle.machine(), "containers": args.containers,
                                  "window_s": args.window, "interval_s": INTERVAL_S}
     client = docker.from_env(max_pool_size=cycle.COLLECTOR_CONCURRENCY, timeout=60)
+    cost: dict[str, Window] = {}
+    modes: dict[tuple[str, float], Window] = {}
+    scaled: dict[str, dict[int, Window]] = {}
     context = zmq.Context()
     subscriber = Subscriber(context)
     try:
         with cycle.sleeping_containers(client) as containers:
-            say(f"1. cycle over {args.containers} containers")
             infos = containers.grow(args.containers)
-            report["cycle"] = cycle.measure_cycles(client, infos, args.repeat)
-
-            say(f"2. CPU per 1000 samples, {args.window:g} s windows")
-            cost = {"idle (nothing sampling)": idle_window(args.window)}
-            with tempfile.TemporaryDirectory() as tmp:
-                before = package_root(args.before, Path(tmp)) if args.before else None
-                for source, path in (("api", "API path"), ("cgroup", "fast path")):
-                    if before is not None:  # before and after one after the other
-                        cost[f"collector, {path}, before"] = run_collector(
-                            source, infos, subscriber, args.window, log_path, before)
-                    cost[f"collector, {path}"] = run_collector(
-                        source, infos, subscriber, args.window, log_path)
-            cost["docker stats --no-stream, 1/s"] = docker_stats_window(infos, args.window)
-            report["cost"] = {name: vars(w) | {"per_container": None} for name, w in cost.items()}
-
-            say(f"3. sustained scale at {INTERVAL_S:g} s: {scale}")
-            scaled: dict[str, dict[int, Window]] = {"api": {}, "cgroup": {}}
-            for count in scale:
-                infos = containers.grow(count)
-                for source in scaled:
-                    say(f"   {count} containers, {source}")
-                    try:
-                        scaled[source][count] = run_collector(source, infos, subscriber,
-                                                              args.window, log_path)
-                    except RuntimeError as exc:
-                        say(f"   {exc}")
-                        scaled[source][count] = Window(seconds=0, samples=0,
-                                                       every_interval=False)
-            report["scale"] = {source: {count: vars(w) | {"per_container": None}
-                                        for count, w in windows.items()}
-                               for source, windows in scaled.items()}
+            if "cycle" in parts:
+                say(f"1. cycle over {args.containers} containers")
+                report["cycle"] = cycle.measure_cycles(client, infos, args.repeat)
+            if "cost" in parts:
+                say(f"2. CPU per 1000 samples, {args.window:g} s windows")
+                cost = measure_cost(args, infos, subscriber, log_path)
+                report["cost"] = {name: vars(w) | {"per_container": None}
+                                  for name, w in cost.items()}
+            if "modes" in parts:
+                say(f"3. API modes at {', '.join(f'{i:g} s' for i in MODE_INTERVALS_S)}")
+                modes = measure_modes(args, infos, subscriber, log_path)
+                report["modes"] = {f"{way} every {interval:g} s": vars(w) | {"per_container": None}
+                                   for (way, interval), w in modes.items()}
+            if "scale" in parts:
+                say(f"4. sustained scale at {INTERVAL_S:g} s: {scale}")
+                scaled = measure_scale(scale, containers, subscriber, args.window, log_path)
+                report["scale"] = {way: {count: vars(w) | {"per_container": None}
+                                         for count, w in windows.items()}
+                                   for way, windows in scaled.items()}
     except KeyboardInterrupt:
         say("interrupted; containers removed")
         return 130
@@ -315,68 +329,148 @@ def main(argv: list[str] | None = None) -> int:
         context.term()
         client.close()
 
-    print(render(report, cost, scaled, args))
+    print(render(report, cost, modes, scaled, args))
     out = cycle.RESULTS / f"suite-{stamp}.json"
     out.write_text(json.dumps(report, indent=2, default=str))
     print(f"\nJSON: {out}\ncollector logs: {log_path}")
     return 0
 
 
-def render(report: dict, cost: dict[str, Window], scaled: dict[str, dict[int, Window]],
-           args: argparse.Namespace) -> str:
+def measure_cost(args: argparse.Namespace, infos: list[ContainerInfo], subscriber: Subscriber,
+                 log_path: Path) -> dict[str, Window]:
+    cost = {"idle (nothing sampling)": idle_window(args.window)}
+    with tempfile.TemporaryDirectory() as tmp:
+        before = package_root(args.before, Path(tmp)) if args.before else None
+        for way, path in (("api stream", "API path, stream"), ("api poll", "API path, poll"),
+                          ("cgroup", "fast path")):
+            if before is not None and way != "api poll":  # before and after one after the other
+                cost[f"collector, {path.split(',')[0]}, before"] = run_collector(
+                    way, infos, subscriber, args.window, log_path, before)
+            cost[f"collector, {path}"] = run_collector(way, infos, subscriber, args.window,
+                                                       log_path)
+    cost["docker stats --no-stream, 1/s"] = docker_stats_window(infos, args.window)
+    return cost
+
+
+def measure_modes(args: argparse.Namespace, infos: list[ContainerInfo], subscriber: Subscriber,
+                  log_path: Path) -> dict[tuple[str, float], Window]:
+    """Both API modes at each of MODE_INTERVALS_S, a window of at least three intervals."""
+    modes = {}
+    for interval in MODE_INTERVALS_S:
+        for way in ("api stream", "api poll"):
+            say(f"   {way} every {interval:g} s")
+            modes[way, interval] = run_collector(way, infos, subscriber,
+                                                 max(args.window, 3 * interval), log_path,
+                                                 interval_s=interval)
+    return modes
+
+
+def measure_scale(scale: list[int], containers: cycle.SleepingContainers, subscriber: Subscriber,
+                  window_s: float, log_path: Path) -> dict[str, dict[int, Window]]:
+    scaled: dict[str, dict[int, Window]] = {way: {} for way in WAYS}
+    for count in scale:
+        infos = containers.grow(count)
+        for way in WAYS:
+            say(f"   {count} containers, {way}")
+            try:
+                scaled[way][count] = run_collector(way, infos, subscriber, window_s, log_path)
+            except RuntimeError as exc:
+                say(f"   {exc}")
+                scaled[way][count] = Window(seconds=0, samples=0, every_interval=False)
+    return scaled
+
+
+def share(cpu_s: float, window: Window) -> float | None:
+    """CPU seconds over a window as a percentage of one core."""
+    return cpu_s / window.seconds * 100 if window.seconds else None
+
+
+def render(report: dict, cost: dict[str, Window], modes: dict[tuple[str, float], Window],
+           scaled: dict[str, dict[int, Window]], args: argparse.Namespace) -> str:
     machine = report["machine"]
     lines = [f"Machine: {machine['cpus']} CPUs ({machine['cpu_model']}), "
              f"{machine['memory_gib']} GiB, kernel {machine['kernel']}, "
-             f"Python {machine['python']}", ""]
-    lines.append(cycle.cycle_table(report["cycle"], args.containers))
-    lines += ["", f"CPU seconds per 1000 samples ({args.containers} containers, "
-              f"{args.window:g} s window, {INTERVAL_S:g} s interval)",
-              f"{'':32} {'samples':>8} {'sampler CPU s':>14} {'per 1000':>9} "
-              f"{'docker CPU s':>13} {'per 1000':>9}"]
+             f"Python {machine['python']}"]
+    if "cycle" in report:
+        lines += ["", cycle.cycle_table(report["cycle"], args.containers)]
+    if cost:
+        lines += ["", *cost_table(cost, args)]
+    if modes:
+        lines += ["", *modes_table(modes, args)]
+    if scaled:
+        lines += ["", *scale_table(scaled, args, report)]
+    return "\n".join(lines)
+
+
+def cost_table(cost: dict[str, Window], args: argparse.Namespace) -> list[str]:
+    lines = [f"CPU seconds per 1000 samples ({args.containers} containers, "
+             f"{args.window:g} s window, {INTERVAL_S:g} s interval)",
+             f"{'':34} {'samples':>8} {'sampler CPU s':>14} {'per 1000':>9} "
+             f"{'docker CPU s':>13} {'per 1000':>9}"]
     for name, window in cost.items():
         lines.append(
-            f"{name:32} {window.samples:>8} {fmt(window.collector_cpu_s):>14} "
+            f"{name:34} {window.samples:>8} {fmt(window.collector_cpu_s):>14} "
             f"{fmt(window.per_1000(window.collector_cpu_s)):>9} "
             f"{fmt(window.docker_cpu_s):>13} {fmt(window.per_1000(window.docker_cpu_s)):>9}")
     lines.append("(docker = dockerd + containerd + shims, whatever asked them; for docker stats"
                  " the sampler is the docker CLI)")
-    for path in ("API path", "fast path"):
-        before, after = cost.get(f"collector, {path}, before"), cost[f"collector, {path}"]
+    for path, now in (("API path", "API path, stream"), ("fast path", "fast path")):
+        before, after = cost.get(f"collector, {path}, before"), cost[f"collector, {now}"]
         if before is None:
             continue
         ratios = []
         for what in ("collector_cpu_s", "docker_cpu_s"):
             old, new = before.per_1000(getattr(before, what)), after.per_1000(getattr(after, what))
             ratios.append(fmt(new / old if old and new is not None else None, 2))
-        lines.append(f"{path}: after / before per 1000 samples: collector {ratios[0]}, "
-                     f"docker {ratios[1]}")
-    lines += ["", f"Sustained scale at {INTERVAL_S:g} s (sampled every interval: no gap over "
-              f"{MAX_GAP_S:g} s in {args.window:g} s)",
-              f"{'':14} {'N':>5} {'every 1 s':>10} {'worst gap':>10} {'collector CPU':>14} "
-              f"{'docker CPU':>11} {'peak RSS':>10}"]
-    for source, windows in scaled.items():
+        lines.append(f"{now}: after / {path} before, per 1000 samples: collector "
+                     f"{ratios[0]}, docker {ratios[1]}")
+    return lines
+
+
+def modes_table(modes: dict[tuple[str, float], Window], args: argparse.Namespace) -> list[str]:
+    lines = [f"API path, streams against one-shot polling ({args.containers} containers; "
+             f"CPU as a share of one core)",
+             f"{'':12} {'interval':>9} {'samples':>8} {'worst gap':>10} {'collector CPU':>14} "
+             f"{'docker CPU':>11} {'docker CPU per 1000':>20}"]
+    for (way, interval), window in modes.items():
+        lines.append(
+            f"{way:12} {interval:>7g} s {window.samples:>8} "
+            f"{fmt(window.worst_gap_s, 2) + ' s':>10} "
+            f"{fmt(share(window.collector_cpu_s, window), 1) + ' %':>14} "
+            f"{fmt(share(window.docker_cpu_s, window), 1) + ' %':>11} "
+            f"{fmt(window.per_1000(window.docker_cpu_s)):>18} s")
+    return lines
+
+
+def scale_table(scaled: dict[str, dict[int, Window]], args: argparse.Namespace,
+                report: dict) -> list[str]:
+    lines = [f"Sustained scale at {INTERVAL_S:g} s (sampled every interval: no gap over "
+             f"{MAX_GAP_S:g} s between a container's samples in {args.window:g} s)",
+             f"{'':16} {'N':>5} {'every 1 s':>10} {'worst gap':>10} {'collector CPU':>14} "
+             f"{'docker CPU':>11} {'peak RSS':>10}"]
+    for way, windows in scaled.items():
         for count, window in windows.items():
-            share = window.collector_cpu_s / window.seconds * 100 if window.seconds else None
-            docker_share = window.docker_cpu_s / window.seconds * 100 if window.seconds else None
             lines.append(
-                f"{source + ' path':14} {count:>5} {'yes' if window.every_interval else 'no':>10}"
-                f" {fmt(window.worst_gap_s, 2) + ' s':>10} {fmt(share, 1) + ' %':>14}"
-                f" {fmt(docker_share, 1) + ' %':>11} {window.peak_rss_kib / 1024:>7.1f} MiB")
+                f"{way + ' path':16} {count:>5} {'yes' if window.every_interval else 'no':>10}"
+                f" {fmt(window.worst_gap_s, 2) + ' s':>10}"
+                f" {fmt(share(window.collector_cpu_s, window), 1) + ' %':>14}"
+                f" {fmt(share(window.docker_cpu_s, window), 1) + ' %':>11}"
+                f" {window.peak_rss_kib / 1024:>7.1f} MiB")
     summary = {}
-    for source, windows in scaled.items():
+    for way, windows in scaled.items():
         passing = [count for count, window in windows.items() if window.every_interval]
         largest = max(passing) if passing else None
-        summary[source] = largest
+        summary[way] = largest
         if largest is None:
-            lines.append(f"{source} path: no N sampled every interval")
+            lines.append(f"{way} path: no N sampled every interval")
             continue
         window = windows[largest]
         lines.append(
-            f"{source} path: largest N sampled every {INTERVAL_S:g} s = {largest}, collector "
-            f"{window.collector_cpu_s / window.seconds * 100:.1f} % of one core, "
+            f"{way} path: largest N sampled every {INTERVAL_S:g} s = {largest}, collector "
+            f"{fmt(share(window.collector_cpu_s, window), 1)} % of one core, "
             f"peak RSS {window.peak_rss_kib / 1024:.1f} MiB (VmHWM)")
     report["largest_sustained_n"] = summary
-    return "\n".join(lines)
+    return lines
 
 
 def say(text: str) -> None:

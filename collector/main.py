@@ -16,7 +16,12 @@ import zmq
 
 from statspout import bus, cli, handshakes, security, wire
 from statspout.backoff import Backoff
-from statspout.collector.api_source import ApiSource
+from statspout.collector.api_source import (
+    API_MODES,
+    DEFAULT_STREAMS_MAX,
+    STREAM_BELOW_S,
+    ApiSource,
+)
 from statspout.collector.batching import (
     DEFAULT_BATCH_BYTES,
     DEFAULT_BATCH_ITEMS,
@@ -59,6 +64,13 @@ def build_parser() -> cli.OptionParser:
     parser.option("--source", help="where figures come from: cgroup (the host's cgroup files and "
                   "/proc; Docker for discovery only), api (Docker's stats API), auto (cgroup "
                   "when readable, else api)", default="auto", choices=["auto", "cgroup", "api"])
+    parser.option("--api-mode", help="how the api source reads: stream (a stats stream per "
+                  "container, the daemon pushes every second), poll (one one-shot request per "
+                  f"container and interval), auto (stream on Docker below a {STREAM_BELOW_S:g} s "
+                  "interval, else poll)", default="auto", choices=list(API_MODES))
+    parser.option("--api-streams-max", help="stats streams followed at most (one thread and "
+                  "one connection each); containers beyond are polled",
+                  default=DEFAULT_STREAMS_MAX, type=cli.positive_int)
     parser.option("--proc-root", help="the host's /proc as the collector sees it (cgroup source)",
                   default=DEFAULT_PROC_ROOT, metavar="DIR")
     parser.option("--cgroup-root", help="the host's /sys/fs/cgroup as the collector sees it "
@@ -158,18 +170,22 @@ def _causes(exc: BaseException) -> Iterator[BaseException]:
 def choose_source(args: argparse.Namespace, client: docker.DockerClient) -> ReadingSource:
     """The source ``--source`` asks for; ``auto`` takes the cgroup files when they can be read
     from here, and reads through the API any container whose files cannot."""
-    api = ApiSource(client)
+    api = ApiSource(client, mode=args.api_mode, interval_s=args.interval,
+                    streams_max=args.api_streams_max, report_interval_s=args.report_interval)
     if args.source == "api":
-        log.info("figures from the Docker stats API (--source api)")
+        log.info("figures from the Docker stats API (--source api), by %s", api.describe())
         return api
+    # The fast path's fallback polls: the fast path reads a cycle in turn (a read waiting for
+    # a stream's push would hold up the others) and keeps no streams to close.
     fast = CgroupSource(client, proc_root=args.proc_root, cgroup_root=args.cgroup_root,
-                        fallback=api if args.source == "auto" else None)
+                        fallback=ApiSource(client) if args.source == "auto" else None)
     reason = fast.unreadable_reason()
     if reason is None:
         log.info("figures from cgroup files (%s); Docker for discovery only (--source %s)",
                  fast.describe(), args.source)
         return fast
-    log.info("figures from the Docker stats API: %s (--source %s)", reason, args.source)
+    log.info("figures from the Docker stats API: %s (--source %s); by %s", reason, args.source,
+             api.describe())
     return api
 
 
@@ -195,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     stop = cli.stop_on_termination()
 
-    client = connect_docker(args.max_concurrency, stop)
+    # One pooled connection per concurrent read and per followed stream.
+    client = connect_docker(args.max_concurrency + args.api_streams_max, stop)
     if client is None:
         return 0
     context = zmq.Context()

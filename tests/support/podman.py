@@ -49,6 +49,13 @@ class PodmanEngine:
                               capture_output=True, text=True, timeout=120).stdout.strip()
 
     def start(self) -> None:
+        self.start_service()
+        write_rootfs(self.folder / "rootfs.tar")
+        self.podman("import", "--change", 'CMD ["/bin/sh"]', str(self.folder / "rootfs.tar"),
+                    IMAGE)
+
+    def start_service(self) -> None:
+        self.socket.unlink(missing_ok=True)  # left behind by a killed service
         log = open(self.folder / "service.log", "ab")
         self._service = subprocess.Popen(
             ["podman", *self._global, "system", "service", "--time=0", f"unix://{self.socket}"],
@@ -59,9 +66,12 @@ class PodmanEngine:
             if self._service.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"podman system service did not start; see {log.name}")
             time.sleep(0.2)
-        write_rootfs(self.folder / "rootfs.tar")
-        self.podman("import", "--change", 'CMD ["/bin/sh"]', str(self.folder / "rootfs.tar"),
-                    IMAGE)
+
+    def kill_service(self) -> None:
+        """Kill the API service as a crash would; the containers keep running (conmon)."""
+        if self._service is not None:
+            self._service.kill()
+            self._service.wait()
 
     def stop(self) -> None:
         """Remove every container, stop the service, delete the storage."""
