@@ -95,8 +95,9 @@ def sleepers(docker_client: docker.DockerClient) -> Iterator[list[str]]:
 
 
 @pytest.mark.docker
-@pytest.mark.parametrize("source", ["api", "cgroup"])
-def test_no_inspect_per_sample(sleepers, tmp_path, source):
+@pytest.mark.parametrize("source, api_mode", [("api", "poll"), ("api", "stream"),
+                                              ("cgroup", "auto")])
+def test_no_inspect_per_sample(sleepers, tmp_path, source, api_mode):
     zmq = pytest.importorskip("zmq")
     proxy = CountingDockerProxy(tmp_path / "docker.sock")
     context = zmq.Context()
@@ -108,7 +109,7 @@ def test_no_inspect_per_sample(sleepers, tmp_path, source):
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "statspout.collector.main", "--source", source,
-             "--interval", "1", "--connect", f"tcp://127.0.0.1:{port}"],
+             "--api-mode", api_mode, "--interval", "1", "--connect", f"tcp://127.0.0.1:{port}"],
             stdout=log_file, stderr=subprocess.STDOUT,
             env={**os.environ, "DOCKER_HOST": f"unix://{proxy.path}"},
         )
@@ -153,7 +154,9 @@ def test_no_inspect_per_sample(sleepers, tmp_path, source):
     for container_id in sleepers:  # still a state message of each every interval
         assert states[container_id] - states_before[container_id] >= SAMPLES_WATCHED - 1
     watched = sum(samples.values()) - 2 * len(sleepers)
-    if source == "api":  # one stats request per sample
+    if api_mode == "poll":  # one stats request per sample
         assert asked("GET", "stats") - stats_calls >= watched - len(sleepers)
+    elif source == "api":  # one stream per container, opened before: none per sample
+        assert asked("GET", "stats") == stats_calls == len(sleepers)
     else:
         assert asked("GET", "stats") == stats_calls == 0
