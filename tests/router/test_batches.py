@@ -9,14 +9,15 @@ from collections.abc import Iterator
 import msgpack
 import pytest
 import zmq
+from support import inproc_router
 from support.feed import SinkWorkerThread
+from support.inproc_router import InprocRouter, linked_publisher
 from support.netns import synthetic_sample
 from support.samples import make_engine
 from support.waiting import wait_for
 
 from statspout import bus, wire
 from statspout.collector.batching import BatchingPublisher
-from statspout.router.loop import Router
 from statspout.router.replay import ReplayLimits, ReplayStore
 from statspout.router.route_table import RouteTable
 from statspout.router.routes_file import parse_routes
@@ -30,47 +31,18 @@ ROUTES = parse_routes({"routes": {
 }})
 
 
-class Running:
-    def __init__(self, context: zmq.Context, tag: str) -> None:
-        self.context = context
-        self.listen, self.publish = f"inproc://{tag}-in", f"inproc://{tag}-out"
-        self.replay = ReplayStore(7, ReplayLimits())
-        self.router = Router(bus.router_input(context, self.listen),
-                             bus.router_output(context, self.publish),
-                             RouteTable(routes=ROUTES), run_id=7, replay=self.replay)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.router.run, args=(self.stop,))
-        self.thread.start()
-
-
 @pytest.fixture
-def running(request) -> Iterator[Running]:
+def running(request) -> Iterator[InprocRouter]:
     context = zmq.Context()
-    made = Running(context, request.node.name)
-    yield made
-    made.stop.set()
-    made.thread.join(10)
+    router = InprocRouter(context, request.node.name, RouteTable(routes=ROUTES), run_id=7,
+                          replay=ReplayStore(7, ReplayLimits()))
+    yield router
+    router.close()
     context.destroy(linger=0)
 
 
 def receive(sock: zmq.Socket, count: int) -> list[tuple[str, int, wire.Message | wire.Batch]]:
-    got = []
-    while len(got) < count and sock.poll(5000):
-        topic, number, payload = sock.recv_multipart()
-        got.append((bus.route_of(topic), bus.unpack_sequence(number), wire.decode_any(payload)))
-    return got
-
-
-def linked_publisher(running: Running, sink: zmq.Socket) -> bus.CollectorPublisher:
-    publisher = bus.CollectorPublisher(running.context, running.listen)
-
-    def through() -> bool:
-        publisher.publish(wire.encode(synthetic_sample(0, "probe", "probe")))
-        return bool(sink.poll(100))
-    wait_for(through, 10, "the router to pass a probe sample")
-    while sink.poll(200):
-        sink.recv_multipart()
-    return publisher
+    return inproc_router.receive(sock, count, wire.decode_any)
 
 
 def batch_payload(host: str, first_seq: int, messages: list[wire.Message]) -> bytes:
@@ -97,7 +69,7 @@ def items_of(batch: wire.Message | wire.Batch) -> list[tuple[str, int]]:
             for m in (wire.decode(item) for item in batch.items)]
 
 
-def test_a_batch_is_split_per_route_in_order_and_numbered_per_item(running: Running) -> None:
+def test_a_batch_is_split_per_route_in_order_and_numbered_per_item(running: InprocRouter) -> None:
     sinks = {route: bus.sink_subscriber(running.context, running.publish, route)
              for route in ("all", "prod", "h2only", "named")}
     publisher = linked_publisher(running, sinks["all"])
@@ -136,7 +108,7 @@ def test_a_batch_is_split_per_route_in_order_and_numbered_per_item(running: Runn
     publisher.close()
 
 
-def test_a_bad_item_or_entry_costs_only_itself(running: Running) -> None:
+def test_a_bad_item_or_entry_costs_only_itself(running: InprocRouter) -> None:
     sink = bus.sink_subscriber(running.context, running.publish, "all")
     publisher = linked_publisher(running, sink)
     good = [wire.encode(synthetic_sample(seq, "h1", f"c{seq}")) for seq in range(1, 6)]
@@ -176,7 +148,7 @@ class OneAtATime(Sink):
         self.got.append((sample.host, sample.seq))
 
 
-def test_old_and_new_collectors_reach_one_sink_through_one_router(running: Running) -> None:
+def test_old_and_new_collectors_reach_one_sink_through_one_router(running: InprocRouter) -> None:
     sink = OneAtATime()
     context = running.context
     socket = bus.sink_subscriber(context, running.publish, "all")

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 
 import msgpack
 import pytest
 import zmq
+from support import inproc_router
+from support.inproc_router import InprocRouter, linked_publisher
 from support.netns import synthetic_sample
 from support.waiting import wait_for
 
 from statspout import bus, wire
-from statspout.router.loop import UNKNOWN_HOST, Router
+from statspout.router.loop import UNKNOWN_HOST
 from statspout.router.route_table import RouteTable
 from statspout.router.routes_file import parse_routes
 
@@ -23,61 +24,23 @@ ROUTES = parse_routes({"routes": {
 }})
 
 
-class Running:
-    def __init__(self, context: zmq.Context, tag: str) -> None:
-        self.context = context
-        self.listen, self.publish = f"inproc://{tag}-in", f"inproc://{tag}-out"
-        self.control = f"inproc://{tag}-ctl"
-        self.router = Router(
-            bus.router_input(context, self.listen), bus.router_output(context, self.publish),
-            RouteTable(routes=ROUTES), control_socket=bus.control_server(context, self.control),
-        )
-        self.stop, self.reload_requested = threading.Event(), threading.Event()
-        self.reloads: list[str] = []
-        self.thread = threading.Thread(
-            target=self.router.run,
-            args=(self.stop, self.reload_requested, lambda r: self.reloads.append("x")),
-        )
-        self.thread.start()
-
-    def status(self) -> dict:
-        return json.loads(bus.control_request(self.context, self.control, b"status"))
-
-
 @pytest.fixture
-def running(request) -> Iterator[Running]:
+def running(request) -> Iterator[InprocRouter]:
     context = zmq.Context()
-    running = Running(context, request.node.name)
-    yield running
-    running.stop.set()
-    running.thread.join(10)
+    router = InprocRouter(context, request.node.name, RouteTable(routes=ROUTES))
+    yield router
+    router.close()
     context.destroy(linger=0)
 
 
-def receive(sock: zmq.Socket, count: int, timeout_ms: int = 5000) -> list[tuple[str, int, dict]]:
-    got = []
-    while len(got) < count and sock.poll(timeout_ms):
-        topic, number, payload = sock.recv_multipart()
-        got.append((bus.route_of(topic), bus.unpack_sequence(number), msgpack.unpackb(payload)))
-    return got
+def receive(sock: zmq.Socket, count: int) -> list[tuple[str, int, dict]]:
+    return inproc_router.receive(sock, count, msgpack.unpackb)
 
 
-def connected_publisher(running: Running, route_sink: zmq.Socket) -> bus.CollectorPublisher:
-    publisher = bus.CollectorPublisher(running.context, running.listen)
-    # Probe until the subscription has arrived and a sample makes it through.
-    def through() -> bool:
-        publisher.publish(wire.encode(synthetic_sample(0, "probe", "probe")))
-        return bool(route_sink.poll(100))
-    wait_for(through, 10, "the router to pass a probe sample")
-    while route_sink.poll(200):
-        route_sink.recv_multipart()
-    return publisher
-
-
-def test_routes_numbering_and_accounting(running: Running) -> None:
+def test_routes_numbering_and_accounting(running: InprocRouter) -> None:
     sink_all = bus.sink_subscriber(running.context, running.publish, "all")
     sink_prod = bus.sink_subscriber(running.context, running.publish, "prod")
-    publisher = connected_publisher(running, sink_all)
+    publisher = linked_publisher(running, sink_all)
 
     messages = [
         synthetic_sample(1, "h1", "web", {"env": "prod"}),
@@ -114,7 +77,7 @@ def test_routes_numbering_and_accounting(running: Running) -> None:
     publisher.close()
 
 
-def test_reload_runs_in_the_loop_and_routes_can_be_swapped(running: Running) -> None:
+def test_reload_runs_in_the_loop_and_routes_can_be_swapped(running: InprocRouter) -> None:
     running.reload_requested.set()
     wait_for(lambda: running.reloads, 5, "the reload callback")
     assert wait_for(lambda: running.status()["reloads"] == 1, 5, "the reload counted")
@@ -123,6 +86,6 @@ def test_reload_runs_in_the_loop_and_routes_can_be_swapped(running: Running) -> 
     assert routes["all"]["active"] and "prod" not in routes  # never sent: not listed
 
 
-def test_unknown_control_request_gets_an_error(running: Running) -> None:
+def test_unknown_control_request_gets_an_error(running: InprocRouter) -> None:
     reply = json.loads(bus.control_request(running.context, running.control, b"shutdown"))
     assert "unknown request" in reply["error"]
