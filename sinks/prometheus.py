@@ -85,6 +85,14 @@ class Family:
     per: Callable[[Any], PerSeries] | None = None
 
 
+def _oom_kills(sample: ContainerStats) -> int | None:
+    """cAdvisor counts the kernel's OOM kills of the container (one a kill, from the kernel
+    log): the cgroup's own ``oom_kill`` counter (``oom_kills``) where the collector read it (the
+    cgroup source), else Docker's ``oom`` events (``oom_events``; the API source), which come
+    one per OOM notification of the cgroup and can be more than the kills."""
+    return sample.oom_kills if sample.oom_kills is not None else sample.oom_events
+
+
 def _quota_only(attribute: str, divisor: float = 1) -> Callable[[ContainerStats], Any]:
     """cAdvisor writes the CFS figures only for a container with a CPU quota: periods > 0."""
     def value(sample: ContainerStats) -> Any:
@@ -164,7 +172,7 @@ FAMILIES: tuple[Family, ...] = (
     Family("container_memory_failcnt", "untyped", "Number of memory usage hits limits",
            "mem_failcnt"),
     Family("container_oom_events", "counter",
-           "Count of out of memory events observed for the container", "oom_events"),
+           "Count of out of memory events observed for the container", _oom_kills),
     Family("container_spec_memory_limit_bytes", "gauge",
            "Memory limit (the host's memory when unlimited)", "mem_limit"),
     *(Family(f"container_network_{way}_{name}", "counter",

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import docker
 import pytest
 from support.docker_engine import IMAGE, TEST_LABEL
+from support.processes import terminate
 
 from statspout import wire
 
@@ -139,12 +139,7 @@ def test_no_inspect_per_sample(sleepers, tmp_path, source, api_mode):
         states_before = dict(states)
         receive_until(2 + SAMPLES_WATCHED)
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, 15)
         sub.close()
         context.term()
         proxy.close()

@@ -4,7 +4,6 @@ and systemd layouts), then both sources on the same real containers at the same 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import docker
 import docker.errors
 import pytest
 from support.docker_engine import IMAGE, TEST_LABEL
+from support.processes import terminate
 from support.readings import make_reading
 from support.waiting import wait_for
 
@@ -724,12 +724,7 @@ def test_collector_process_publishes_from_cgroup_files(docker_client, containers
                         percents.append(message.cpu_percent)
         assert min(percents) > 30, percents
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        terminate(process, 15)
         sub.close()
         context.term()
     assert "figures from cgroup files" in log_path.read_text()

@@ -251,7 +251,9 @@ def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
                               lambda v: v == 1) == 1
             events = prom_value(
                 f'container_oom_events_total{{name="{names["oomchild"]}"}}', lambda v: v >= 1)
-            sample_with("oomchild", lambda s: s["oom_events"], events)
+            # cAdvisor's meaning: kills (the cgroup's counter where read), else Docker's events
+            sample_with("oomchild", lambda s: s["oom_kills"] if s["oom_kills"] is not None
+                        else s["oom_events"], events)
             shown["oom: InfluxDB oomkilled, exitcode / inspect OOMKilled; Prometheus oomchild "
                   "container_oom_events_total"] = (row["oomkilled"], row["exitcode"],
                                                    c.oomkilled.attrs["State"]["OOMKilled"],

@@ -132,6 +132,18 @@ def test_both_formats_parse_back_to_every_figure_and_label() -> None:
                 and ("id", "d-0") in key[1]]  # no quota (0 periods): no CFS series
 
 
+def test_oom_events_count_kills_as_cadvisor_does() -> None:
+    """The cgroup's kill counter where the collector read it; Docker's events only without it
+    (they come one per OOM notification and can outnumber the kills)."""
+    samples = [make_container_stats("cgroup-source", oom_kills=2, oom_events=5),
+               make_container_stats("api-source", oom_kills=None, oom_events=5)]
+    text, _ = sink_with(samples).exposition("text/plain")
+    found = {dict(key[1])["id"]: value
+             for key, value in parsed_series(text_families(text.decode())).items()
+             if key[0] == "container_oom_events_total"}
+    assert found == {"cgroup-source": 2, "api-source": 5}
+
+
 def test_types_and_help_per_family_in_both_formats() -> None:
     sink = sink_with(tricky_samples(), *states_and_engines())
     assert b"# TYPE container_memory_failcnt untyped\n" in sink.exposition()[0]

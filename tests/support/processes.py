@@ -20,6 +20,19 @@ def program(name: str) -> str:
     return str(BIN / name)
 
 
+
+def terminate(popen: subprocess.Popen, timeout: float = 10) -> int:
+    """SIGTERM, as supervisord stops a program; SIGKILL if it is still running at the
+    deadline. Its exit status."""
+    if popen.poll() is None:
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait()
+    return popen.returncode
+
 class Process:
     """A child process whose stdout and stderr lines are collected by threads."""
 
@@ -47,13 +60,7 @@ class Process:
         return [json.loads(line) for line in list(self.stdout) if line.startswith("{")]
 
     def stop(self, timeout: float = 10) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        terminate(self.popen, timeout)
         for reader in self._readers:
             reader.join(5)
         return self.popen.returncode
