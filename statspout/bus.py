@@ -203,12 +203,9 @@ class ResendRing:
     def _drop_oldest(self) -> None:
         self._messages -= self._entries.popleft()[2]
 
-    def take(self) -> list[bytes]:
-        """Everything held, oldest first (the ring keeps them: a router may die again)."""
-        return [payload for _, payload, _ in self._entries]
-
     def take_counted(self) -> list[tuple[bytes, int]]:
-        """``take``, with the messages each payload carries."""
+        """Everything held, oldest first, with the messages each payload carries (the ring
+        keeps them: a router may die again)."""
         return [(payload, messages) for _, payload, messages in self._entries]
 
     def __len__(self) -> int:

@@ -78,18 +78,23 @@ def test_curve_links_carry_the_peers_key(tmp_path) -> None:
 
 def test_the_resend_ring_keeps_its_window_while_linked_and_everything_while_down() -> None:
     ring = bus.ResendRing(window_s=5.0, max_messages=4)
+
+    def held() -> list[bytes]:
+        return [payload for payload, _ in ring.take_counted()]
     ring.add(b"a", now=100.0, linked=True)
     ring.add(b"b", now=104.0, linked=True)
     ring.add(b"c", now=106.0, linked=True)  # a is older than 5 s now
-    assert ring.take() == [b"b", b"c"]
+    assert held() == [b"b", b"c"]
     ring.add(b"d", now=200.0, linked=False)  # the link is down: nothing ages out
-    assert ring.take() == [b"b", b"c", b"d"]
+    assert held() == [b"b", b"c", b"d"]
     ring.add(b"e", now=201.0, linked=False)
     ring.add(b"f", now=202.0, linked=False)  # over the count bound: the oldest goes
-    assert ring.take() == [b"c", b"d", b"e", b"f"] and len(ring) == 4
+    assert held() == [b"c", b"d", b"e", b"f"] and len(ring) == 4
+    ring.add(b"batch", now=203.0, linked=False, messages=3)  # a batch of 3 counts as 3
+    assert ring.take_counted() == [(b"f", 1), (b"batch", 3)] and len(ring) == 4
     off = bus.ResendRing(window_s=0)
     off.add(b"a", now=1.0, linked=True)
-    assert off.take() == []
+    assert off.take_counted() == []
 
 
 def test_the_publisher_resends_its_ring_to_a_router_linked_anew_not_to_the_first() -> None:
