@@ -64,8 +64,11 @@ class Rig:
         self.listen = f"tcp://127.0.0.1:{free_port()}"
         self.publish = f"tcp://127.0.0.1:{free_port()}"
         self.control = f"ipc://{tmp}/router.ctl"
+        # Its replay endpoint named too: the default (the publish port + 1) may be a port
+        # another test's process holds.
         self.router = Process([program("statspout-router"), "--listen", self.listen,
                                "--publish", self.publish, "--control", self.control,
+                               "--replay", f"tcp://127.0.0.1:{free_port()}",
                                "--report-interval", "1"])
         self.behind = Process([program("statspout-sink"), "stdout", "--stdout.format", "json",
                                "--connect", self.publish, "--report-interval", "1"])
@@ -81,7 +84,7 @@ class Rig:
         self.input.setsockopt(zmq.XPUB_NODROP, 1)
         self.input.setsockopt(zmq.SNDTIMEO, SEND_TIMEOUT_MS)
         self.input.connect(self.listen)
-        assert self.input.poll(20_000), "the router never subscribed"
+        assert self.input.poll(20_000), f"the router never subscribed: {self.router.log()}"
         self.input.recv()
         self.expected = Expected()
         self.routes = RouteTable()
