@@ -13,6 +13,7 @@ import socket
 
 import pytest
 import zmq
+from support.docker_cgroups import cgroup_file, needs_docker_cgroup_v1
 from support.processes import Pipeline
 from support.waiting import passes_within, wait_for
 
@@ -23,7 +24,6 @@ pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
 MiB = 1024 * 1024
 SPIN = "while :; do :; done"
-CGROUP = "/sys/fs/cgroup"
 TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
@@ -52,20 +52,15 @@ class RouterTap:
         self._context.term()
 
 
-def cgroup_file(controller: str, container_id: str, name: str) -> str:
-    return read_text(os.path.join(CGROUP, controller, "docker", container_id, name))
-
-
 def last(samples: list[dict]) -> dict:
     return samples[-1] if samples else {}
 
 
+@needs_docker_cgroup_v1
 @pytest.mark.parametrize("source", ["api", "cgroup"])
 def test_every_new_figure_against_its_raw_source(
     figure_containers, make_container, docker_client, endpoints, run_id, source, internal_network
 ):
-    if not os.path.isdir(os.path.join(CGROUP, "memory", "docker")):
-        pytest.skip("reads the raw figures from cgroup v1 files under /sys/fs/cgroup/*/docker")
     names, c = figure_containers.names, figure_containers.containers
     tap = RouterTap(endpoints[1])
     try:

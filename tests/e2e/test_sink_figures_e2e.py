@@ -5,11 +5,11 @@ JSON sink's copy of the same sample and the raw source (the cgroup file, ``docke
 
 from __future__ import annotations
 
-import os
 import socket
 from typing import Any
 
 import pytest
+from support.docker_cgroups import cgroup_file, needs_docker_cgroup_v1
 from support.influxd import running_influxd
 from support.ports import free_port
 from support.processes import Pipeline, Process, program
@@ -23,24 +23,18 @@ from statspout.sinks.influxdb import MEM_STAT_FIELDS, telegraf_mem_usage
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
 MiB = 1024 * 1024
-CGROUP = "/sys/fs/cgroup"
 DB = "figures"
-
-
-def cgroup_file(controller: str, container_id: str, name: str) -> str:
-    return read_text(os.path.join(CGROUP, controller, "docker", container_id, name))
 
 
 def sink(name: str, publish: str, *options: str) -> Process:
     return Process([program("statspout-sink"), name, "--connect", publish, *options])
 
 
+@needs_docker_cgroup_v1
 @pytest.mark.parametrize("source", ["api", "cgroup"])
 def test_influxdb_and_prometheus_store_every_figure_as_telegraf_and_cadvisor(
     figure_containers, make_container, docker_client, endpoints, run_id, internal_network, source
 ):
-    if not os.path.isdir(os.path.join(CGROUP, "memory", "docker")):
-        pytest.skip("reads the raw figures from cgroup v1 files under /sys/fs/cgroup/*/docker")
     names, c = figure_containers.names, figure_containers.containers
     prometheus_port = free_port()
     shown: dict[str, Any] = {}  # figures printed at the end (pytest -s), for the record
