@@ -17,7 +17,7 @@ import requests
 from support.mongo import running_mongo
 from support.ports import free_port
 from support.processes import Pipeline, Process, program
-from support.waiting import wait_for
+from support.waiting import passes_within, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
@@ -102,8 +102,9 @@ def test_the_state_each_sink_stores_is_what_docker_inspect_says(make_container, 
                        "rest": lambda n: stored_as(rest_state(n))}
             for kind, name in names.items():
                 for sink, read in readers.items():
-                    wait_for(lambda read=read, name=name, kind=kind: read(name) == truth[kind],
-                             20, f"{sink}: the state of {kind} as docker inspect says it")
+                    def stored_is_inspected(read=read, name=name, kind=kind, sink=sink) -> None:
+                        assert read(name) == truth[kind], f"{sink}: the state of {kind}"
+                    passes_within(stored_is_inspected, 20)
             # The failing streak only grows; every sink holds one at least the health retries.
             assert 2 <= json_state(names["unhealthy"])["health_failing_streak"]
             assert 2 <= mongo_state(names["unhealthy"])["health_failing_streak"]
