@@ -8,7 +8,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.samples import make_event, make_stats
+from support.samples import make_engine, make_event, make_state, make_stats
 
 from statspout import wire
 
@@ -179,6 +179,76 @@ def test_decoding_is_total(payload):
     except wire.MalformedMessage:
         return
     assert wire.decode(wire.encode(message)) == message
+
+
+def _python_path(payload: bytes) -> wire.Message | None:
+    """What the checks written in Python make of a payload (None: malformed)."""
+    try:
+        return wire.from_dict(wire._unpack(payload))
+    except wire.MalformedMessage:
+        return None
+
+
+def _full_sample() -> wire.ContainerStats:
+    return make_stats(interval_s=1.0, cpu_user_ns=5, mem_stat={"cache": 1, "rss": 2},
+                      net_interfaces={"eth0": {"rx_bytes": 3}}, blk_devices={"8:0": {"read": 4}})
+
+
+def _texts_near_their_bounds():
+    """Strings whose length in characters and in UTF-8 bytes fall either side of a bound."""
+    return st.sampled_from([
+        "a" * 63, "a" * 64, "é" * 127, "é" * 128, "€" * 85, "€" * 86, "😀" * 63, "😀" * 64,
+        "a" * 255, "a" * 256, "é" * 512, "é" * 513, "😀" * 256, "😀" * 257, "a" * 1024,
+        "a" * 1025, "a" * 4096, "€" * 1366, "", "running"])
+
+
+def _mutated_messages():
+    """A valid message of any kind with one field, label or map entry replaced."""
+    bases = [_full_sample().to_dict(), make_event().to_dict(), make_state().to_dict(),
+             make_engine().to_dict()]
+    values = _msgpack_values() | _texts_near_their_bounds() | st.sampled_from(
+        [2**63 - 1, 2**63, 0, -1, 1.5, float("nan"), float("inf"), True, None])
+
+    @st.composite
+    def mutated(draw: st.DrawFn) -> dict:
+        raw = dict(draw(st.sampled_from(bases)))
+        key = draw(st.sampled_from(sorted(raw)))
+        where = draw(st.sampled_from(["field", "label key", "label value", "map key",
+                                      "map value", "drop"]))
+        if where == "field":
+            raw[key] = draw(values)
+        elif where == "drop":
+            raw.pop(key)
+        elif where.startswith("label"):
+            text = draw(_texts_near_their_bounds())
+            raw["labels"] = {text: "v"} if where == "label key" else {"k": text}
+        elif "mem_stat" in raw:
+            raw["mem_stat"] = ({draw(_texts_near_their_bounds()): 1} if where == "map key"
+                               else {"cache": draw(values)})
+        return raw
+
+    return mutated()
+
+
+@settings(max_examples=3000, deadline=None, database=None)
+@given(_mutated_messages().map(lambda v: msgpack.packb(v, use_bin_type=True)))
+def test_the_c_decoder_accepts_only_what_the_python_checks_accept(payload):
+    """msgspec (the fast path) and the checks written in Python take the same payloads: what
+    the fast path reads, the Python path reads as the same message; what the Python path
+    refuses, the fast path refuses too (and leaves to it, which says why)."""
+    fast = wire._decode_checked_in_c(payload)
+    slow = _python_path(payload)
+    if slow is None:
+        assert fast is None
+    elif fast is not None:
+        assert fast == slow
+
+
+def test_the_c_decoder_reads_every_valid_message_of_every_kind():
+    for message in (_full_sample(), make_stats(), make_event("rename", old_name="x"),
+                    make_state(), make_engine(),
+                    make_stats(host="h" * 255, labels={"k" * 256: "€" * 1024})):
+        assert wire._decode_checked_in_c(wire.encode(message)) == message
 
 
 # Version 1.1: maps, a 1.0 collector's messages, the new kinds
