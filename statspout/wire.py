@@ -639,8 +639,9 @@ def from_dict(raw: Any) -> Message:
         raise MalformedMessage(f"unknown event action {raw['action']!r}")
     values = {name: raw.get(name) for name in _INIT_NAMES[kind]}
     for name in _FLOAT_NAMES[kind]:  # an integer where a float belongs reads as that float
-        if type(values[name]) is int:
-            values[name] = float(values[name])
+        number = values[name]
+        if type(number) is int:
+            values[name] = float(number)
     return _CLASSES[kind](**values)
 
 
@@ -914,4 +915,4 @@ def _decode_checked_in_c(payload: Any) -> Message | None:
         return None
     if head.v != SCHEMA_VERSION:  # a message reads as of this version, whichever it came in
         object.__setattr__(message, "v", SCHEMA_VERSION)
-    return message  # type: ignore[no-any-return]
+    return message
