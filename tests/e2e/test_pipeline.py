@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 from support.processes import Pipeline, Process, program
-from support.waiting import wait_for
+from support.waiting import passes_within, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.e2e]
 
@@ -35,8 +35,13 @@ def test_figures_match_what_the_containers_do(make_container, endpoints, run_id,
             for n in (f"spin-{run_id}", f"half-{run_id}", f"mem-{run_id}")
         ), 30, "four samples with CPU figures of every container")
 
-        assert recent_cpu(pipeline, f"spin-{run_id}") == pytest.approx(100, abs=15)
-        assert recent_cpu(pipeline, f"half-{run_id}") == pytest.approx(50, abs=10)
+        def cpu_as_the_containers_use_it() -> None:
+            assert recent_cpu(pipeline, f"spin-{run_id}") == pytest.approx(100, abs=15)
+            assert recent_cpu(pipeline, f"half-{run_id}") == pytest.approx(50, abs=10)
+
+        # On a machine busy with other work a spinning container gets less than a core for a
+        # while, and reads so: later samples are looked at until the deadline.
+        passes_within(cpu_as_the_containers_use_it, 30, poll=1.0)
         memory = pipeline.samples(f"mem-{run_id}")[-1]
         assert memory["mem_usage"] == pytest.approx(64 * MiB, abs=8 * MiB)
         assert memory["mem_percent"] == pytest.approx(
