@@ -167,7 +167,8 @@ def influx_round(url: str, samples: list[ContainerStats], args: argparse.Namespa
     direct_s = influx_direct(url, f"direct_{run}", samples, args.batch_size, args.limit)
     sink = args.influx_sink(SimpleNamespace(
         api="v1", url=url, token="", org="", bucket="", database=f"sink_{run}",
-        retention_policy="", username="", password="", label_tags=list(LABEL_TAGS), **common))
+        retention_policy="", username="", password="", label_tags=[],
+        label_include=list(LABEL_TAGS), label_exclude=[], **common))
     sink_s = through_sink(sink, samples, args.limit)
     stored = influx_count(url, f"sink_{run}"), influx_count(url, f"direct_{run}")
     if stored != (len(samples), len(samples)):

@@ -252,8 +252,12 @@ def test_bounds_below_their_minimum_exit_2_in_one_line(flag: str, value: str) ->
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and flag in result.stderr
 
 
-def test_router_whose_port_is_taken_exits_at_once_naming_the_endpoint(places) -> None:
-    port = int(places["listen"].rsplit(":", 1)[1])
+@pytest.mark.parametrize("option", ["--listen", "--replay"])
+def test_router_whose_port_is_taken_exits_at_once_naming_the_endpoint(places, option) -> None:
+    """--replay by default: the port after --publish's, which another program may hold."""
+    endpoint = places["listen"] if option == "--listen" else \
+        bus.replay_endpoint_for(places["publish"])
+    port = int(endpoint.rsplit(":", 1)[1])
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
@@ -266,7 +270,7 @@ def test_router_whose_port_is_taken_exits_at_once_naming_the_endpoint(places) ->
     assert result.returncode == 1
     assert time.monotonic() - started < 10
     assert result.stderr.count("\n") == 1, result.stderr
-    assert f"cannot bind --listen {places['listen']}: Address already in use" in result.stderr
+    assert f"cannot bind {option} {endpoint}: Address already in use" in result.stderr
 
 
 def test_second_router_leaves_the_live_routers_control_socket_alone(places) -> None:
