@@ -244,6 +244,19 @@ def test_the_c_decoder_accepts_only_what_the_python_checks_accept(payload):
         assert fast == slow
 
 
+@pytest.mark.parametrize("repeated", [("seq", -5), ("seq", 7), ("kind", "event"),
+                                      ("labels", {"a": 1}), ("host", "other")])
+def test_a_key_given_twice_counts_as_its_last_value_on_both_paths(repeated):
+    packer = msgpack.Packer()
+    fields = [*make_stats().to_dict().items(), repeated]
+    payload = packer.pack_map_header(len(fields)) + b"".join(
+        packer.pack(key) + packer.pack(value) for key, value in fields)
+    fast, slow = wire._decode_checked_in_c(payload), _python_path(payload)
+    assert fast == slow or (fast is None and slow is not None)
+    if slow is not None:
+        assert getattr(slow, repeated[0]) == repeated[1]
+
+
 def test_the_c_decoder_reads_every_valid_message_of_every_kind():
     for message in (_full_sample(), make_stats(), make_event("rename", old_name="x"),
                     make_state(), make_engine(),
