@@ -11,6 +11,7 @@ The limits (integer ranges, string lengths, label count) are part of the field t
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
 import sys
@@ -865,10 +866,11 @@ def _bounded_type(spec: FieldSpec) -> Any:
 def _bind_bounds(cls: type, specs: tuple[FieldSpec, ...]) -> None:
     by_name = {spec.name: spec for spec in specs}
     for klass in cls.__mro__:
-        annotations = klass.__dict__.get("__annotations__", {})
-        for name in annotations:
-            if name in by_name:
-                annotations[name] = _bounded_type(by_name[name])
+        declared = inspect.get_annotations(klass)  # the class's own, never a base's
+        if any(name in by_name for name in declared):
+            klass.__annotations__ = {
+                name: _bounded_type(by_name[name]) if name in by_name else declared_type
+                for name, declared_type in declared.items()}
 
 
 class _Head(msgspec.Struct):
