@@ -831,12 +831,12 @@ READ_FIGURES: tuple[str, ...] = tuple(
 # field's type and bounds as it goes (an item of a fleet batch: 6 µs, against 23 µs unpacked
 # and checked in Python, which was most of what a sink spent its time on). The bounds come
 # from the field table: at import, each class's annotations are replaced by the table's
-# types with their bounds. What msgspec refuses goes to the Python path above, which decides and says what is wrong, so
-# both paths accept exactly the same payloads: msgspec counts a string's characters, not its
-# UTF-8 bytes, so a field's string gets its bound in characters (a string over it is surely
-# too long) and its bytes are measured after, when its length does not settle it; the keys
-# and values of labels and maps get the bound a character can take at 4 bytes (a string
-# within it surely fits; a longer one is left to the Python path).
+# types with their bounds. What msgspec refuses goes to the Python path above, which decides
+# and says what is wrong, so both paths accept exactly the same payloads: msgspec counts a
+# string's characters, not its UTF-8 bytes, so a field's string gets its bound in characters
+# (a string over it is surely too long) and its bytes are measured after, when its length
+# does not settle it; the keys and values of labels and maps get the bound a character can
+# take at 4 bytes (a string within it surely fits; a longer one is left to the Python path).
 _FLOAT_MAX = sys.float_info.max  # the bounds reject inf and NaN: floats are finite
 _Count = Annotated[int, msgspec.Meta(ge=INT_MIN, le=INT_MAX)]
 _MapKey = Annotated[str, msgspec.Meta(max_length=MAX_MAP_KEY_BYTES // 4)]
