@@ -34,7 +34,8 @@ import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, truediv
 from types import SimpleNamespace
 from typing import Any
 
@@ -101,37 +102,76 @@ def _quota_only(attribute: str, divisor: float = 1) -> Callable[[ContainerStats]
     return value
 
 
-def _per_interface(key: str, total: str) -> Callable[[ContainerStats], PerSeries]:
-    """One series per interface, as cAdvisor (which has no total); a 1.0 collector's sample
-    (no per-interface figures) gets its totals, without an interface label."""
-    def series(sample: ContainerStats) -> PerSeries:
-        if sample.net_interfaces is None:
-            return [(None, getattr(sample, total))]
-        return [(("interface", name), figures[key])
-                for name, figures in sorted(sample.net_interfaces.items()) if key in figures]
-    return series
+@dataclass(frozen=True, slots=True)
+class PerEntry:
+    """One series per entry of a map-valued figure, labelled with the entry's name, in the
+    entries' order: per interface (cAdvisor has no total) or per block device "MAJOR:MINOR". A
+    1.0 collector's sample (no per-entry figures) gets its total, without that label."""
+
+    field: str  # "net_interfaces", "blk_devices"
+    label: str  # "interface", "device"
+    key: str  # the figure in each entry ("rx_bytes", "read_bytes", …)
+    total: str  # the sample's total of it
+
+    def __call__(self, sample: ContainerStats) -> PerSeries:
+        entries = getattr(sample, self.field)
+        if entries is None:
+            return [(None, getattr(sample, self.total))]
+        return [((self.label, name), figures[self.key])
+                for name, figures in sorted(entries.items()) if self.key in figures]
+
+    def lines(self, series: str, rows: list[tuple[str, Any]]) -> str:
+        """The family's lines from ``rows`` (``entry_rows``): what ``__call__`` gives, written
+        without an object per series."""
+        key, total = self.key, self.total
+        return "".join([
+            f"{series}{text} {figures[key]}\n" if type(figures) is dict
+            else f"{series}{text} {number_text(getattr(figures, total))}\n"
+            for text, figures in rows if type(figures) is not dict or key in figures])
 
 
-def _per_device(key: str, total: str) -> Callable[[ContainerStats], PerSeries]:
-    """One series per block device "MAJOR:MINOR"; a 1.0 sample: its totals, no label."""
-    def series(sample: ContainerStats) -> PerSeries:
-        if sample.blk_devices is None:
-            return [(None, getattr(sample, total))]
-        return [(("device", name), figures[key])
-                for name, figures in sorted(sample.blk_devices.items()) if key in figures]
-    return series
+def entry_rows(per: PerEntry, messages: Sequence[Any], labels: list[str]
+               ) -> list[tuple[str, Any]]:
+    """(label text, the entry's figures) for every entry of every message, in order; for a
+    message without entries, (its label text, the message). Made once a scrape for all the
+    families of one map (the eight network ones share each interface's label text); the
+    figures of an entry are integers (the wire's int_map)."""
+    rows: list[tuple[str, Any]] = []
+    for text, message in zip(labels, messages, strict=True):
+        entries = getattr(message, per.field)
+        if entries is None:
+            rows.append((text, message))
+            continue
+        head = f'{text[:-1]},{per.label}="'
+        rows.extend((f'{head}{_label_value(name)}"}}', figures)
+                    for name, figures in sorted(entries.items()))
+    return rows
 
 
-def _one_of(attribute: str, label: str, choices: Sequence[str]
-            ) -> Callable[[Any], PerSeries]:
+@dataclass(frozen=True, slots=True)
+class OneOf:
     """A series per possible value, 1 for the current one and 0 for the others (no series at
     all while the attribute is null)."""
-    def series(message: Any) -> PerSeries:
-        current = getattr(message, attribute)
+
+    attribute: str
+    label: str
+    choices: tuple[str, ...]
+
+    def __call__(self, message: Any) -> PerSeries:
+        current = getattr(message, self.attribute)
         if current is None:
             return []
-        return [((label, choice), int(choice == current)) for choice in choices]
-    return series
+        return [((self.label, choice), int(choice == current)) for choice in self.choices]
+
+    def lines(self, series: str, messages: Sequence[Any], labels: list[str]) -> str:
+        """What ``__call__`` gives, written without an object per series."""
+        parts = [(f'{series}{text[:-1]},{self.label}="', current)
+                 for text, current in zip(labels, map(attrgetter(self.attribute), messages),
+                                          strict=True)
+                 if current is not None]
+        choices = [(choice, _label_value(choice) + '"} ') for choice in self.choices]
+        return "".join([f"{head}{tail}{int(choice == current)}\n"
+                        for head, current in parts for choice, tail in choices])
 
 
 _NET = (("receive", "rx"), ("transmit", "tx"))
@@ -177,12 +217,13 @@ FAMILIES: tuple[Family, ...] = (
            "Memory limit (the host's memory when unlimited)", "mem_limit"),
     *(Family(f"container_network_{way}_{name}", "counter",
              text.format(_NET_VERBS[way][0 if name in ("bytes", "packets") else 1]),
-             "", per=_per_interface(f"{prefix}_{key}", f"{prefix}_{key}"))
+             "", per=PerEntry("net_interfaces", "interface", f"{prefix}_{key}",
+                              f"{prefix}_{key}"))
       for way, prefix in _NET for name, key, text in _NET_FIGURES),
     Family("container_fs_reads_bytes", "counter", "Cumulative count of bytes read", "",
-           per=_per_device("read_bytes", "blk_read_bytes")),
+           per=PerEntry("blk_devices", "device", "read_bytes", "blk_read_bytes")),
     Family("container_fs_writes_bytes", "counter", "Cumulative count of bytes written", "",
-           per=_per_device("write_bytes", "blk_write_bytes")),
+           per=PerEntry("blk_devices", "device", "write_bytes", "blk_write_bytes")),
     Family("container_last_seen", "gauge", "When the sample was read, seconds since the epoch",
            "timestamp", 1e9),
     Family("statspout_container_cpu_usage_percent", "gauge",
@@ -196,10 +237,10 @@ FAMILIES: tuple[Family, ...] = (
            source="state"),
     Family("statspout_container_state", "gauge",
            "1 for the container's current state, 0 for the others", "", source="state",
-           per=_one_of("status", "state", CONTAINER_STATUSES)),
+           per=OneOf("status", "state", CONTAINER_STATUSES)),
     Family("statspout_container_health_status", "gauge",
            "1 for the health check's current status, 0 for the others (containers with a "
-           "health check)", "", source="state", per=_one_of("health", "status", HEALTH_STATUSES)),
+           "health check)", "", source="state", per=OneOf("health", "status", HEALTH_STATUSES)),
     Family("statspout_container_health_failing_streak", "gauge",
            "Consecutive failed health checks", "health_failing_streak", source="state"),
     # Not "…_restart_count": the "_count" suffix is a histogram's or summary's (promtool's
@@ -319,6 +360,7 @@ class ContainerCollector:
             "engine": (engines, [f'{{host="{_label_value(e.host)}"}}' for e in engines]),
         }
         parts = []
+        entry_rows_made: dict[str, list[tuple[str, Any]]] = {}
         for family in FAMILIES:
             name, kind = family.name, family.kind
             series = f"{name}_total" if kind == "counter" else name
@@ -328,8 +370,18 @@ class ContainerCollector:
             parts.append(f"# HELP {header} {family.help.translate(_ESCAPE_HELP)}\n"
                          f"# TYPE {header} {kind}\n".encode())
             messages, labels = sources[family.source]
-            if family.per is not None:
-                parts.append(_expanded(series, family.per, messages, labels).encode())
+            per = family.per
+            if isinstance(per, PerEntry):
+                rows = entry_rows_made.get(per.field)
+                if rows is None:
+                    rows = entry_rows_made[per.field] = entry_rows(per, messages, labels)
+                parts.append(per.lines(series, rows).encode())
+                continue
+            if isinstance(per, OneOf):
+                parts.append(per.lines(series, messages, labels).encode())
+                continue
+            if per is not None:
+                parts.append(_expanded(series, per, messages, labels).encode())
                 continue
             if family.own_labels:
                 labels = [text[:-1] + "," + family.own_labels + "}" for text in labels]
@@ -337,7 +389,11 @@ class ContainerCollector:
                       else family.value)
             divisor = family.divisor
             values: list = list(map(getter, messages))
-            if divisor is not None or not set(map(type, values)) <= _INTEGERS:
+            all_integers = set(map(type, values)) <= _INTEGERS
+            if divisor is not None and all_integers:
+                # an integer over the divisor is a finite float: number_text writes its repr
+                values = list(map(repr, map(truediv, values, repeat(divisor))))
+            elif divisor is not None or not all_integers:
                 values = [None if value is None else
                           number_text(value / divisor if divisor is not None else value)
                           for value in values]

@@ -17,7 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families as text_fami
 from support.samples import make_container_stats, make_engine, make_event, make_state
 
 from statspout.sinks import latest
-from statspout.sinks.prometheus import FAMILIES, PrometheusSink
+from statspout.sinks.prometheus import (
+    FAMILIES,
+    OneOf,
+    PerEntry,
+    PrometheusSink,
+    _expanded,
+    entry_rows,
+)
 from statspout.wire import CONTAINER_STATUSES, ContainerState, ContainerStats, EngineInfo
 
 KEY = "com.docker.compose.project"
@@ -199,3 +206,27 @@ def test_the_tables_are_bounded_and_count_what_they_refuse(monkeypatch) -> None:
     assert sorted(state.id for state in table.states()) == ["c0", "c1"]
     assert table.counters()["refused_states"] == 2
     assert {state.id: state.status for state in table.states()}["c0"] == "running"
+
+
+def test_the_per_entry_and_one_of_families_write_what_their_data_model_gives() -> None:
+    """The network, block device, state and health families are written from prepared rows
+    (sinks/prometheus.py: PerEntry.lines, OneOf.lines); their lines are exactly those of the
+    series their data model (``Family.per``) gives: tricky names, 1.0 samples without entries,
+    missing keys and null statuses included."""
+    samples = tricky_samples() + wire_1_1_samples()
+    states, _ = states_and_engines()
+    sink = sink_with(samples, states)
+    collector = sink.collector
+    checked = 0
+    for family in FAMILIES:
+        messages: Sequence[Any] = samples if family.source == "stats" else states
+        labels = collector._label_sets(list(messages))
+        if isinstance(family.per, PerEntry):
+            fast = family.per.lines(family.name, entry_rows(family.per, messages, labels))
+        elif isinstance(family.per, OneOf):
+            fast = family.per.lines(family.name, messages, labels)
+        else:
+            continue
+        assert fast == _expanded(family.name, family.per, messages, labels), family.name
+        checked += 1
+    assert checked == 12  # 8 network, 2 block device, state and health
