@@ -8,7 +8,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -17,8 +16,9 @@ from pathlib import Path
 
 import docker
 import pytest
+import zmq
 from support.docker_engine import IMAGE, TEST_LABEL
-from support.processes import terminate
+from support.processes import collector_into_socket
 
 from statspout import wire
 
@@ -98,25 +98,12 @@ def sleepers(docker_client: docker.DockerClient) -> Iterator[list[str]]:
 @pytest.mark.parametrize("source, api_mode", [("api", "poll"), ("api", "stream"),
                                               ("cgroup", "auto")])
 def test_no_inspect_per_sample(sleepers, tmp_path, source, api_mode):
-    zmq = pytest.importorskip("zmq")
     proxy = CountingDockerProxy(tmp_path / "docker.sock")
-    context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
-    port = sub.bind_to_random_port("tcp://127.0.0.1")
     log_path = tmp_path / "collector.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "statspout.collector.main", "--source", source,
-             "--api-mode", api_mode, "--interval", "1", "--connect", f"tcp://127.0.0.1:{port}"],
-            stdout=log_file, stderr=subprocess.STDOUT,
-            env={**os.environ, "DOCKER_HOST": f"unix://{proxy.path}"},
-        )
     samples = dict.fromkeys(sleepers, 0)
     states = dict.fromkeys(sleepers, 0)
 
-    def receive_until(enough: int) -> None:
+    def receive_until(sub: zmq.Socket, process: subprocess.Popen, enough: int) -> None:
         deadline = time.monotonic() + 60
         while min(samples.values()) < enough:
             assert time.monotonic() < deadline and process.poll() is None, log_path.read_text()
@@ -133,15 +120,15 @@ def test_no_inspect_per_sample(sleepers, tmp_path, source, api_mode):
         return proxy.count(method, f"/containers/({ids})/{what}")
 
     try:
-        receive_until(2)
-        inspects, stats_calls = asked("GET", "json"), asked("GET", "stats")
-        infos = proxy.count("GET", "/info")
-        states_before = dict(states)
-        receive_until(2 + SAMPLES_WATCHED)
+        with collector_into_socket(
+                ["--source", source, "--api-mode", api_mode, "--interval", "1"], log_path,
+                env={**os.environ, "DOCKER_HOST": f"unix://{proxy.path}"}) as (sub, process):
+            receive_until(sub, process, 2)
+            inspects, stats_calls = asked("GET", "json"), asked("GET", "stats")
+            infos = proxy.count("GET", "/info")
+            states_before = dict(states)
+            receive_until(sub, process, 2 + SAMPLES_WATCHED)
     finally:
-        terminate(process, 15)
-        sub.close()
-        context.term()
         proxy.close()
     # ≥ SAMPLES_WATCHED samples and intervals of each container: not one inspect of them
     assert asked("GET", "json") == inspects, proxy.requests

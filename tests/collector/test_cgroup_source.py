@@ -4,8 +4,6 @@ and systemd layouts), then both sources on the same real containers at the same 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +14,7 @@ import docker
 import docker.errors
 import pytest
 from support.docker_engine import IMAGE, TEST_LABEL
-from support.processes import terminate
+from support.processes import collector_into_socket
 from support.readings import make_reading
 from support.waiting import wait_for
 
@@ -697,20 +695,9 @@ def test_vanished_real_container_reads_none(docker_client):
 def test_collector_process_publishes_from_cgroup_files(docker_client, containers, tmp_path):
     """The real statspout-collector with --source cgroup: the log says so, and the busy
     container's samples carry a CPU percent computed from two of its readings."""
-    zmq = pytest.importorskip("zmq")
-    context = zmq.Context()
-    sub = context.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
-    port = sub.bind_to_random_port("tcp://127.0.0.1")
     log_path = tmp_path / "collector.log"
-    with open(log_path, "wb") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "statspout.collector.main", "--source", "cgroup",
-             "--interval", "1", "--connect", f"tcp://127.0.0.1:{port}"],
-            stdout=log_file, stderr=subprocess.STDOUT,
-        )
-    try:
+    with collector_into_socket(["--source", "cgroup", "--interval", "1"],
+                               log_path) as (sub, process):
         busy_id = containers["busy"].id
         percents: list[float] = []
         deadline = time.monotonic() + 30
@@ -723,10 +710,6 @@ def test_collector_process_publishes_from_cgroup_files(docker_client, containers
                     if message.cpu_percent is not None:
                         percents.append(message.cpu_percent)
         assert min(percents) > 30, percents
-    finally:
-        terminate(process, 15)
-        sub.close()
-        context.term()
     assert "figures from cgroup files" in log_path.read_text()
     assert process.returncode == 0
 

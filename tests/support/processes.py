@@ -9,8 +9,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+
+import zmq
 
 BIN = Path(sys.executable).parent
 
@@ -32,6 +35,33 @@ def terminate(popen: subprocess.Popen, timeout: float = 10) -> int:
             popen.kill()
             popen.wait()
     return popen.returncode
+
+@contextmanager
+def collector_into_socket(args: Sequence[str], log_path: Path,
+                          env: dict[str, str] | None = None
+                          ) -> Iterator[tuple[zmq.Socket, subprocess.Popen]]:
+    """A real collector process (``python -m statspout.collector.main ARGS``, its output in
+    ``log_path``) connected to a SUB socket bound here, where a router's input would be: the
+    socket and the process. At the end the collector is stopped (SIGTERM) and the socket
+    closed."""
+    context = zmq.Context()
+    sub = context.socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"")
+    sub.setsockopt(zmq.LINGER, 0)
+    port = sub.bind_to_random_port("tcp://127.0.0.1")
+    with open(log_path, "wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "statspout.collector.main", *args,
+             "--connect", f"tcp://127.0.0.1:{port}"],
+            stdout=log_file, stderr=subprocess.STDOUT, env=env,
+        )
+    try:
+        yield sub, process
+    finally:
+        terminate(process, 15)
+        sub.close()
+        context.term()
+
 
 class Process:
     """A child process whose stdout and stderr lines are collected by threads."""
